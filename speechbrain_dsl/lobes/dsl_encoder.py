@@ -1,0 +1,88 @@
+"""A SoundStream encoder with a Dynamic Switch Layer after one of its blocks.
+
+``wav -> base (first blocks, always runs) -> DSL (mask, switch, full or light tail)``
+
+The full tail *is* the rest of the given :class:`SoundStreamEncoder` (shared
+parameters), so in ``full`` mode this encoder computes exactly what the baseline
+encoder computes.
+"""
+
+import torch.nn.functional as F
+from torch import nn
+
+from speechbrain_dsl.nnet.dsl import DynamicSwitchLayer
+
+
+class DSLEncoder(nn.Module):
+    """``base -> DynamicSwitchLayer(full tail, light tail)``.
+
+    Arguments
+    ---------
+    encoder : SoundStreamEncoder
+        The full encoder; it is split after block ``split_after``.
+    light_tail : nn.Module
+        Causal lightweight tail taking the base's output channels (for example a
+        narrow :class:`SoundStreamEncoder` with ``in_channels`` set accordingly).
+    switch : Switch
+    mask : Mask or None
+    split_after : int
+        1-based index of the block the DSL follows.
+    segment_frames, mode, threshold, distance
+        See :class:`~speechbrain_dsl.nnet.dsl.DynamicSwitchLayer`.
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
+    >>> from speechbrain_dsl.nnet.dsl import Switch, Mask
+    >>> full = SoundStreamEncoder(channels=4, multipliers=(2, 4), strides=(2, 4), emb_dim=8)
+    >>> light = SoundStreamEncoder(8, channels=2, multipliers=(1,), strides=(4,), emb_dim=8)
+    >>> enc = DSLEncoder(full, light, Switch(8), Mask(8), split_after=1, segment_frames=10)
+    >>> enc.eval()(torch.randn(2, 1, 800)).emb.shape
+    torch.Size([2, 8, 100])
+    """
+
+    def __init__(
+        self,
+        encoder,
+        light_tail,
+        switch,
+        mask=None,
+        split_after=1,
+        segment_frames=50,
+        mode="mixed",
+        threshold=0.5,
+        distance="mae",
+    ):
+        super().__init__()
+        self.base, full_tail = encoder.split(split_after)
+        base_channels = encoder.output_channels(split_after)
+        light_in = _input_channels(light_tail)
+        if light_in is not None and light_in != base_channels:
+            raise ValueError(
+                f"DSLEncoder: light_tail takes {light_in} input channels but the base "
+                f"(split after block {split_after}) outputs {base_channels}"
+            )
+        self.dsl = DynamicSwitchLayer(
+            full_tail, light_tail, switch, mask, segment_frames, mode, threshold, distance
+        )
+        self.hop = encoder.hop
+        self.emb_dim = encoder.emb_dim
+        self.split_after = split_after
+
+    def forward(self, wav, lengths=None, route=None):
+        """Encodes ``wav`` [batch, 1, samples]; returns a :class:`DSLOutput`.
+
+        The waveform is zero-padded on the right to a multiple of the hop, so
+        ``out.emb`` is ``[batch, emb_dim, ceil(samples / hop)]``.
+        """
+        wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
+        return self.dsl(self.base(wav), lengths, route)
+
+
+def _input_channels(module):
+    """Input channels of the first conv in ``module``, or None if there is none."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv1d):
+            return m.in_channels
+    return None

@@ -1,0 +1,618 @@
+"""The Dynamic Switch Layer (DSL) and its supervised special case, Gated Compression.
+
+Paper: "Dynamic Switch Layers For Unsupervised Learning", §2.2. A DSL sits after a
+*base* network ``B`` and before the rest of the model, the *full tail* ``F``::
+
+    m = M(B(x))                    Mask: per-channel gain, L1 on its output (Eq. 2)
+    d_hat = S(m)                   Switch: predicted distance(L(m), F(m)) per segment
+    y = L(m) if d_hat < tau else F(m)
+
+``L`` is the *lightweight tail*: same input and output shapes as ``F``, far fewer
+filters, distilled from ``F`` (Eq. 4). The switch regresses the true distance with
+a stop-gradient target (Eq. 3). The loss is Eq. 5::
+
+    L_DSL = alpha * L_compression + beta * (L_switch + L_light)
+
+Routing unit: a *segment* of ``segment_frames`` output frames (or the whole
+utterance). At inference each segment runs exactly one tail: segments are gathered
+per path into packed rows, only that path runs on them, and results are scattered
+back. A tail is causal with a finite receptive field, so each gathered window
+carries just enough left context of the base features (``ctx`` frames) for its
+outputs to equal running the tail on the whole utterance.
+
+Training runs both tails on everything (the losses need both) and returns the full
+tail's output.
+
+Layout: features ``[batch, channels, time]``; per-segment tensors ``[batch, segments]``.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODES = ("full", "light", "mixed", "oracle")
+
+
+class Mask(nn.Module):
+    """Learnable per-channel gain that compresses the activation map.
+
+    Its output is penalised with L1 (:class:`DSLLoss`, Eq. 2), which drives
+    channels and activations towards zero.
+
+    Arguments
+    ---------
+    channels : int
+    init : float
+        Initial gain (1 = identity).
+
+    Example
+    -------
+    >>> mask = Mask(4)
+    >>> mask(torch.randn(2, 4, 10)).shape
+    torch.Size([2, 4, 10])
+    """
+
+    def __init__(self, channels, init=1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(init)))
+
+    def forward(self, x):
+        """Scales each channel of ``x`` [batch, channels, time]."""
+        return x * self.weight[:, None]
+
+
+class SegmentStatsHead(nn.Module):
+    """Pools features per segment (mean and log-std per channel), then an MLP.
+
+    Cheap on purpose: it runs on every segment before the routing decision.
+
+    Arguments
+    ---------
+    in_channels : int
+    hidden : int
+
+    Example
+    -------
+    >>> head = SegmentStatsHead(4, hidden=8)
+    >>> head(torch.randn(2, 4, 100), segment_len=30).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, in_channels, hidden=32):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * in_channels, hidden), nn.ELU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, x, segment_len, lengths=None):
+        """Returns one raw score per segment, ``[batch, ceil(time / segment_len)]``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features ``[batch, channels, time]``.
+        segment_len : int
+            Time steps per segment.
+        lengths : torch.Tensor, optional
+            Relative lengths in (0, 1]; padded steps are left out of the statistics.
+        """
+        batch, channels, time = x.shape
+        n_seg = math.ceil(time / segment_len)
+        pad = n_seg * segment_len - time
+        valid = length_mask(lengths, time, x.device, batch).to(x.dtype)
+        if lengths is not None:
+            x = x * valid[:, None]
+        x = F.pad(x, (0, pad)).view(batch, channels, n_seg, segment_len)
+        count = F.pad(valid, (0, pad)).view(batch, n_seg, segment_len).sum(-1)
+        count = count.clamp(min=1)[:, None]
+        mean = x.sum(-1) / count
+        var = (x.square().sum(-1) / count - mean.square()).clamp(min=0)
+        stats = torch.cat([mean, 0.5 * torch.log(var + 1e-6)], dim=1)
+        return self.mlp(stats.transpose(1, 2)).squeeze(-1)
+
+
+class Switch(SegmentStatsHead):
+    """Predicts, per segment, the distance between the light and full tail outputs.
+
+    The prediction is non-negative (softplus). Trained by :class:`DSLLoss` against
+    the true distance with stop-gradient (Eq. 3).
+
+    Example
+    -------
+    >>> switch = Switch(4)
+    >>> d = switch(torch.randn(2, 4, 100), segment_len=50)
+    >>> d.shape, bool((d >= 0).all())
+    (torch.Size([2, 2]), True)
+    """
+
+    def forward(self, x, segment_len, lengths=None):
+        """Predicted distance per segment, ``[batch, segments]``."""
+        return F.softplus(super().forward(x, segment_len, lengths))
+
+
+def length_mask(lengths, time, device, batch):
+    """Boolean ``[batch, time]``: True on steps within each relative length.
+
+    Example
+    -------
+    >>> length_mask(torch.tensor([1.0, 0.5]), 4, "cpu", 2)
+    tensor([[ True,  True,  True,  True],
+            [ True,  True, False, False]])
+    """
+    if lengths is None:
+        return torch.ones(batch, time, dtype=torch.bool, device=device)
+    steps = torch.round(lengths.to(device) * time).clamp(min=1)
+    return torch.arange(time, device=device)[None] < steps[:, None]
+
+
+def segment_mean(values, segment_frames, frame_mask=None):
+    """Averages ``values`` [batch, frames] over segments of ``segment_frames``.
+
+    Padded frames (``frame_mask`` False) are left out. Returns ``[batch, segments]``.
+
+    Example
+    -------
+    >>> segment_mean(torch.arange(5.0)[None], 2)
+    tensor([[0.5000, 2.5000, 4.0000]])
+    """
+    batch, frames = values.shape
+    n_seg = math.ceil(frames / segment_frames)
+    pad = n_seg * segment_frames - frames
+    if frame_mask is None:
+        frame_mask = torch.ones_like(values, dtype=torch.bool)
+    weight = F.pad(frame_mask.to(values.dtype), (0, pad)).view(batch, n_seg, -1)
+    total = F.pad(values * weight.flatten(1)[:, :frames], (0, pad))
+    total = total.view(batch, n_seg, -1).sum(-1)
+    return total / weight.sum(-1).clamp(min=1)
+
+
+def mean_absolute_error(a, b):
+    """Per-frame MAE over channels: ``[batch, channels, frames] -> [batch, frames]``."""
+    return (a - b).abs().mean(1)
+
+
+def mean_squared_error(a, b):
+    """Per-frame MSE over channels: ``[batch, channels, frames] -> [batch, frames]``."""
+    return (a - b).square().mean(1)
+
+
+DISTANCES = {"mae": mean_absolute_error, "mse": mean_squared_error}
+
+
+@dataclass
+class DSLOutput:
+    """What a :class:`DynamicSwitchLayer` forward returns.
+
+    Attributes
+    ----------
+    emb : torch.Tensor
+        ``[batch, channels, frames]``: the layer's output (full tail in training).
+    masked : torch.Tensor
+        Mask output ``[batch, channels, time]`` (input of both tails).
+    predicted : torch.Tensor or None
+        Switch prediction per segment ``[batch, segments]``.
+    distance : torch.Tensor or None
+        True distance(light, full) per segment; differentiable w.r.t. the light
+        tail only (the full tail is the teacher). Set in training and ``oracle``.
+    route : torch.Tensor or None
+        Bool ``[batch, segments]``, True where the light tail ran (inference only).
+    segment_mask : torch.Tensor
+        Bool ``[batch, segments]``, False for segments that are all padding.
+    light_emb : torch.Tensor or None
+        Light tail output on every frame (training and ``oracle``).
+    """
+
+    emb: torch.Tensor
+    masked: torch.Tensor
+    predicted: Optional[torch.Tensor]
+    distance: Optional[torch.Tensor]
+    route: Optional[torch.Tensor]
+    segment_mask: torch.Tensor
+    light_emb: Optional[torch.Tensor] = None
+
+
+class DynamicSwitchLayer(nn.Module):
+    """Mask, Switch and a routed choice between a full and a lightweight tail.
+
+    Arguments
+    ---------
+    full_tail : nn.Module
+        Causal module ``[B, C, T] -> [B, D, T / hop]`` exposing ``hop`` and
+        ``lookback`` (see :mod:`speechbrain_dsl.nnet.conv`).
+    light_tail : nn.Module
+        Same interface and output shape, far fewer filters.
+    switch : Switch
+    mask : Mask or None
+        None skips the mask (no compression).
+    segment_frames : int or None
+        Routing unit in output frames (50 = 1 s at 50 Hz); None routes whole
+        utterances.
+    mode : str
+        Inference mode: ``full``, ``light``, ``mixed`` (predicted distance below
+        ``threshold`` goes light) or ``oracle`` (true distance below ``threshold``
+        goes light; runs both tails, for analysis only).
+    threshold : float
+        Switch threshold on the (predicted or true) distance.
+    distance : str
+        ``mae`` or ``mse``: the distance behind the switch target and distillation.
+
+    Example
+    -------
+    >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
+    >>> full = SoundStreamEncoder(4, channels=8, multipliers=(2,), strides=(4,), emb_dim=6)
+    >>> light = SoundStreamEncoder(4, channels=2, multipliers=(1,), strides=(4,), emb_dim=6)
+    >>> dsl = DynamicSwitchLayer(full.stages, light.stages, Switch(4), Mask(4),
+    ...                          segment_frames=5, mode="mixed", threshold=0.5).eval()
+    >>> out = dsl(torch.randn(2, 4, 80))
+    >>> out.emb.shape, out.route.shape
+    (torch.Size([2, 6, 20]), torch.Size([2, 4]))
+    """
+
+    def __init__(
+        self,
+        full_tail,
+        light_tail,
+        switch,
+        mask=None,
+        segment_frames=50,
+        mode="mixed",
+        threshold=0.5,
+        distance="mae",
+    ):
+        super().__init__()
+        if full_tail.hop != light_tail.hop:
+            raise ValueError(
+                f"DynamicSwitchLayer: light tail hop {light_tail.hop} must equal the "
+                f"full tail hop {full_tail.hop} (same output shape)"
+            )
+        if distance not in DISTANCES:
+            raise ValueError(
+                f"DynamicSwitchLayer: distance must be one of {sorted(DISTANCES)}, "
+                f"got {distance!r}"
+            )
+        if segment_frames is not None and segment_frames < 1:
+            raise ValueError(
+                f"DynamicSwitchLayer: segment_frames must be >= 1 or None, got "
+                f"{segment_frames}"
+            )
+        self.full_tail = full_tail
+        self.light_tail = light_tail
+        self.switch = switch
+        self.mask = mask if mask is not None else nn.Identity()
+        self.segment_frames = segment_frames
+        self.mode = mode
+        self.threshold = threshold
+        self.distance_name = distance
+        self.hop = full_tail.hop
+
+    @property
+    def mode(self):
+        """Inference mode, one of :data:`MODES`."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value):
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {value!r}")
+        self._mode = value
+
+    def segment_distance(self, light, full, frame_mask=None):
+        """Distance(light, full) per segment, ``[batch, segments]``."""
+        per_frame = DISTANCES[self.distance_name](light, full)
+        return segment_mean(per_frame, self._segment(per_frame.shape[-1]), frame_mask)
+
+    def _segment(self, frames):
+        return self.segment_frames or max(frames, 1)
+
+    def forward(self, x, lengths=None, route=None):
+        """Applies mask, switch and the tails to base features ``x`` [B, C, T].
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Base features; ``T`` must be a multiple of the tails' hop.
+        lengths : torch.Tensor, optional
+            Relative lengths in (0, 1].
+        route : torch.Tensor, optional
+            Bool ``[batch, segments]`` forcing the route (True = light) in inference,
+            e.g. for benchmarks at a fixed light share. The switch still runs.
+
+        Returns
+        -------
+        DSLOutput
+        """
+        if x.shape[-1] % self.hop:
+            raise ValueError(
+                f"DynamicSwitchLayer: input length {x.shape[-1]} must be a multiple "
+                f"of the tail hop {self.hop}"
+            )
+        batch, frames = x.shape[0], x.shape[-1] // self.hop
+        seg = self._segment(frames)
+        frame_mask = length_mask(lengths, frames, x.device, batch)
+        segment_mask = segment_mean(frame_mask.float(), seg) > 0
+        masked = self.mask(x)
+
+        if self.training:
+            full = self.full_tail(masked)
+            light = self.light_tail(masked)
+            return DSLOutput(
+                emb=full,
+                masked=masked,
+                predicted=self.switch(masked, seg * self.hop, lengths),
+                distance=self.segment_distance(light, full.detach(), frame_mask),
+                route=None,
+                segment_mask=segment_mask,
+                light_emb=light,
+            )
+
+        n_seg = segment_mask.shape[1]
+        mode = "mixed" if route is not None else self.mode
+        predicted = distance = light = None
+        if mode == "full":
+            emb = self.full_tail(masked)
+            route = torch.zeros(batch, n_seg, dtype=torch.bool, device=x.device)
+        elif mode == "light":
+            emb = self.light_tail(masked)
+            route = torch.ones(batch, n_seg, dtype=torch.bool, device=x.device)
+        elif mode == "oracle":
+            full = self.full_tail(masked)
+            light = self.light_tail(masked)
+            distance = self.segment_distance(light, full, frame_mask)
+            route = distance < self.threshold
+            per_frame = route.repeat_interleave(seg, dim=1)[:, None, :frames]
+            emb = torch.where(per_frame, light, full)
+        else:
+            predicted = self.switch(masked, seg * self.hop, lengths)
+            if route is None:
+                route = predicted < self.threshold
+            elif route.shape != (batch, n_seg):
+                raise ValueError(
+                    f"route must have shape {(batch, n_seg)} (batch, segments), got "
+                    f"{tuple(route.shape)}"
+                )
+            emb = self.routed_forward(masked, route.bool(), seg)
+        return DSLOutput(emb, masked, predicted, distance, route, segment_mask, light)
+
+    def routed_forward(self, x, route, segment_frames):
+        """Runs each segment through exactly one tail and stitches the outputs.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Masked base features ``[batch, channels, time]``.
+        route : torch.Tensor
+            Bool ``[batch, segments]``, True = light.
+        segment_frames : int
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, emb_dim, time / hop]``.
+        """
+        if bool(route.all()):
+            return self.light_tail(x)
+        if not bool(route.any()):
+            return self.full_tail(x)
+        frames = x.shape[-1] // self.hop
+        out = None
+        for tail, takes_light in ((self.light_tail, True), (self.full_tail, False)):
+            runs = _runs_of(route == takes_light, segment_frames, frames)
+            out = _run_packed(tail, x, runs, out)
+        return out
+
+
+def _runs_of(selected, segment_frames, frames):
+    """Maximal runs of consecutive selected segments as ``(b, first, end)`` frames."""
+    runs = []
+    for b, row in enumerate(selected.tolist()):
+        start = None
+        for s, on in enumerate(row + [False]):
+            if on and start is None:
+                start = s
+            elif not on and start is not None:
+                runs.append(
+                    (b, start * segment_frames, min(s * segment_frames, frames))
+                )
+                start = None
+    return runs
+
+
+def _run_packed(tail, x, runs, out):
+    """Gathers ``runs`` of ``x`` into packed rows, runs ``tail`` once, scatters back.
+
+    Each window is a run plus ``ctx`` frames of left context. A window that starts
+    at the beginning of its utterance opens its own row, so the tail's causal zero
+    padding matches a whole-utterance pass; other windows are appended to the
+    shortest row, where their context makes the earlier row content irrelevant.
+    """
+    if not runs:
+        return out
+    hop = tail.hop
+    ctx = max(0, math.ceil((tail.lookback + 1) / hop) - 1)
+    windows = []  # (b, first input sample, end input sample, f0, f1, context frames)
+    for b, f0, f1 in runs:
+        c = min(ctx, f0)
+        windows.append((b, (f0 - c) * hop, f1 * hop, f0, f1, c))
+    rows = [[w] for w in windows if w[1] == 0]
+    rest = sorted((w for w in windows if w[1] != 0), key=lambda w: w[1] - w[2])
+    if not rows:
+        rows.append([rest.pop(0)])
+    row_len = [sum(w[2] - w[1] for w in row) for row in rows]
+    for w in rest:
+        r = min(range(len(rows)), key=row_len.__getitem__)
+        rows[r].append(w)
+        row_len[r] += w[2] - w[1]
+
+    packed = x.new_zeros(len(rows), x.shape[1], max(row_len))
+    placed = []  # (row, offset in input samples, window)
+    for r, row in enumerate(rows):
+        offset = 0
+        for w in row:
+            b, s0, s1 = w[:3]
+            packed[r, :, offset : offset + s1 - s0] = x[b, :, s0:s1]
+            placed.append((r, offset, w))
+            offset += s1 - s0
+    y = tail(packed)
+    if out is None:
+        out = y.new_zeros(x.shape[0], y.shape[1], x.shape[-1] // hop)
+    for r, offset, (b, _, _, f0, f1, c) in placed:
+        first = offset // hop + c
+        out[b, :, f0:f1] = y[r, :, first : first + f1 - f0]
+    return out
+
+
+class DSLLoss(nn.Module):
+    """The DSL loss, Eq. 5: ``alpha * L_compression + beta * (L_switch + L_light)``.
+
+    - ``L_compression`` (Eq. 2): mean absolute mask output over valid steps.
+    - ``L_switch`` (Eq. 3): ``switch_criterion(predicted, stopgrad(distance))``.
+    - ``L_light`` (Eq. 4): mean distance(light, stopgrad(full)) over valid segments.
+
+    Arguments
+    ---------
+    alpha : float
+        Compression weight.
+    beta : float
+        Weight of the switch and lightweight-tail terms (they share an origin).
+    switch_criterion : str
+        ``l1`` or ``mse`` between predicted and true distance.
+
+    Example
+    -------
+    >>> out = DSLOutput(emb=None, masked=torch.ones(1, 2, 4),
+    ...                 predicted=torch.tensor([[0.5]]), distance=torch.tensor([[0.2]]),
+    ...                 route=None, segment_mask=torch.tensor([[True]]))
+    >>> terms = DSLLoss(alpha=0.1, beta=1.0)(out)
+    >>> [round(float(terms[k]), 3) for k in ("compression", "switch", "light", "loss")]
+    [1.0, 0.3, 0.2, 0.6]
+    """
+
+    def __init__(self, alpha=1e-4, beta=1.0, switch_criterion="l1"):
+        super().__init__()
+        criteria = {"l1": F.l1_loss, "mse": F.mse_loss}
+        if switch_criterion not in criteria:
+            raise ValueError(
+                f"DSLLoss: switch_criterion must be one of {sorted(criteria)}, got "
+                f"{switch_criterion!r}"
+            )
+        self.alpha, self.beta = alpha, beta
+        self.criterion = criteria[switch_criterion]
+
+    def forward(self, out, lengths=None):
+        """Returns a dict with ``loss`` and its terms ``compression``, ``switch``, ``light``."""
+        masked = out.masked
+        steps = length_mask(lengths, masked.shape[-1], masked.device, masked.shape[0])
+        compression = masked.abs().mean(1)[steps].mean()
+        valid = out.segment_mask
+        distance = out.distance[valid]
+        switch = self.criterion(out.predicted[valid], distance.detach())
+        light = distance.mean()
+        loss = self.alpha * compression + self.beta * (switch + light)
+        return {"loss": loss, "compression": compression, "switch": switch, "light": light}
+
+
+def activation_sparsity(x, tolerance=1e-3):
+    """Share of activations whose magnitude is at most ``tolerance``.
+
+    Example
+    -------
+    >>> activation_sparsity(torch.tensor([0.0, 0.5, -1e-4, 2.0]))
+    0.5
+    """
+    return float((x.abs() <= tolerance).float().mean())
+
+
+class GatedCompression(nn.Module):
+    """Gated Compression layer (Li et al., 2023): the DSL's supervised special case.
+
+    A gate trained on binary labels (positive = signal of interest) decides per
+    utterance; negatives exit early (nothing after the layer runs for them), so
+    there is no lightweight tail. A :class:`Mask` compresses what passes.
+
+    Arguments
+    ---------
+    channels : int
+    hidden : int
+        Hidden units of the gate's MLP.
+    threshold : float
+        Gate probability at or above which a sample passes.
+
+    Example
+    -------
+    >>> gc = GatedCompression(4)
+    >>> masked, logits = gc(torch.randn(3, 4, 20))
+    >>> masked.shape, logits.shape
+    (torch.Size([3, 4, 20]), torch.Size([3]))
+    """
+
+    def __init__(self, channels, hidden=32, threshold=0.5):
+        super().__init__()
+        self.mask = Mask(channels)
+        self.gate = SegmentStatsHead(channels, hidden)
+        self.threshold = threshold
+
+    def forward(self, x, lengths=None):
+        """Returns the masked features and one gate logit per utterance."""
+        masked = self.mask(x)
+        logits = self.gate(masked, masked.shape[-1], lengths).squeeze(1)
+        return masked, logits
+
+    def passes(self, logits):
+        """Bool ``[batch]``: samples the gate lets through."""
+        return torch.sigmoid(logits) >= self.threshold
+
+
+class GatedNetwork(nn.Module):
+    """``base -> GatedCompression -> head`` with early exit for negatives.
+
+    In training the head runs on every sample (for the task loss). In inference it
+    runs only on samples that pass the gate; rows of negatives are zeros.
+
+    Example
+    -------
+    >>> net = GatedNetwork(nn.Conv1d(1, 4, 3), GatedCompression(4),
+    ...                    nn.Sequential(nn.Flatten(), nn.LazyLinear(2))).eval()
+    >>> out, logits, passed = net(torch.randn(5, 1, 10))
+    >>> out.shape, passed.shape
+    (torch.Size([5, 2]), torch.Size([5]))
+    """
+
+    def __init__(self, base, gate, head):
+        super().__init__()
+        self.base, self.gate, self.head = base, gate, head
+
+    def forward(self, x, lengths=None):
+        """Returns ``(head output, gate logits, passed)``."""
+        masked, logits = self.gate(self.base(x), lengths)
+        if self.training:
+            passed = torch.ones_like(logits, dtype=torch.bool)
+            return self.head(masked), logits, passed
+        passed = self.gate.passes(logits)
+        kept = self.head(masked[passed])
+        out = kept.new_zeros(x.shape[0], *kept.shape[1:])
+        out[passed] = kept
+        return out, logits, passed
+
+
+class GatedCompressionLoss(nn.Module):
+    """``alpha * L1(mask output) + beta * BCE(gate logits, labels)``.
+
+    Example
+    -------
+    >>> loss = GatedCompressionLoss(alpha=0.0, beta=1.0)
+    >>> round(float(loss(torch.zeros(2, 1, 3), torch.zeros(2), torch.tensor([0, 1]))), 4)
+    0.6931
+    """
+
+    def __init__(self, alpha=1e-4, beta=1.0):
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+
+    def forward(self, masked, logits, labels):
+        """Returns the scalar loss; ``labels`` are 1 for positives, 0 for negatives."""
+        gate = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return self.alpha * masked.abs().mean() + self.beta * gate

@@ -1,0 +1,108 @@
+"""Residual vector quantizer: a thin layer over vector-quantize-pytorch's ResidualVQ.
+
+We use ``vector_quantize_pytorch.ResidualVQ`` rather than our own: it already has
+EMA codebook updates, k-means initialisation, dead-code replacement and quantizer
+dropout, is widely used (EnCodec/SoundStream reimplementations, AudioLM) and is
+maintained. This wrapper fixes the layouts and names the conversions the codec
+needs: embeddings -> tokens -> embeddings.
+
+Layout: ``[batch, frames, dim]`` for embeddings, ``[batch, frames, K]`` for tokens.
+"""
+
+from torch import nn
+from vector_quantize_pytorch import ResidualVQ
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """K residual codebooks of ``codebook_size`` entries each.
+
+    Arguments
+    ---------
+    dim : int
+        Embedding size.
+    num_quantizers : int
+        K, the number of codebooks.
+    codebook_size : int
+    decay : float
+        EMA decay of the codebook updates.
+    kmeans_init : bool
+        Initialise codebooks with k-means on the first training batch.
+    kmeans_iters : int
+    threshold_ema_dead_code : float
+        Codes whose EMA usage falls below this are replaced by batch vectors.
+    quantize_dropout : bool
+        Train with a random number of quantizers (bitrate scalability).
+    commitment_weight : float
+
+    Example
+    -------
+    >>> import torch
+    >>> rvq = ResidualVectorQuantizer(dim=8, num_quantizers=3, codebook_size=16)
+    >>> quantized, tokens, commit = rvq(torch.randn(2, 5, 8))
+    >>> quantized.shape, tokens.shape, tokens.dtype
+    (torch.Size([2, 5, 8]), torch.Size([2, 5, 3]), torch.int64)
+    >>> rvq.codes(tokens).shape
+    torch.Size([2, 5, 3, 8])
+    """
+
+    def __init__(
+        self,
+        dim=64,
+        num_quantizers=8,
+        codebook_size=1024,
+        decay=0.99,
+        kmeans_init=True,
+        kmeans_iters=10,
+        threshold_ema_dead_code=2,
+        quantize_dropout=True,
+        commitment_weight=1.0,
+    ):
+        super().__init__()
+        self.num_quantizers = num_quantizers
+        self.codebook_size = codebook_size
+        self.dim = dim
+        self.rvq = ResidualVQ(
+            dim=dim,
+            num_quantizers=num_quantizers,
+            codebook_size=codebook_size,
+            decay=decay,
+            kmeans_init=kmeans_init,
+            kmeans_iters=kmeans_iters,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+            quantize_dropout=quantize_dropout,
+            commitment_weight=commitment_weight,
+        )
+
+    def forward(self, x, mask=None):
+        """Quantizes ``x`` [batch, frames, dim].
+
+        Arguments
+        ---------
+        x : torch.Tensor
+        mask : torch.Tensor, optional
+            Bool ``[batch, frames]``, False on padding (kept out of EMA updates).
+
+        Returns
+        -------
+        quantized : torch.Tensor
+            ``[batch, frames, dim]`` with a straight-through gradient.
+        tokens : torch.Tensor
+            ``[batch, frames, K]`` long.
+        commitment : torch.Tensor
+            Scalar commitment loss summed over quantizers.
+        """
+        quantized, tokens, losses = self.rvq(x, mask=mask)
+        return quantized, tokens, losses.sum()
+
+    def decode(self, tokens):
+        """Tokens ``[batch, frames, K]`` -> summed embeddings ``[batch, frames, dim]``."""
+        return self.rvq.get_output_from_indices(tokens)
+
+    def codes(self, tokens):
+        """Tokens ``[batch, frames, K]`` -> per-codebook vectors ``[batch, frames, K, dim]``."""
+        return self.rvq.get_codes_from_indices(tokens).permute(1, 2, 0, 3)
+
+    @property
+    def codebooks(self):
+        """The codebooks, ``[K, codebook_size, dim]``."""
+        return self.rvq.codebooks
