@@ -45,6 +45,9 @@ class SoundStreamEncoder(nn.Module):
     kernel_size : int
         Kernel of the residual units' dilated convs.
     first_kernel_size : int
+    first_stride : int
+        Stride of the first conv (1 in SoundStream). A lightweight tail can
+        downsample at once, so none of its layers run at the base's full rate.
     last_kernel_size : int
     emb_dim : int
         Output channels (the embedding size).
@@ -72,6 +75,7 @@ class SoundStreamEncoder(nn.Module):
         last_kernel_size=3,
         emb_dim=64,
         stride_kernel_multiplier=2,
+        first_stride=1,
     ):
         super().__init__()
         if len(multipliers) != len(strides):
@@ -80,7 +84,7 @@ class SoundStreamEncoder(nn.Module):
                 f"{tuple(strides)} must have the same length (one per block)"
             )
         widths = [channels] + [channels * m for m in multipliers]
-        stages = [CausalConv1d(in_channels, channels, first_kernel_size)]
+        stages = [CausalConv1d(in_channels, channels, first_kernel_size, first_stride)]
         for i, stride in enumerate(strides):
             stages.append(
                 EncoderBlock(

@@ -50,9 +50,10 @@ def compose_receptive_field(layers):
 class CausalConv1d(nn.Conv1d):
     """A 1D convolution padded on the left only, so it never sees the future.
 
-    The input is padded by ``effective_kernel - stride`` samples on the left and,
-    when the length is not a multiple of the stride, with zeros on the right (which
-    only affects the last, partial frame). Output length is ``ceil(L / stride)``.
+    Output frame ``t`` sees input samples ``[t*stride + stride - k_eff, t*stride +
+    stride - 1]`` (zeros before the start). When the length is not a multiple of
+    the stride, zeros are appended on the right (only the last, partial frame sees
+    them). Output length is ``ceil(L / stride)``.
 
     Arguments
     ---------
@@ -73,6 +74,14 @@ class CausalConv1d(nn.Conv1d):
     def __init__(
         self, in_channels, out_channels, kernel_size, stride=1, dilation=1, bias=True
     ):
+        effective_kernel = (kernel_size - 1) * dilation + 1
+        if effective_kernel < stride:
+            raise ValueError(
+                f"CausalConv1d: kernel_size={kernel_size} (dilation {dilation}) must "
+                f"cover the stride={stride}, or input samples would be skipped"
+            )
+        # The conv pads both sides by the causal amount and the extra outputs at
+        # the end are dropped: on CPU this is about 2x faster than F.pad + conv.
         super().__init__(
             in_channels,
             out_channels,
@@ -80,21 +89,25 @@ class CausalConv1d(nn.Conv1d):
             stride=stride,
             dilation=dilation,
             bias=bias,
+            padding=effective_kernel - stride,
         )
-        effective_kernel = (kernel_size - 1) * dilation + 1
-        if effective_kernel < stride:
-            raise ValueError(
-                f"CausalConv1d: kernel_size={kernel_size} (dilation {dilation}) must "
-                f"cover the stride={stride}, or input samples would be skipped"
-            )
-        self.left_pad = effective_kernel - stride
         self.hop = stride
         self.lookback = effective_kernel - 1
+        self.pointwise = kernel_size == 1 and stride == 1
 
     def forward(self, x):
         """Convolves ``x`` [batch, channels, time] causally."""
-        right_pad = -x.shape[-1] % self.hop
-        return super().forward(F.pad(x, (self.left_pad, right_pad)))
+        if self.pointwise:
+            # A 1x1 conv is a batched matmul, ~8x faster than PyTorch's CPU conv.
+            batch, _, time = x.shape
+            weight = self.weight[..., 0].expand(batch, -1, -1)
+            if self.bias is None:
+                return torch.bmm(weight, x)
+            bias = self.bias[None, :, None].expand(batch, -1, time)
+            return torch.baddbmm(bias, weight, x)
+        if x.shape[-1] % self.hop:
+            x = F.pad(x, (0, -x.shape[-1] % self.hop))
+        return super().forward(x)[..., : x.shape[-1] // self.hop]
 
 
 class CausalConvTranspose1d(nn.ConvTranspose1d):

