@@ -106,7 +106,9 @@ class SegmentStatsHead(nn.Module):
         valid = length_mask(lengths, time, x.device, batch).to(x.dtype)
         if lengths is not None:
             x = x * valid[:, None]
-        x = F.pad(x, (0, pad)).reshape(batch, channels, n_seg, -1)
+        if pad:
+            x = F.pad(x, (0, pad))
+        x = x.reshape(batch, channels, n_seg, -1)
         count = F.pad(valid, (0, pad)).view(batch, n_seg, -1).sum(-1)
         count = count.clamp(min=1)[:, None]
         # sum and vector_norm are one fast pass each; torch.var_mean is ~20x slower.

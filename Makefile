@@ -1,0 +1,23 @@
+# The two commands of the README. Each creates or reuses .venv and installs what
+# it needs; the stamp file makes a second run install nothing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: demo test clean-venv
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m speechbrain_dsl.demo $(ARGS)
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
