@@ -37,7 +37,8 @@ from speechbrain_dsl.data.espeak import (
 )
 from speechbrain_dsl.efficiency import executed_macs, format_table, part_costs
 from speechbrain_dsl.nnet.dsl import DSLLoss
-from speechbrain_dsl.nnet.losses import MultiScaleMelLoss, mel_distance
+from speechbrain_dsl.metrics import mel_distance
+from speechbrain_dsl.nnet.losses import MultiScaleMelLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = (

@@ -67,29 +67,6 @@ class MultiScaleMelLoss(nn.Module):
         return total / len(self.n_ffts)
 
 
-def mel_distance(wav_hat, wav, sample_rate=16000, n_fft=1024, n_mels=80, eps=1e-5):
-    """Mean absolute log-mel distance per utterance, ``[B]`` (an evaluation metric).
-
-    Example
-    -------
-    >>> x = torch.randn(2, 8000)
-    >>> mel_distance(x, x).tolist()
-    [0.0, 0.0]
-    """
-    mel = torchaudio.functional.melscale_fbanks(
-        n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate
-    ).to(wav.device)
-    window = torch.hann_window(n_fft, device=wav.device)
-
-    def logmel(x):
-        spec = torch.stft(
-            x.reshape(x.shape[0], -1), n_fft, n_fft // 4, window=window, return_complex=True
-        ).abs()
-        return torch.log(spec.transpose(1, 2) @ mel + eps)
-
-    return (logmel(wav_hat) - logmel(wav)).abs().mean(dim=(1, 2))
-
-
 _hinge_g, _hinge_d, _feature = HingeGLoss(), HingeDLoss(), MelganFeatureLoss()
 
 
