@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torchaudio
 from hyperpyyaml import load_hyperpyyaml
-from loguru import logger
 from tqdm import tqdm
 
 from speechbrain_dsl.data.espeak import (
@@ -132,8 +131,6 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
-    # vector-quantize-pytorch warns on every k-means init from a small batch.
-    logger.disable("vector_quantize_pytorch")
     rng, gen = random.Random(args.seed), torch.Generator().manual_seed(args.seed)
     with open(args.model) as f:
         hparams = load_hyperpyyaml(f)

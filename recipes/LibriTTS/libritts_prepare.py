@@ -60,7 +60,7 @@ def prepare_libritts(
     paths = {split: save_folder / f"{split}.json" for split in ("train", "valid", "test")}
     if skip_prep:
         return paths
-    root = _find_root(Path(data_folder))
+    root = find_libritts_root(data_folder)
     splits = {"train": list(train_subsets), "valid": list(valid_subsets), "test": list(test_subsets)}
     options = {"data_folder": str(root), "splits": splits}
     opt_path = save_folder / OPT_FILE
@@ -79,7 +79,9 @@ def prepare_libritts(
     return paths
 
 
-def _find_root(data_folder):
+def find_libritts_root(data_folder):
+    """The folder holding the subsets: ``data_folder`` or ``data_folder/LibriTTS``."""
+    data_folder = Path(data_folder)
     if not data_folder.is_dir():
         raise ValueError(f"LibriTTS data_folder does not exist: {data_folder}")
     if (data_folder / "LibriTTS").is_dir():

@@ -198,7 +198,8 @@ class DSLOutput:
     masked : torch.Tensor
         Mask output ``[batch, channels, time]`` (input of both tails).
     predicted : torch.Tensor or None
-        Switch prediction per segment ``[batch, segments]``.
+        Switch prediction per segment ``[batch, segments]`` (training, ``mixed``
+        and ``oracle``).
     distance : torch.Tensor or None
         True distance(light, full) per segment; differentiable w.r.t. the light
         tail only (the full tail is the teacher). Set in training and ``oracle``.
@@ -289,7 +290,8 @@ class DynamicSwitchLayer(nn.Module):
         self.mask = mask if mask is not None else nn.Identity()
         self.segment_frames = segment_frames
         self.mode = mode
-        self.threshold = threshold
+        # A buffer, so a calibrated threshold is saved with the checkpoint.
+        self.register_buffer("calibrated_threshold", torch.tensor(float(threshold)))
         self.distance_name = distance
         self.hop = full_tail.hop
 
@@ -303,6 +305,15 @@ class DynamicSwitchLayer(nn.Module):
         if value not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {value!r}")
         self._mode = value
+
+    @property
+    def threshold(self):
+        """Switch threshold: segments with a distance below it take the light tail."""
+        return float(self.calibrated_threshold)
+
+    @threshold.setter
+    def threshold(self, value):
+        self.calibrated_threshold.fill_(float(value))
 
     def segment_distance(self, light, full, frame_mask=None):
         """Distance(light, full) per segment, ``[batch, segments]``."""
@@ -366,6 +377,7 @@ class DynamicSwitchLayer(nn.Module):
             full = self.full_tail(masked)
             light = self.light_tail(masked)
             distance = self.segment_distance(light, full, frame_mask)
+            predicted = self.switch(masked, seg * self.hop, lengths)
             route = distance < self.threshold
             per_frame = route.repeat_interleave(seg, dim=1)[:, None, :frames]
             emb = torch.where(per_frame, light, full)

@@ -9,8 +9,13 @@ needs: embeddings -> tokens -> embeddings.
 Layout: ``[batch, frames, dim]`` for embeddings, ``[batch, frames, K]`` for tokens.
 """
 
+from loguru import logger
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
+
+# vector-quantize-pytorch warns at every k-means init from a batch with fewer
+# vectors than codes (the normal case for a 1024-entry codebook); silence it.
+logger.disable("vector_quantize_pytorch")
 
 
 class ResidualVectorQuantizer(nn.Module):

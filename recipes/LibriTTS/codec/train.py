@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Recipe: train a SoundStream codec (with or without a Dynamic Switch Layer) on LibriTTS.
+
+    python train.py hparams/codec_dsl.yaml --data_folder=/path/to/LibriTTS
+    python train.py hparams/codec_baseline.yaml --data_folder=/path/to/LibriTTS
+
+Several processes on CPU:
+
+    torchrun --nproc_per_node=2 train.py hparams/codec_dsl.yaml \
+        --distributed_backend=gloo --data_folder=...
+
+Generator loss: multi-scale mel + hinge adversarial + feature matching (after
+``adversarial_start_step``) + RVQ commitment + the DSL loss (Eq. 5). The
+discriminators have their own optimizer. Each validation stage first calibrates
+the switch threshold (the ``target_light_share`` quantile of the switch's
+predictions on the validation set), so every checkpoint carries the threshold it
+was validated with; the test stage evaluates the best checkpoint (lowest
+full-pass mel distance) in full, light and mixed mode.
+"""
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+import soundfile as sf
+import speechbrain as sb
+import torch
+import torchaudio
+from hyperpyyaml import load_hyperpyyaml
+from scipy.stats import spearmanr
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_dsl.metrics import mel_distance, si_snr, visqol
+from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask
+from speechbrain_dsl.nnet.losses import (
+    discriminator_adversarial_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from libritts_prepare import find_libritts_root, prepare_libritts  # noqa: E402
+
+
+class CodecBrain(sb.Brain):
+    """Trains codec and discriminators with separate optimizers."""
+
+    @property
+    def codec(self):
+        """The codec without its DDP wrapper."""
+        codec = self.modules.codec
+        return codec.module if hasattr(codec, "module") else codec
+
+    def init_optimizers(self):
+        """One optimizer and LR scheduler each for the generator and discriminator."""
+        if self.grad_accumulation_factor != 1:
+            raise ValueError("this recipe does not support grad_accumulation_factor != 1")
+        self.optimizer_g = self.hparams.opt_class_generator(self.modules.codec.parameters())
+        self.optimizer_d = self.hparams.opt_class_discriminator(
+            self.modules.discriminator.parameters()
+        )
+        self.scheduler_g = self.hparams.sched_class(self.optimizer_g)
+        self.scheduler_d = self.hparams.sched_class(self.optimizer_d)
+        self.optimizers_dict = {"generator": self.optimizer_g, "discriminator": self.optimizer_d}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer_g", self.optimizer_g)
+            self.checkpointer.add_recoverable("optimizer_d", self.optimizer_d)
+            self.checkpointer.add_recoverable("scheduler_g", self.scheduler_g)
+            self.checkpointer.add_recoverable("scheduler_d", self.scheduler_d)
+
+    def compute_forward(self, batch, stage):
+        """Codec forward pass on ``batch.sig`` (training layout)."""
+        wav, lens = batch.sig
+        return self.modules.codec(wav.to(self.device), lens.to(self.device))
+
+    def fit_batch(self, batch):
+        """One discriminator step (once adversarial training is on), one generator step."""
+        wav, lens = batch.sig
+        wav, lens = wav.to(self.device)[:, None], lens.to(self.device)
+        out = self.modules.codec(wav, lens)
+        wav_hat = out.wav_hat[..., : wav.shape[-1]]
+        adversarial = self.optimizer_step >= self.hparams.adversarial_start_step
+
+        loss_d = None
+        if adversarial:
+            # Real and fake in one forward: DDP allows one forward per backward.
+            scores, _ = self.modules.discriminator(torch.cat([wav_hat.detach(), wav]))
+            fake, real = zip(*(s.chunk(2) for s in scores))
+            loss_d = discriminator_adversarial_loss(fake, real)
+            self._step(self.optimizer_d, self.scheduler_d, loss_d, self.modules.discriminator)
+
+        terms = self.generator_losses(out, wav, wav_hat, lens, adversarial)
+        self._step(self.optimizer_g, self.scheduler_g, terms["loss"], self.modules.codec)
+        self.optimizer_step += 1
+        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+        if loss_d is not None:
+            self.last_terms["loss_d"] = float(loss_d)
+        return terms["loss"].detach().cpu()
+
+    def _step(self, optimizer, scheduler, loss, module):
+        self.check_loss_isfinite(loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+
+    def generator_losses(self, out, wav, wav_hat, lens, adversarial):
+        """Weighted generator loss terms; ``loss`` is their sum."""
+        hp = self.hparams
+        terms = {
+            "mel": hp.mel_loss(wav_hat, wav),
+            "commitment": out.commitment,
+        }
+        loss = hp.mel_weight * terms["mel"] + hp.commitment_weight * out.commitment
+        if adversarial:
+            scores, feats = self.modules.discriminator(torch.cat([wav_hat, wav]))
+            fake_scores = [s.chunk(2)[0] for s in scores]
+            fake_feats = [[f.chunk(2)[0] for f in fs] for fs in feats]
+            real_feats = [[f.chunk(2)[1] for f in fs] for fs in feats]
+            terms["adversarial"] = generator_adversarial_loss(fake_scores)
+            terms["feature"] = feature_matching_loss(fake_feats, real_feats)
+            loss = loss + hp.adversarial_weight * terms["adversarial"]
+            loss = loss + hp.feature_weight * terms["feature"]
+        if out.dsl is not None:
+            dsl = hp.dsl_loss(out.dsl, lens)
+            terms.update({f"dsl_{k}": v for k, v in dsl.items() if k != "loss"})
+            loss = loss + dsl["loss"]
+        terms["loss"] = loss
+        return terms
+
+    # --- validation and test -------------------------------------------------
+    def on_stage_start(self, stage, epoch=None):
+        """Resets metric accumulators; calibrates the switch before validation."""
+        self.stats = {"mel_loss": []}
+        self.visqol_count = 0
+        if stage == sb.Stage.VALID and self.codec.has_dsl:
+            self.calibrate()
+
+    @torch.no_grad()
+    def calibrate(self):
+        """Sets the threshold to the ``target_light_share`` quantile of predictions."""
+        codec = self.codec
+        codec.eval()
+        codec.mode = "mixed"
+        predictions = []
+        for batch in self.calibration_loader:
+            wav, lens = batch.sig
+            out = codec.encoder(wav.to(self.device)[:, None], lens.to(self.device))
+            predictions.append(out.predicted[out.segment_mask])
+        predictions = torch.cat(predictions)
+        codec.threshold = float(torch.quantile(predictions, self.hparams.target_light_share))
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch, stage):
+        """Decodes in every evaluation mode and accumulates quality metrics."""
+        codec = self.codec
+        codec.eval()
+        wav, lens = batch.sig
+        wav, lens = wav.to(self.device), lens.to(self.device)
+        use_visqol = self.hparams.valid_visqol and (
+            self.visqol_count < self.hparams.valid_visqol_max_utterances
+        )
+        for mode in self.hparams.eval_modes:
+            codec.mode = mode
+            tokens, _ = codec.encode(wav, lens)
+            wav_hat = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
+            self._add(f"mel_{mode}", mel_distance(wav_hat, wav, lens))
+            self._add(f"sisnr_{mode}", si_snr(wav_hat, wav, lens))
+            if use_visqol:
+                self._add(f"visqol_{mode}", visqol(wav_hat, wav, lens))
+            if mode == "full":
+                self.stats["mel_loss"].append(float(self.hparams.mel_loss(wav_hat, wav)))
+            if mode == "mixed":
+                out = codec.last_routing
+                self._add("light_share", out.route[out.segment_mask].float())
+        if use_visqol:
+            self.visqol_count += wav.shape[0]
+        if codec.has_dsl:
+            codec.mode = "oracle"
+            out = codec.encoder(wav[:, None], lens, None)
+            steps = length_mask(lens, out.masked.shape[-1], wav.device, wav.shape[0])
+            self._add("sparsity", torch.tensor([activation_sparsity(out.masked.transpose(1, 2)[steps])]))
+            self._add("predicted", out.predicted[out.segment_mask])
+            self._add("true_distance", out.distance[out.segment_mask])
+            codec.mode = "mixed"
+        return torch.tensor(self.stats["mel_loss"][-1])
+
+    def _add(self, key, values):
+        self.stats.setdefault(key, []).extend(values.flatten().tolist())
+
+    def summarize(self):
+        """Means of the accumulated metrics, plus the switch's rank correlation."""
+        summary = {}
+        for key, values in self.stats.items():
+            values = [v for v in values if v == v]  # drop NaN (silent references)
+            if values and key not in ("predicted", "true_distance"):
+                summary[key] = sum(values) / len(values)
+        if len(self.stats.get("predicted", [])) > 2:
+            summary["switch_spearman"] = float(
+                spearmanr(self.stats["predicted"], self.stats["true_distance"]).statistic
+            )
+        if self.codec.has_dsl:
+            summary["threshold"] = self.codec.threshold
+        return summary
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs metrics, saves checkpoints (VALID) and writes test metrics (TEST)."""
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": stage_loss, **getattr(self, "last_terms", {})}
+            return
+        summary = self.summarize()
+        if stage == sb.Stage.VALID:
+            stats_meta = {
+                "epoch": epoch,
+                "optimizer_step": self.optimizer_step,
+                "lr_g": self.optimizer_g.param_groups[0]["lr"],
+            }
+            self.hparams.train_logger.log_stats(
+                stats_meta=stats_meta, train_stats=self.train_stats, valid_stats=summary
+            )
+            if getattr(self.hparams, "tensorboard_logger", None) is not None and if_main_process():
+                self.hparams.tensorboard_logger.log_stats(
+                    stats_meta=stats_meta, train_stats=self.train_stats, valid_stats=summary
+                )
+            self.checkpointer.save_and_keep_only(
+                meta={"mel_full": summary["mel_full"], "epoch": epoch},
+                min_keys=["mel_full"],
+                num_to_keep=2,
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=summary,
+            )
+            if if_main_process():
+                path = Path(self.hparams.test_metrics_file)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(summary, indent=2))
+                os.replace(tmp, path)
+
+
+def dataio_prepare(hparams, root):
+    """Train/valid/test DynamicItemDatasets reading ``sig`` at the model's rate."""
+    target_sr = hparams["sample_rate"]
+    resamplers = {}
+
+    def load(path, start=0, frames=-1):
+        try:
+            audio, sr = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
+        except RuntimeError as err:
+            raise ValueError(f"cannot read audio file {path}: {err}") from None
+        audio = torch.from_numpy(audio).mean(1)
+        if sr != target_sr:
+            if sr not in resamplers:
+                resamplers[sr] = torchaudio.transforms.Resample(sr, target_sr)
+            audio = resamplers[sr](audio)
+        return audio, sr
+
+    crop = int(hparams["train_crop_seconds"] * target_sr)
+
+    @sb.utils.data_pipeline.takes("wav", "duration")
+    @sb.utils.data_pipeline.provides("sig")
+    def train_audio(wav, duration):
+        info = sf.info(wav)
+        need = int(hparams["train_crop_seconds"] * info.samplerate)
+        start = random.randint(0, max(0, info.frames - need))
+        audio, _ = load(wav, start, need)
+        audio = audio[:crop]
+        return torch.nn.functional.pad(audio, (0, crop - audio.shape[0]))
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def eval_audio(wav):
+        frames = int(hparams["valid_max_seconds"] * sf.info(wav).samplerate)
+        return load(wav, 0, frames)[0]
+
+    datasets = {}
+    for split in ("train", "valid", "test"):
+        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=Path(hparams["manifest_folder"]) / f"{split}.json",
+            replacements={"data_root": str(root)},
+            dynamic_items=[train_audio if split == "train" else eval_audio],
+            output_keys=["id", "sig"],
+        )
+    for split in ("valid", "test"):
+        datasets[split] = datasets[split].filtered_sorted(sort_key="duration")
+    return datasets
+
+
+def main(argv):
+    """Parses arguments, prepares data, trains, calibrates and tests."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    root = find_libritts_root(Path(hparams["data_folder"]))
+    run_on_main(
+        prepare_libritts,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["manifest_folder"],
+            "train_subsets": hparams["train_subsets"],
+            "valid_subsets": hparams["valid_subsets"],
+            "test_subsets": hparams["test_subsets"],
+            "skip_prep": hparams["skip_prep"],
+        },
+    )
+    datasets = dataio_prepare(hparams, root)
+    if hparams["use_tensorboard"] and if_main_process():
+        hparams["tensorboard_logger"] = sb.utils.train_logger.TensorboardLogger(
+            save_dir=hparams["tensorboard_logs"]
+        )
+
+    brain = CodecBrain(
+        modules=hparams["modules"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    train_kwargs = {"batch_size": hparams["batch_size"], "num_workers": hparams["num_workers"],
+                    "shuffle": True, "drop_last": True}
+    eval_kwargs = {"batch_size": hparams["valid_batch_size"], "num_workers": hparams["num_workers"]}
+    brain.calibration_loader = sb.dataio.dataloader.make_dataloader(datasets["valid"], **eval_kwargs)
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=train_kwargs,
+        valid_loader_kwargs=eval_kwargs,
+    )
+    brain.evaluate(datasets["test"], min_key="mel_full", test_loader_kwargs=eval_kwargs)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
