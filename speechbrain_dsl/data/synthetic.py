@@ -3,7 +3,11 @@
 Speech comes from espeak-ng (:mod:`speechbrain_dsl.data.espeak`): each speaker has
 its own accent, voice variant, pitch, pitch range and speaking rate; utterances
 vary around them, with natural pauses at punctuation, leading and trailing
-silence and, optionally, background noise. Everything is deterministic for a seed.
+silence and, optionally, background noise. Everything we choose is deterministic
+for a seed: texts, voices, prosody, silences, noise, gains and file names.
+espeak-ng adds a little randomness of its own to the waveform that cannot be
+seeded (see :mod:`speechbrain_dsl.data.espeak`), so audio is not bit-identical
+across runs.
 
     python -m speechbrain_dsl.data.synthetic libritts --out DIR [--seed N]
         [--speakers S] [--utterances U] [--noise-prob P]
@@ -27,15 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
 from speechbrain_dsl.data.espeak import (
     ACCENTS,
     ESPEAK_SAMPLE_RATE,
     FEMALE_VARIANTS,
     MALE_VARIANTS,
-    synthesize,
+    synthesize_batches,
 )
 
 _SUBJECTS = (
@@ -118,24 +120,40 @@ def speaker_profile(rng, speaker_id):
     }
 
 
-def speak(profile, text, rng, np_rng, sample_rate, noise_prob):
-    """A speaker's utterance of ``text`` at ``sample_rate``, with silences and noise."""
-    audio = synthesize(
-        text,
-        profile["voice"],
-        rate=profile["rate"] + rng.randint(-15, 15),
-        pitch=min(99, max(0, profile["pitch"] + rng.randint(-6, 6))),
-        pitch_range=profile["range"],
-        word_gap=rng.choice((0, 0, 0, 1, 2)),
-    )
-    lead = np.zeros(int(rng.uniform(0.1, 0.5) * ESPEAK_SAMPLE_RATE), np.float32)
-    trail = np.zeros(int(rng.uniform(0.1, 0.6) * ESPEAK_SAMPLE_RATE), np.float32)
-    audio = np.concatenate([lead, audio, trail]) * rng.uniform(0.25, 0.8)
-    if rng.random() < noise_prob:
-        snr_db = rng.uniform(10, 35)
+def plan_utterance(profile, text, rng, noise_prob):
+    """Every random choice of one utterance, drawn from the speaker's ``rng``."""
+    return {
+        "request": {
+            "text": text,
+            "voice": profile["voice"],
+            "rate": profile["rate"] + rng.randint(-15, 15),
+            "pitch": min(99, max(0, profile["pitch"] + rng.randint(-6, 6))),
+            "pitch_range": profile["range"],
+            "word_gap": rng.choice((0, 0, 0, 1, 2)),
+        },
+        "lead": rng.uniform(0.1, 0.5),
+        "trail": rng.uniform(0.1, 0.6),
+        "gain": rng.uniform(0.25, 0.8),
+        "snr_db": rng.uniform(10, 35) if rng.random() < noise_prob else None,
+        "noise_seed": rng.randint(0, 2**31),
+    }
+
+
+def render(plan, speech, sample_rate):
+    """Adds the planned silences, gain and noise to ``speech`` and resamples it."""
+    # Imported here: synthesis workers re-import this module, and should start fast.
+    import torch
+    import torchaudio
+
+    lead = np.zeros(int(plan["lead"] * ESPEAK_SAMPLE_RATE), np.float32)
+    trail = np.zeros(int(plan["trail"] * ESPEAK_SAMPLE_RATE), np.float32)
+    audio = np.concatenate([lead, speech, trail]) * plan["gain"]
+    if plan["snr_db"] is not None:
         speech_power = float(np.mean(audio**2)) + 1e-10
-        noise = np_rng.standard_normal(len(audio)).astype(np.float32)
-        audio = audio + noise * np.sqrt(speech_power / 10 ** (snr_db / 10))
+        noise = np.random.default_rng(plan["noise_seed"]).standard_normal(len(audio))
+        audio = audio + noise.astype(np.float32) * np.sqrt(
+            speech_power / 10 ** (plan["snr_db"] / 10)
+        )
     wav = torchaudio.functional.resample(
         torch.from_numpy(audio.astype(np.float32)), ESPEAK_SAMPLE_RATE, sample_rate
     )
@@ -196,27 +214,34 @@ def make_libritts(out, seed=0, speakers=20, utterances=20, noise_prob=0.2,
     subset_of.update({s: "train-clean-100" for s in speaker_ids[2 * n_held :]})
 
     speaker_rows = ["READER\tGENDER\tSUBSET\tNAME"]
+    plans = []  # per speaker: [(folder, utterance id, original, normalized, plan)]
     for spk in sorted(speaker_ids):
-        # One generator per speaker: a speaker's audio doesn't depend on the others.
+        # One generator per speaker: a speaker's choices don't depend on the others.
         srng = random.Random(f"{seed}-{spk}")
-        np_rng = np.random.default_rng([seed, spk])
         profile = speaker_profile(srng, spk)
         speaker_rows.append(f"{spk}\t{profile['gender']}\t{subset_of[spk]}\tSpeaker {spk}")
         chapters = srng.sample(range(1000, 99999), srng.randint(1, 3))
+        utts = []
         for index in range(utterances):
             chapter = chapters[index % len(chapters)]
             folder = root / subset_of[spk] / str(spk) / str(chapter)
-            folder.mkdir(parents=True, exist_ok=True)
             utt = f"{spk}_{chapter}_{srng.randint(0, 999999):06d}_{index:06d}"
-            n_sentences = srng.choice((1, 1, 2))
-            pairs = [random_sentence(srng) for _ in range(n_sentences)]
+            pairs = [random_sentence(srng) for _ in range(srng.choice((1, 1, 2)))]
             original = " ".join(p[0] for p in pairs)
             normalized = " ".join(p[1] for p in pairs)
-            audio = speak(profile, normalized, srng, np_rng, sample_rate, noise_prob)
-            write_atomic_wav(folder / f"{utt}.wav", audio, sample_rate)
+            utts.append((folder, utt, original, normalized,
+                         plan_utterance(profile, normalized, srng, noise_prob)))
+        plans.append(utts)
+
+    speech = synthesize_batches([[u[4]["request"] for u in utts] for utts in plans])
+    for utts, spoken in zip(plans, speech):
+        for (folder, utt, original, normalized, plan), audio in zip(utts, spoken):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic_wav(folder / f"{utt}.wav", render(plan, audio, sample_rate), sample_rate)
             write_atomic_text(folder / f"{utt}.original.txt", original)
             write_atomic_text(folder / f"{utt}.normalized.txt", normalized)
-            with open(folder / f"{spk}_{chapter}.trans.tsv", "a", encoding="utf-8") as f:
+            chapter_id = "_".join(utt.split("_")[:2])
+            with open(folder / f"{chapter_id}.trans.tsv", "a", encoding="utf-8") as f:
                 f.write(f"{utt}\t{original}\t{normalized}\n")
     write_atomic_text(root / "speakers.tsv", "\n".join(speaker_rows) + "\n")
     return root

@@ -1,0 +1,214 @@
+"""LibriTTS data, the synthetic LibriTTS corpus and the codec recipe, end to end."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from speechbrain_dsl.data.synthetic import make_libritts
+from speechbrain_dsl.metrics import mel_distance
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "LibriTTS" / "codec"
+sys.path.insert(0, str(ROOT / "recipes" / "LibriTTS"))
+from libritts_prepare import prepare_libritts  # noqa: E402
+
+WAV_NAME = re.compile(r"^(\d+)_(\d+)_\d{6}_\d{6}\.wav$")
+FAST = [
+    "--valid_batch_size=2", "--valid_visqol=False", "--valid_max_seconds=1.0",
+    "--number_of_epochs=1",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """4 speakers (2 train, 1 dev, 1 test) x 4 utterances."""
+    return make_libritts(tmp_path_factory.mktemp("libritts"), seed=7, speakers=4, utterances=4)
+
+
+def run_recipe(hparams, data, out, *extra, env=None, launcher=None):
+    cmd = (launcher or [sys.executable]) + ["train.py", f"hparams/{hparams}",
+                                            f"--data_folder={data}", f"--output_folder={out}", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run(cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=600)
+
+
+def checkpoints(save_folder):
+    """(meta, brain state) of every checkpoint in ``save_folder``, oldest first."""
+    found = []
+    for ckpt in Path(save_folder).glob("CKPT+*"):
+        meta = yaml.safe_load((ckpt / "CKPT.yaml").read_text())
+        found.append((meta, yaml.safe_load((ckpt / "brain.ckpt").read_text())))
+    return sorted(found, key=lambda c: c[0]["unixtime"])
+
+
+def test_synthetic_libritts_has_the_real_layout(corpus):
+    wavs = sorted(corpus.rglob("*.wav"))
+    assert len(wavs) == 16
+    subsets = {w.relative_to(corpus).parts[0] for w in wavs}
+    assert subsets == {"train-clean-100", "dev-clean", "test-clean"}
+    for wav in wavs:
+        spk, chap = WAV_NAME.match(wav.name).groups()
+        assert wav.parent.name == chap and wav.parent.parent.name == spk
+        assert wav.with_suffix(".normalized.txt").read_text().strip()
+        assert wav.with_suffix(".original.txt").read_text().strip()
+        trans = (wav.parent / f"{spk}_{chap}.trans.tsv").read_text().splitlines()
+        assert any(line.split("\t")[0] == wav.stem for line in trans)
+        info = sf.info(str(wav))
+        assert info.samplerate == 24000 and info.channels == 1 and info.duration > 1.0
+    header, *rows = (corpus / "speakers.tsv").read_text().splitlines()
+    assert header.split("\t") == ["READER", "GENDER", "SUBSET", "NAME"]
+    assert len(rows) == 4
+
+
+def test_synthetic_libritts_is_deterministic_for_a_seed(tmp_path, corpus):
+    """Names, texts, speakers and durations repeat exactly; audio up to espeak's jitter."""
+    again = make_libritts(tmp_path / "a", seed=7, speakers=4, utterances=4)
+    other = make_libritts(tmp_path / "b", seed=8, speakers=4, utterances=4)
+    first, second = sorted(corpus.rglob("*")), sorted(again.rglob("*"))
+    assert [p.relative_to(corpus) for p in first] == [p.relative_to(again) for p in second]
+    for a, b in zip(first, second):
+        if a.suffix in (".txt", ".tsv"):
+            assert a.read_text() == b.read_text()
+        elif a.suffix == ".wav":
+            x, _ = sf.read(str(a), dtype="float32")
+            y, _ = sf.read(str(b), dtype="float32")
+            assert abs(len(x) - len(y)) < 0.01 * 24000
+            n = min(len(x), len(y))
+            distance = mel_distance(torch.from_numpy(x[:n])[None], torch.from_numpy(y[:n])[None],
+                                    sample_rate=24000)
+            assert float(distance) < 0.5, a.name
+    assert sorted(w.name for w in other.rglob("*.wav")) != sorted(w.name for w in corpus.rglob("*.wav"))
+
+
+def test_synthetic_cli_writes_a_corpus_and_refuses_to_overwrite(tmp_path):
+    cmd = [sys.executable, "-m", "speechbrain_dsl.data.synthetic", "libritts",
+           "--out", str(tmp_path), "--speakers", "3", "--utterances", "1"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert len(list(tmp_path.rglob("*.wav"))) == 3
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 2 and "already exists" in second.stderr
+
+
+def test_prepare_writes_manifests_with_speechbrain_fields(tmp_path, corpus):
+    paths = prepare_libritts(corpus.parent, tmp_path)  # the parent folder works too
+    train = json.loads(paths["train"].read_text())
+    valid = json.loads(paths["valid"].read_text())
+    assert len(train) == 8 and len(valid) == 4
+    utt, entry = next(iter(train.items()))
+    assert set(entry) == {"wav", "duration", "spk_id", "label"}
+    assert entry["wav"].startswith("{data_root}/train-clean-100/")
+    assert utt.startswith(entry["spk_id"] + "_")
+    assert entry["duration"] == pytest.approx(sf.info(entry["wav"].replace("{data_root}", str(corpus))).duration)
+    assert entry["label"] == (corpus / entry["wav"][len("{data_root}/"):]).with_suffix(".normalized.txt").read_text()
+
+
+def test_prepare_is_idempotent_and_never_touches_audio(tmp_path, corpus):
+    before = {w: w.stat().st_mtime_ns for w in corpus.rglob("*.wav")}
+    paths = prepare_libritts(corpus, tmp_path)
+    stamp = paths["train"].stat().st_mtime_ns
+    prepare_libritts(corpus, tmp_path)
+    assert paths["train"].stat().st_mtime_ns == stamp
+    assert {w: w.stat().st_mtime_ns for w in corpus.rglob("*.wav")} == before
+    assert prepare_libritts("/nonexistent", tmp_path / "x", skip_prep=True)["train"].name == "train.json"
+
+
+def test_prepare_rejects_missing_subset_empty_folder_and_bad_audio(tmp_path, corpus):
+    with pytest.raises(ValueError, match="does not exist"):
+        prepare_libritts(tmp_path / "nowhere", tmp_path / "m0")
+    with pytest.raises(ValueError, match="train-other-500.*not found"):
+        prepare_libritts(corpus, tmp_path / "m1", train_subsets=["train-other-500"])
+    empty = tmp_path / "LibriTTS" / "train-clean-100"
+    empty.mkdir(parents=True)
+    with pytest.raises(ValueError, match="holds no"):
+        prepare_libritts(tmp_path / "LibriTTS", tmp_path / "m2")
+    bad = empty / "1" / "2" / "1_2_000000_000000.wav"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a wav file")
+    with pytest.raises(ValueError, match="unreadable audio file .*1_2_000000_000000.wav"):
+        prepare_libritts(tmp_path / "LibriTTS", tmp_path / "m3")
+    assert not (tmp_path / "m3" / "train.json").exists()
+
+
+def test_recipe_debug_run_trains_validates_calibrates_and_tests(tmp_path, corpus):
+    out = tmp_path / "run"
+    result = run_recipe("codec_dsl.yaml", corpus, out, "--debug", "--batch_size=2", "--valid_max_seconds=1.0",
+                        "--valid_visqol_max_utterances=2", "--adversarial_start_step=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    for key in ("mel_full", "mel_light", "mel_mixed", "sisnr_mixed", "visqol_full",
+                "visqol_mixed", "light_share", "sparsity", "switch_spearman", "threshold"):
+        assert key in metrics and metrics[key] == metrics[key], key
+    assert 1.0 <= metrics["visqol_full"] <= 5.0
+    log = (out / "train_log.txt").read_text()
+    assert "train adversarial" in log and "valid light_share" in log
+
+
+def test_baseline_recipe_runs_the_same_pipeline_without_dsl(tmp_path, corpus):
+    out = tmp_path / "base"
+    result = run_recipe("codec_baseline.yaml", corpus, out, *FAST, "--batch_size=2", "--debug")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert "mel_full" in metrics and "light_share" not in metrics
+
+
+def test_killed_run_resumes_with_the_same_number_of_optimizer_steps(tmp_path, corpus):
+    args = (*FAST, "--batch_size=1", "--ckpt_interval_minutes=0", "--ckpt_interval_steps=2")
+    reference = run_recipe("codec_dsl.yaml", corpus, tmp_path / "ref", *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = checkpoints(tmp_path / "ref" / "save")[-1][1]["optimizer_step"]
+    assert expected == 8  # 8 training utterances, batch size 1, one epoch
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "train.py", "hparams/codec_dsl.yaml", f"--data_folder={corpus}",
+           f"--output_folder={out}", *args]
+    proc = subprocess.Popen(cmd, cwd=RECIPE, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(meta.get("brain_intra_epoch_ckpt") for meta, _ in checkpoints_safe(out / "save")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed mid-epoch"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = checkpoints_safe(out / "save")
+    assert saved and all(meta.get("brain_intra_epoch_ckpt") for meta, _ in saved)
+    assert saved[-1][1]["optimizer_step"] < expected
+
+    resumed = run_recipe("codec_dsl.yaml", corpus, out, *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = checkpoints(out / "save")[-1]
+    assert not final[0].get("brain_intra_epoch_ckpt")
+    assert final[1]["optimizer_step"] == expected
+
+
+def checkpoints_safe(save_folder):
+    """Like ``checkpoints`` but tolerant of a checkpoint being written right now."""
+    try:
+        return checkpoints(save_folder)
+    except (FileNotFoundError, yaml.YAMLError, TypeError):
+        return []
+
+
+def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_port=29533"]
+    out = tmp_path / "ddp"
+    result = run_recipe("codec_dsl.yaml", corpus, out, *FAST, "--batch_size=2",
+                        "--distributed_backend=gloo", "--adversarial_start_step=0",
+                        launcher=torchrun)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 8 training utterances over 2 processes with batch size 2: 2 steps each.
+    assert checkpoints(out / "save")[-1][1]["optimizer_step"] == 2
+    assert "train adversarial" in (out / "train_log.txt").read_text()
