@@ -92,13 +92,18 @@ class DSLCodec(nn.Module):
         self.last_routing = None
 
     @property
+    def decoder_dtype(self):
+        """Floating-point type of the model's weights (inputs are cast to it)."""
+        return next(self.decoder.parameters()).dtype
+
+    @property
     def has_dsl(self):
         """True when the encoder routes through a Dynamic Switch Layer."""
         return isinstance(self.encoder, DSLEncoder)
 
     @property
     def vocabulary(self):
-        """The codebooks ``[K, vocab_size, D]`` (live view of the RVQ's buffers)."""
+        """The codebooks ``[K, vocab_size, D]`` (a copy; the RVQ owns them)."""
         return self.quantizer.codebooks
 
     @property
@@ -139,6 +144,11 @@ class DSLCodec(nn.Module):
             )
         if not torch.is_tensor(inputs):
             raise ValueError(f"{name}: expected a torch.Tensor, got {type(inputs)}")
+        if not inputs.is_floating_point():
+            raise ValueError(
+                f"{name}: expected a floating-point waveform in [-1, 1], got {inputs.dtype} "
+                f"(for int16 PCM, divide by 32768)"
+            )
         if inputs.dim() == 2:
             inputs = inputs.unsqueeze(1)
         if inputs.dim() != 3 or inputs.shape[1] != 1:
@@ -146,6 +156,8 @@ class DSLCodec(nn.Module):
                 f"{name}: expected shape [batch, samples] or [batch, 1, samples], got "
                 f"{tuple(inputs.shape)}"
             )
+        if inputs.shape[0] == 0:
+            raise ValueError(f"{name}: the batch is empty (shape {tuple(inputs.shape)})")
         if inputs.shape[-1] < self.hop_length:
             raise ValueError(
                 f"{name}: {inputs.shape[-1]} samples is shorter than one hop "
@@ -154,7 +166,7 @@ class DSLCodec(nn.Module):
             )
         if not bool(torch.isfinite(inputs).all()):
             raise ValueError(f"{name}: contains NaN or inf values")
-        return inputs
+        return inputs.to(self.decoder_dtype)
 
     def encode_features(self, wav, lengths=None, route=None):
         """Encoder output ``[B, D, T]`` and the DSL output (None for a baseline)."""
@@ -203,9 +215,14 @@ class DSLCodec(nn.Module):
             )
         if tokens.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"tokens: expected an integer tensor, got {tokens.dtype}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
+            raise ValueError(
+                f"tokens: values must be in [0, vocab_size={self.vocab_size}), got "
+                f"[{int(tokens.min())}, {int(tokens.max())}]"
+            )
         audio = self.decoder(self.quantizer.decode(tokens.long()).transpose(1, 2))
         if length is not None:
-            clean_padding_(audio, length)
+            clean_padding_(audio, length, len_dim=-1)
         return audio
 
     # DASB tokenizer interface --------------------------------------------------

@@ -390,7 +390,8 @@ class DynamicSwitchLayer(nn.Module):
                     f"route must have shape {(batch, n_seg)} (batch, segments), got "
                     f"{tuple(route.shape)}"
                 )
-            emb = self.routed_forward(masked, route.bool(), seg)
+            route = route.bool()
+            emb = self.routed_forward(masked, route, seg)
         return DSLOutput(emb, masked, predicted, distance, route, segment_mask, light)
 
     def routed_forward(self, x, route, segment_frames):

@@ -109,5 +109,5 @@ class ResidualVectorQuantizer(nn.Module):
 
     @property
     def codebooks(self):
-        """The codebooks, ``[K, codebook_size, dim]``."""
+        """The codebooks, ``[K, codebook_size, dim]`` (stacked: a copy)."""
         return self.rvq.codebooks

@@ -228,7 +228,7 @@ class CodecBrain(sb.Brain):
             self.checkpointer.save_and_keep_only(
                 meta={"mel_full": summary["mel_full"], "epoch": epoch},
                 min_keys=["mel_full"],
-                num_to_keep=2,
+                num_to_keep=self.hparams.keep_checkpoints,
             )
         else:
             self.hparams.train_logger.log_stats(
@@ -296,6 +296,8 @@ def main(argv):
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    if (run_opts.get("device") or "cpu").startswith("cpu"):
+        torch.set_num_threads(hparams["cpu_threads"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
