@@ -7,7 +7,9 @@ One CPU thread, 60 s of audio in 1 s routing segments, two layouts:
   context, so mixed pays a little for segment boundaries).
 
 Mixed mode runs at forced light shares 0, 0.3, 0.8 and 1.0 (random segments, fixed
-seed; the switch still runs). Wall time is the median of ``--repeats`` runs;
+seed; the switch still runs). A second table compares DSL placements (after the
+first conv, block 1, block 2) at 80% light, which is the evidence behind the
+default placement. Wall time is the median of ``--repeats`` runs;
 executed MACs are counted with torch.utils.flop_counter on the same forward.
 Everything is a ratio to the full pass measured in the same process.
 
@@ -42,6 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--json", action="store_true", help="print rows as JSON")
+    parser.add_argument("--no-placements", action="store_true",
+                        help="skip the placement comparison table")
     parser.add_argument(
         "--allocator", choices=("tuned", "default"), default="tuned",
         help="glibc malloc settings (see module docstring)",
@@ -128,6 +132,46 @@ def run(args):
     return rows, allocator, costs
 
 
+# Light tails for each placement follow the default's rule: a first conv that
+# downsamples to the rate of the last two blocks, then those two blocks.
+PLACEMENTS = {
+    0: {"split_after": 0, "base_channels": 8, "light_first_stride": 8},
+    1: {"split_after": 1, "base_channels": 16, "light_first_stride": 4},
+    2: {"split_after": 2, "base_channels": 32, "light_first_stride": 1},
+}
+
+
+def placement_rows(args):
+    """Full vs mixed (80% light) wall time and MACs for each DSL placement, b60."""
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    from speechbrain_dsl.efficiency import part_costs, predicted_mac_ratio
+
+    wav = torch.randn(args.seconds, 1, 16000, generator=torch.Generator().manual_seed(0))
+    route = forced_route(args.seconds, 1, 0.8, torch.Generator().manual_seed(1))
+    encoders, fns = {}, []
+    for split, overrides in PLACEMENTS.items():
+        with open(args.model) as f:
+            encoder = load_hyperpyyaml(f, overrides)["encoder"].eval()
+        encoders[split] = (encoder, part_costs(encoder))
+        fns += [lambda e=encoder: e(wav, None, torch.zeros_like(route)),
+                lambda e=encoder: e(wav, None, route)]
+    with torch.no_grad():
+        times = interleaved_median_ms(fns, args.repeats)
+    rows = []
+    for i, (split, (encoder, costs)) in enumerate(encoders.items()):
+        full_ms, mixed_ms = times[2 * i], times[2 * i + 1]
+        p = costs["params"]
+        rows.append({
+            "split_after": split, "base_params": p["base"],
+            "light_params_ratio": p["full_tail"] / p["light_tail"],
+            "light_macs_ratio": costs["macs_per_second"]["full_tail"] / costs["macs_per_second"]["light_tail"],
+            "wall_ratio_80": mixed_ms / full_ms, "mac_ratio_80": predicted_mac_ratio(costs, 0.8),
+        })
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     ensure_allocator(args)
@@ -135,6 +179,7 @@ def main(argv=None):
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    placements = [] if args.no_placements else placement_rows(args)
     alloc = ", ".join(f"{k}={v}" for k, v in allocator.items()) if any(allocator.values()) else "glibc defaults"
     print(f"DSL encoder routing benchmark: 1 thread, {args.seconds} s of audio, "
           f"median of {args.repeats}; allocator: {alloc}")
@@ -144,6 +189,14 @@ def main(argv=None):
         saving = "" if r["saving_vs_predicted"] is None else f"{r['saving_vs_predicted']:.2f}"
         print(f"{r['layout']:<7}{r['mode']:<7}{r['light_share']:>6.1f}{r['wall_ms']:>9.1f}"
               f"{r['wall_ratio']:>10.3f}{r['mac_ratio']:>9.3f}{r['predicted_mac_ratio']:>9.3f}{saving:>12}")
+    if placements:
+        print("\nDSL placement, b60, mixed at 80% light vs mixed at 0% (same switch and mask cost):")
+        print(f"{'split after':<13}{'base params':>12}{'full/light params':>19}{'full/light MACs':>17}"
+              f"{'wall 80%':>10}{'MAC 80%':>9}")
+        for r in placements:
+            name = "first conv" if r["split_after"] == 0 else f"block {r['split_after']}"
+            print(f"{name:<13}{r['base_params']:>12,}{r['light_params_ratio']:>18.1f}x"
+                  f"{r['light_macs_ratio']:>16.1f}x{r['wall_ratio_80']:>10.3f}{r['mac_ratio_80']:>9.3f}")
     return 0
 
 

@@ -356,9 +356,11 @@ def test_dsl_yaml_instantiates_the_documented_model():
     assert dsl.threshold == 0.5
     assert isinstance(dsl.mask, Mask) and isinstance(dsl.switch, Switch)
     assert dsl.light_tail is hp["light_tail"]
-    # The full tail is the rest of soundstream_encoder (shared modules).
-    assert dsl.full_tail[0] is hp["soundstream_encoder"].stages[2]
-    assert dsl.hop == 160 and hp["encoder"].base.hop == 2
+    # The DSL follows the first conv; the full tail is the rest of
+    # soundstream_encoder (shared modules).
+    assert hp["encoder"].split_after == 0
+    assert dsl.full_tail[0] is hp["soundstream_encoder"].stages[1]
+    assert dsl.hop == 320 and hp["encoder"].base.hop == 1
 
 
 def test_baseline_yaml_instantiates_the_same_encoder_without_dsl():

@@ -344,8 +344,10 @@ def test_mixed_mode_switch_decision_uses_only_its_own_segment_and_the_past():
             torch.testing.assert_close(
                 out.predicted[:, :seg], ref.predicted[:, :seg], atol=0, rtol=0
             )
+            # Later routes change how windows are packed into rows, so the same
+            # frames may run in a different batch: equal up to float rounding.
             torch.testing.assert_close(
-                out.emb[..., : seg * 3], ref.emb[..., : seg * 3], atol=0, rtol=0
+                out.emb[..., : seg * 3], ref.emb[..., : seg * 3], atol=1e-6, rtol=1e-5
             )
 
 

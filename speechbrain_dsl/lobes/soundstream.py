@@ -19,7 +19,6 @@ from speechbrain_dsl.nnet.conv import (
     ELUConv,
     EncoderBlock,
     compose_receptive_field,
-    elu,
 )
 
 
@@ -313,7 +312,7 @@ class STFTDiscriminator(nn.Module):
         for layer in self.layers:
             h = layer(h)
             feats.append(h)
-        score = self.post(elu(h))
+        score = self.post(F.elu(h))
         feats.append(score)
         return score, feats
 
@@ -329,7 +328,7 @@ class _STFTResidualUnit(nn.Module):
         self.skip = nn.Conv2d(in_channels, out_channels, 1, stride)
 
     def forward(self, x):
-        y = self.down(elu(self.conv(elu(x))))
+        y = self.down(F.elu(self.conv(F.elu(x))))
         s = self.skip(x)
         t, f = min(y.shape[2], s.shape[2]), min(y.shape[3], s.shape[3])
         return y[:, :, :t, :f] + s[:, :, :t, :f]

@@ -21,23 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def elu(x):
-    """ELU written as ``max(exp(min(x, 0)) - 1, x)``.
-
-    Equal to ``torch.nn.functional.elu`` (``exp(x) - 1 >= x`` for all x), and
-    about 25% faster on CPU, where ELU is the costliest op of the narrow
-    high-rate layers that set the floor of the DSL's saving.
-
-    Example
-    -------
-    >>> x = torch.linspace(-5, 5, 101)
-    >>> torch.allclose(elu(x), F.elu(x), atol=1e-6)
-    True
-    """
-    y = torch.exp(torch.clamp(x, max=0)) - 1
-    return torch.maximum(y, x)
-
-
 def compose_receptive_field(layers):
     """Returns ``(hop, lookback)`` of causal layers applied in sequence.
 
@@ -182,7 +165,7 @@ class ResidualUnit(nn.Module):
 
     def forward(self, x):
         """Applies the unit to ``x`` [batch, channels, time]."""
-        return x + self.pointwise(elu(self.dilated(elu(x))))
+        return x + self.pointwise(F.elu(self.dilated(F.elu(x))))
 
 
 class EncoderBlock(nn.Module):
@@ -231,7 +214,7 @@ class EncoderBlock(nn.Module):
 
     def forward(self, x):
         """Applies the block to ``x`` [batch, in_channels, time]."""
-        return self.downsample(elu(self.units(x)))
+        return self.downsample(F.elu(self.units(x)))
 
 
 class DecoderBlock(nn.Module):
@@ -263,7 +246,7 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x):
         """Applies the block to ``x`` [batch, in_channels, time]."""
-        return self.units(self.upsample(elu(x)))
+        return self.units(self.upsample(F.elu(x)))
 
 
 class ELUConv(nn.Module):
@@ -283,7 +266,7 @@ class ELUConv(nn.Module):
 
     def forward(self, x):
         """Applies ELU then the conv to ``x`` [batch, channels, time]."""
-        return self.conv(elu(x))
+        return self.conv(F.elu(x))
 
 
 class CausalStack(nn.Sequential):

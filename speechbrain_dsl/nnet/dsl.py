@@ -449,6 +449,14 @@ def _run_packed(tail, x, runs, out):
     if not runs:
         return out
     hop = tail.hop
+    frames = x.shape[-1] // hop
+    if all(f0 == 0 and f1 == frames for _, f0, f1 in runs):
+        # Whole utterances (e.g. one segment per clip): one gather, one scatter.
+        index = torch.tensor([b for b, _, _ in runs], device=x.device)
+        y = tail(x.index_select(0, index))
+        if out is None:
+            out = y.new_zeros(x.shape[0], y.shape[1], frames)
+        return out.index_copy_(0, index, y)
     ctx = max(0, math.ceil((tail.lookback + 1) / hop) - 1)
     windows = []  # (b, first input sample, end input sample, f0, f1, context frames)
     for b, f0, f1 in runs:
@@ -464,7 +472,7 @@ def _run_packed(tail, x, runs, out):
         rows[r].append(w)
         row_len[r] += w[2] - w[1]
 
-    packed = x.new_zeros(len(rows), x.shape[1], max(row_len))
+    packed = x.new_empty(len(rows), x.shape[1], max(row_len))
     placed = []  # (row, offset in input samples, window)
     for r, row in enumerate(rows):
         offset = 0
@@ -473,9 +481,10 @@ def _run_packed(tail, x, runs, out):
             packed[r, :, offset : offset + s1 - s0] = x[b, :, s0:s1]
             placed.append((r, offset, w))
             offset += s1 - s0
+        packed[r, :, offset:] = 0  # right padding; causal, so it never leaks back
     y = tail(packed)
     if out is None:
-        out = y.new_zeros(x.shape[0], y.shape[1], x.shape[-1] // hop)
+        out = y.new_zeros(x.shape[0], y.shape[1], frames)
     for r, offset, (b, _, _, f0, f1, c) in placed:
         first = offset // hop + c
         out[b, :, f0:f1] = y[r, :, first : first + f1 - f0]
