@@ -174,11 +174,15 @@ def test_killed_run_resumes_with_the_same_number_of_optimizer_steps(tmp_path, co
            f"--output_folder={out}", *args]
     proc = subprocess.Popen(cmd, cwd=RECIPE, env=dict(os.environ, OMP_NUM_THREADS="1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    # Kill once a checkpoint exists, preferably while the next one is being
+    # written (a hidden .partial- folder), which must not corrupt the resume.
+    deadline, published = time.time() + 300, None
     while time.time() < deadline and proc.poll() is None:
-        if any(meta.get("brain_intra_epoch_ckpt") for meta, _ in checkpoints_safe(out / "save")):
+        if published is None and checkpoints_safe(out / "save"):
+            published = time.time()
+        if published and (list((out / "save").glob(".partial-*")) or time.time() - published > 2):
             break
-        time.sleep(0.02)
+        time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be killed mid-epoch"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
