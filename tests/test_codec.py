@@ -430,3 +430,18 @@ def test_inline_yaml_with_mismatched_light_tail_raises_value_error():
 
 def test_yaml_files_exist():
     assert DSL_YAML.is_file() and BASELINE_YAML.is_file()
+
+
+def test_input_scale_is_applied_to_the_encoder_input_and_undone_at_the_output():
+    scaled, plain = make_codec(), make_codec()
+    scaled.input_scale = 10.0
+    wav = torch.randn(2, 160) * 0.05
+    scaled(wav)  # k-means initialises the codebooks on the first training batch
+    plain.load_state_dict(scaled.state_dict())
+    scaled.eval(), plain.eval()
+    with torch.no_grad():
+        tokens_scaled, _ = scaled.eval().encode(wav)
+        tokens_plain, _ = plain.eval().encode(wav * 10.0)
+        assert torch.equal(tokens_scaled, tokens_plain)
+        torch.testing.assert_close(scaled.decode(tokens_scaled), plain.decode(tokens_plain) / 10.0)
+        torch.testing.assert_close(scaled(wav).wav_hat, plain(wav * 10.0).wav_hat / 10.0)

@@ -60,6 +60,10 @@ class DSLCodec(nn.Module):
     quantizer : ResidualVectorQuantizer
     decoder : SoundStreamDecoder
     sample_rate : int
+    input_scale : float
+        The networks work on ``input_scale * waveform`` (and the decoder's output
+        is divided by it). At the natural level of 16 kHz speech the first layers
+        see tiny activations and training stalls; a fixed gain of ~10 fixes that.
 
     Example
     -------
@@ -80,12 +84,13 @@ class DSLCodec(nn.Module):
     torch.Size([3, 1, 800])
     """
 
-    def __init__(self, encoder, quantizer, decoder, sample_rate=16000):
+    def __init__(self, encoder, quantizer, decoder, sample_rate=16000, input_scale=1.0):
         super().__init__()
         self.encoder = encoder
         self.quantizer = quantizer
         self.decoder = decoder
         self.sample_rate = sample_rate
+        self.input_scale = float(input_scale)
         self.hop_length = encoder.hop
         self.num_codebooks = quantizer.num_quantizers
         self.vocab_size = quantizer.codebook_size
@@ -170,6 +175,7 @@ class DSLCodec(nn.Module):
 
     def encode_features(self, wav, lengths=None, route=None):
         """Encoder output ``[B, D, T]`` and the DSL output (None for a baseline)."""
+        wav = wav * self.input_scale
         if self.has_dsl:
             out = self.encoder(wav, lengths, route)
             self.last_routing = out
@@ -188,7 +194,7 @@ class DSLCodec(nn.Module):
         emb = emb.transpose(1, 2)
         mask = length_mask(lengths, emb.shape[1], emb.device, emb.shape[0])
         quantized, tokens, commitment = self.quantizer(emb, mask)
-        wav_hat = self.decoder(quantized.transpose(1, 2))
+        wav_hat = self.decoder(quantized.transpose(1, 2)) / self.input_scale
         return CodecOutput(wav_hat, emb, quantized, tokens, commitment, dsl)
 
     def embed(self, inputs, length=None, sample_rate=None):
@@ -221,6 +227,7 @@ class DSLCodec(nn.Module):
                 f"[{int(tokens.min())}, {int(tokens.max())}]"
             )
         audio = self.decoder(self.quantizer.decode(tokens.long()).transpose(1, 2))
+        audio = audio / self.input_scale
         if length is not None:
             clean_padding_(audio, length, len_dim=-1)
         return audio

@@ -148,7 +148,7 @@ class CodecBrain(sb.Brain):
         predictions = []
         for batch in self.calibration_loader:
             wav, lens = batch.sig
-            out = codec.encoder(wav.to(self.device)[:, None], lens.to(self.device))
+            _, out = codec.encode_features(wav.to(self.device)[:, None], lens.to(self.device))
             predictions.append(out.predicted[out.segment_mask])
         predictions = torch.cat(predictions)
         codec.threshold = float(torch.quantile(predictions, self.hparams.target_light_share))
@@ -180,7 +180,7 @@ class CodecBrain(sb.Brain):
             self.visqol_count += wav.shape[0]
         if codec.has_dsl:
             codec.mode = "oracle"
-            out = codec.encoder(wav[:, None], lens, None)
+            _, out = codec.encode_features(wav[:, None], lens)
             steps = length_mask(lens, out.masked.shape[-1], wav.device, wav.shape[0])
             self._add("sparsity", torch.tensor([activation_sparsity(out.masked.transpose(1, 2)[steps])]))
             self._add("predicted", out.predicted[out.segment_mask])
