@@ -112,8 +112,8 @@ def evaluate(codec, wav, label):
             row[f"mel_{mode}"] = float(mel_distance(wav_hat, wav).mean())
             if mode == "mixed":
                 row["light_share"] = float(codec.last_routing.route.float().mean())
-        row["mac_ratio"] = executed_macs(codec.encoder, wav[:, None], "mixed") / executed_macs(
-            codec.encoder, wav[:, None], "full"
+        row["mac_ratio"] = executed_macs(codec, wav[:, None], "mixed") / executed_macs(
+            codec, wav[:, None], "full"
         )
     return row
 
@@ -144,7 +144,7 @@ def main(argv=None):
           f"({time.time() - start:.1f} s)")
 
     mel_loss, dsl_loss = MultiScaleMelLoss(sr), DSLLoss(alpha=1e-4, beta=1.0)
-    optimizer = torch.optim.Adam(codec.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(codec.parameters(), lr=1e-3, betas=(0.5, 0.9))
     codec.train()
     start = time.time()
     bar = tqdm(range(args.steps), desc="[train] DSL codec", file=sys.stdout)

@@ -41,12 +41,14 @@ def count_macs(fn, *args, **kwargs):
     return counter.get_total_flops() // 2
 
 
-def executed_macs(encoder, wav, mode=None, route=None, lengths=None):
+def executed_macs(model, wav, mode=None, route=None, lengths=None):
     """MACs the encoder actually executes on ``wav`` [B, 1, S] in ``mode``.
 
     Arguments
     ---------
-    encoder : DSLEncoder
+    model : DSLEncoder or DSLCodec
+        With a codec, its encoder is run exactly as ``encode`` runs it (input
+        scaling included), so the routing is the one the codec would take.
     wav : torch.Tensor
     mode : str, optional
         Routing mode for this call (restored afterwards); default: current mode.
@@ -58,13 +60,15 @@ def executed_macs(encoder, wav, mode=None, route=None, lengths=None):
     -------
     int
     """
+    encoder = model.encoder if hasattr(model, "encode_features") else model
+    run = model.encode_features if hasattr(model, "encode_features") else encoder
     dsl = encoder.dsl
     previous, was_training = dsl.mode, encoder.training
     encoder.eval()
     try:
         if mode is not None:
             dsl.mode = mode
-        return count_macs(encoder, wav, lengths, route)
+        return count_macs(run, wav, lengths, route)
     finally:
         dsl.mode = previous
         encoder.train(was_training)

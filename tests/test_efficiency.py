@@ -237,3 +237,19 @@ def test_cli_baseline_yaml_gives_a_clear_error(cli_runs):
     assert "expected a DSLEncoder" in err and "SoundStreamEncoder" in err
     assert "Traceback" not in err
     assert out == ""
+
+
+def test_executed_macs_of_a_codec_follow_the_codecs_own_routing(default_model):
+    """Counting on the codec runs the encoder as encode() does (input scale included)."""
+    hp, costs = default_model
+    codec = hp["codec"].eval()
+    wav = torch.randn(4, 1, 16000) * 0.05
+    with torch.no_grad():
+        codec.mode = "mixed"
+        codec.encode(wav)
+        share = float(codec.last_routing.route.float().mean())
+    m = costs["macs_per_second"]
+    expected = 4 * (m["base"] + m["mask"] + m["switch"]) + 4 * (
+        share * m["light_tail"] + (1 - share) * m["full_tail"]
+    )
+    assert executed_macs(codec, wav, mode="mixed") == pytest.approx(expected, rel=0.01)
