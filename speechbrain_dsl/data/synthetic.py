@@ -11,6 +11,8 @@ across runs.
 
     python -m speechbrain_dsl.data.synthetic libritts --out DIR [--seed N]
         [--speakers S] [--utterances U] [--noise-prob P]
+    python -m speechbrain_dsl.data.synthetic audioset --out DIR [--seed N]
+        [--clips-per-class C]
 
 Layouts written
 ---------------
@@ -19,6 +21,15 @@ Layouts written
 ``<spk>_<chap>.trans.tsv`` per chapter and ``speakers.tsv`` at the top. Speakers
 are split between ``train-clean-100``, ``dev-clean`` and ``test-clean`` so the
 held-out subsets have unseen speakers, as in LibriTTS.
+
+``audioset``: ``DIR/AudioSet/eval_segments.csv`` (3 comment lines, then
+``YTID, start_seconds, end_seconds, "labels"``), ``class_labels_indices.csv`` and
+10-s clips under ``DIR/AudioSet/audio/`` in the common naming schemes
+(``Y<YTID>.wav``, ``<YTID>.wav``, ``<YTID>_<start>.wav``). "Silence" clips hold
+what AudioSet's class holds: digital silence, quiet tones, low-level room noise,
+pink and white noise, mains hum. "Speech" clips are espeak-ng speech, clean or
+with noise. A few Music clips (not a target class) and a few rows whose audio is
+missing make the set look like a real partial download.
 """
 
 import argparse
@@ -247,6 +258,131 @@ def make_libritts(out, seed=0, speakers=20, utterances=20, noise_prob=0.2,
     return root
 
 
+AUDIOSET_CLASSES = (
+    ("/m/09x0r", "Speech"),
+    ("/m/028v0c", "Silence"),
+    ("/m/04rlf", "Music"),
+    ("/m/05zppz", "Male speech, man speaking"),
+    ("/m/02zsn", "Female speech, woman speaking"),
+)
+SILENCE_KINDS = ("digital", "tone", "room", "pink", "white", "hum")
+
+
+def pink_noise(n, np_rng):
+    """Pink (1/f) noise by spectral shaping of white noise, unit RMS."""
+    spectrum = np.fft.rfft(np_rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    noise = np.fft.irfft(spectrum, n)
+    return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
+
+
+def silence_like(kind, seconds, sample_rate, rng, np_rng):
+    """A clip of what AudioSet labels Silence (quiet, stationary, or nothing)."""
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    level = 10 ** (rng.uniform(-60, -40) / 20)  # -60..-40 dBFS
+    if kind == "digital":
+        return np.zeros(n, np.float32)
+    if kind == "tone":
+        return (level * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)).astype(np.float32)
+    if kind == "room":
+        room = pink_noise(n, np_rng) * level
+        return (room + 0.3 * level * np.sin(2 * np.pi * 120 * t)).astype(np.float32)
+    if kind == "pink":
+        return (pink_noise(n, np_rng) * level).astype(np.float32)
+    if kind == "white":
+        return (np_rng.standard_normal(n) * level).astype(np.float32)
+    base = rng.choice((50, 60))  # mains hum with harmonics
+    hum = sum(np.sin(2 * np.pi * base * k * t) / k for k in (1, 2, 3))
+    return (level * hum).astype(np.float32)
+
+
+def music_like(seconds, sample_rate, rng):
+    """A few bars of decaying sine notes (a non-target class)."""
+    n = int(seconds * sample_rate)
+    out = np.zeros(n, np.float32)
+    note = int(0.25 * sample_rate)
+    for start in range(0, n - note, note):
+        t = np.arange(note) / sample_rate
+        freq = 220 * 2 ** (rng.randint(0, 24) / 12)
+        out[start : start + note] += 0.2 * np.sin(2 * np.pi * freq * t) * np.exp(-4 * t)
+    return out
+
+
+def fit_to(audio, n):
+    """Pads (centred) or cuts ``audio`` to ``n`` samples."""
+    if len(audio) >= n:
+        return audio[:n]
+    left = (n - len(audio)) // 2
+    return np.pad(audio, (left, n - len(audio) - left))
+
+
+def make_audioset(out, seed=0, clips_per_class=20, sample_rate=16000, seconds=10.0,
+                  music_clips=3, missing_clips=2):
+    """Writes an AudioSet look-alike (Speech vs Silence) under ``out/AudioSet``.
+
+    Returns
+    -------
+    Path
+    """
+    if clips_per_class < 1:
+        raise ValueError(f"--clips-per-class must be >= 1, got {clips_per_class}")
+    root = Path(out) / "AudioSet"
+    audio_dir = root / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    np_rng = np.random.default_rng(seed)
+    ytid = lambda: "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") for _ in range(11))  # noqa: E731
+    n = int(seconds * sample_rate)
+
+    rows, clips = [], []  # rows: (ytid, start, labels); clips: (ytid, start, audio)
+    for i in range(clips_per_class):
+        kind = SILENCE_KINDS[i % len(SILENCE_KINDS)]
+        rows.append((ytid(), float(rng.randint(0, 300)), ["/m/028v0c"]))
+        clips.append(silence_like(kind, seconds, sample_rate, rng, np_rng))
+    requests, speech_rows = [], []
+    for i in range(clips_per_class):
+        profile = speaker_profile(rng, i)
+        text = " ".join(random_sentence(rng)[1] for _ in range(rng.choice((1, 2))))
+        plan = plan_utterance(profile, text, rng, noise_prob=0.5)
+        plan["lead"], plan["trail"] = rng.uniform(0.0, 1.0), 0.0
+        requests.append(plan)
+        labels = ["/m/09x0r", "/m/05zppz" if profile["gender"] == "M" else "/m/02zsn"]
+        speech_rows.append((ytid(), float(rng.randint(0, 300)), labels))
+    spoken = synthesize_batches([[p["request"] for p in requests]])[0]
+    for row, plan, speech in zip(speech_rows, requests, spoken):
+        rows.append(row)
+        clips.append(fit_to(render(plan, speech, sample_rate), n))
+    for _ in range(music_clips):
+        rows.append((ytid(), float(rng.randint(0, 300)), ["/m/04rlf"]))
+        clips.append(music_like(seconds, sample_rate, rng))
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    schemes = ("Y{id}.wav", "{id}.wav", "{id}_{start}.wav")
+    for k in order:
+        yt, start, _ = rows[k]
+        name = schemes[k % len(schemes)].format(id=yt, start=int(start))
+        write_atomic_wav(audio_dir / name, clips[k], sample_rate)
+    for _ in range(missing_clips):  # listed in the CSV, never downloaded
+        rows.append((ytid(), float(rng.randint(0, 300)), [rng.choice(("/m/09x0r", "/m/028v0c"))]))
+        order.append(len(rows) - 1)
+
+    lines = [
+        "# Segments csv created by speechbrain_dsl.data.synthetic",
+        f"# num_ytids={len(rows)}, num_segs={len(rows)}, num_unique_labels={len(AUDIOSET_CLASSES)}",
+        "# YTID, start_seconds, end_seconds, positive_labels",
+    ]
+    for k in order:
+        yt, start, labels = rows[k]
+        lines.append(f'{yt}, {start:.3f}, {start + seconds:.3f}, "{",".join(labels)}"')
+    write_atomic_text(root / "eval_segments.csv", "\n".join(lines) + "\n")
+    index = ["index,mid,display_name"] + [
+        f'{i},{mid},"{name}"' for i, (mid, name) in enumerate(AUDIOSET_CLASSES)
+    ]
+    write_atomic_text(root / "class_labels_indices.csv", "\n".join(index) + "\n")
+    return root
+
+
 def main(argv=None):
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
@@ -260,6 +396,10 @@ def main(argv=None):
     libritts.add_argument("--speakers", type=int, default=20)
     libritts.add_argument("--utterances", type=int, default=20, help="per speaker")
     libritts.add_argument("--noise-prob", type=float, default=0.2)
+    audioset = sub.add_parser("audioset", help="AudioSet Speech vs Silence look-alike")
+    audioset.add_argument("--out", required=True, help="output folder")
+    audioset.add_argument("--seed", type=int, default=0)
+    audioset.add_argument("--clips-per-class", type=int, default=20)
     args = parser.parse_args(argv)
 
     start = time.time()
@@ -278,6 +418,18 @@ def main(argv=None):
         seconds = sum(sf.info(str(w)).duration for w in wavs)
         print(f"wrote {len(wavs)} utterances ({seconds / 60:.1f} min) to {root} "
               f"in {time.time() - start:.1f} s")
+    elif args.corpus == "audioset":
+        if (Path(args.out) / "AudioSet").exists():
+            print(f"error: {Path(args.out) / 'AudioSet'} already exists; choose an empty "
+                  f"--out", file=sys.stderr)
+            return 2
+        try:
+            root = make_audioset(args.out, args.seed, args.clips_per_class)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        wavs = list(root.rglob("*.wav"))
+        print(f"wrote {len(wavs)} clips to {root} in {time.time() - start:.1f} s")
     return 0
 
 
