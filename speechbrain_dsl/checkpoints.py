@@ -8,8 +8,11 @@ it and fails on a truncated file. :class:`AtomicCheckpointer` writes into a hidd
 only ever sees complete checkpoints; leftovers of killed saves are removed.
 """
 
+import pickle
 import shutil
+from pathlib import Path
 
+import torch
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
@@ -55,3 +58,48 @@ class AtomicCheckpointer(Checkpointer):
         if self.checkpoints_dir.is_dir():
             for path in self.checkpoints_dir.glob(PARTIAL_PREFIX + "*"):
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def find_codec_checkpoint(path, min_key="mel_full"):
+    """The ``codec.ckpt`` file behind ``path``.
+
+    ``path`` may be a recipe save folder (the checkpoint with the lowest
+    ``min_key`` is taken, else the latest), one ``CKPT+...`` folder, or the
+    ``codec.ckpt`` file itself.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / "codec.ckpt").is_file():
+        return path / "codec.ckpt"
+    if not path.is_dir():
+        raise ValueError(f"codec checkpoint not found: {path}")
+    checkpointer = Checkpointer(path)
+    found = checkpointer.find_checkpoint(min_key=min_key) if any(
+        min_key in c.meta for c in checkpointer.list_checkpoints()
+    ) else checkpointer.find_checkpoint()
+    if found is None or not (found.path / "codec.ckpt").is_file():
+        raise ValueError(f"{path} holds no checkpoint with a codec.ckpt file")
+    return found.path / "codec.ckpt"
+
+
+def load_codec(model_yaml, checkpoint, overrides=None):
+    """Builds the codec of ``model_yaml`` and loads weights (and threshold) from ``checkpoint``.
+
+    Weights are read with ``torch.load(weights_only=True)``: a checkpoint cannot run
+    code. A truncated or foreign file raises ValueError naming it.
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    model_yaml = Path(model_yaml)
+    if not model_yaml.is_file():
+        raise ValueError(f"model YAML not found: {model_yaml}")
+    with open(model_yaml) as f:
+        codec = load_hyperpyyaml(f, overrides or {})["codec"]
+    ckpt = find_codec_checkpoint(checkpoint)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        codec.load_state_dict(state)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"cannot load codec weights from {ckpt}: {err}") from None
+    return codec.eval()

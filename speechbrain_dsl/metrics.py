@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from speechbrain_dsl.nnet.dsl import length_mask
+from speechbrain_dsl.nnet.dsl import length_mask, segment_mean
 
 _VISQOL = None
 
@@ -108,3 +108,37 @@ def visqol(estimate, reference, lengths=None, sample_rate=16000):
             continue
         scores.append(_VISQOL.measure_from_arrays(ref[i, :n], est[i, :n], sample_rate).moslqo)
     return torch.tensor(scores)
+
+
+def segment_mel_distance(estimate, reference, segment_samples, sample_rate=16000,
+                         n_fft=1024, hop_length=160, n_mels=80, eps=1e-5):
+    """Mean absolute log-mel distance per segment of ``segment_samples``, ``[B, segments]``.
+
+    Frames are causal (frame ``f`` ends at sample ``(f + 1) * hop_length``), so each
+    segment's distance uses only its own audio and the ``n_fft`` samples before it.
+
+    Example
+    -------
+    >>> x = torch.randn(2, 32000)
+    >>> y = x.clone(); y[:, 16000:] = 0
+    >>> d = segment_mel_distance(y, x, 16000)
+    >>> d.shape, bool(d[0, 0] < 0.5 < d[0, 1])
+    (torch.Size([2, 2]), True)
+    """
+    if segment_samples % hop_length:
+        raise ValueError(
+            f"segment_samples={segment_samples} must be a multiple of hop_length={hop_length}"
+        )
+    fbank = torchaudio.functional.melscale_fbanks(
+        n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate
+    ).to(reference.device)
+    window = torch.hann_window(n_fft, device=reference.device)
+
+    def logmel(x):
+        x = torch.nn.functional.pad(x.reshape(x.shape[0], -1), (n_fft - hop_length, 0))
+        spec = torch.stft(x, n_fft, hop_length, window=window, center=False,
+                          return_complex=True).abs()
+        return torch.log(spec.transpose(1, 2) @ fbank + eps)
+
+    diff = (logmel(estimate) - logmel(reference)).abs().mean(-1)  # [B, frames]
+    return segment_mean(diff, segment_samples // hop_length)

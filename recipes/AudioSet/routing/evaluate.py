@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Routing evaluation on AudioSet Speech vs Silence: does easy audio go light, and
+does quality hold?
+
+    python evaluate.py hparams/evaluate.yaml --data_folder=/path/to/AudioSet \
+        --codec_checkpoint=/path/to/recipe/save
+
+For every clip and 1-s segment: the switch's predicted distance, the true
+light/full distance and the route. Per class: light share at the calibrated
+threshold; mel distance, SI-SNR and ViSQOL of full, light and mixed decoding, and
+of random and oracle routing at the same light share; executed encoder MACs per
+second and encoder wall time, mixed vs full. Switch quality: Spearman correlation
+and AUROC at recovering the oracle's light segments. A sweep of light shares gives
+the quality-vs-compute curve. Writes ``report.md``, ``segments.json`` and the PNG
+figures to ``output_folder``.
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import speechbrain as sb
+import torch
+import torchaudio
+from hyperpyyaml import load_hyperpyyaml
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from speechbrain_dsl import plots
+from speechbrain_dsl.calibration import threshold_for_quality_drop, threshold_for_share
+from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
+from speechbrain_dsl.efficiency import executed_macs, part_costs, predicted_mac_ratio
+from speechbrain_dsl.metrics import mel_distance, segment_mel_distance, si_snr, visqol
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from audioset_prepare import prepare_audioset  # noqa: E402
+
+CLASSES = ("silence", "speech")
+
+
+def load_clips(manifest, sample_rate, seconds, max_per_class, seed):
+    """``{class: (ids, [N, S] waveforms)}``, clips cut or padded to ``seconds``."""
+    entries = json.loads(Path(manifest).read_text())
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    clips = {}
+    for label in CLASSES:
+        ids = sorted(k for k, e in entries.items() if e["label"] == label)
+        if len(ids) > max_per_class:
+            ids = sorted(rng.choice(ids, max_per_class, replace=False).tolist())
+        waves = []
+        for utt in ids:
+            audio, sr = sf.read(entries[utt]["wav"], dtype="float32", always_2d=True)
+            audio = torch.from_numpy(audio).mean(1)
+            if sr != sample_rate:
+                audio = torchaudio.functional.resample(audio, sr, sample_rate)
+            waves.append(torch.nn.functional.pad(audio[:n], (0, max(0, n - audio.shape[0]))))
+        if not waves:
+            raise ValueError(f"{manifest}: no {label} clips to evaluate")
+        clips[label] = (ids, torch.stack(waves))
+    return clips
+
+
+@torch.no_grad()
+def encode_all_ways(codec, wav, batch_size):
+    """Full and light embeddings, switch predictions and routes for ``wav`` [N, S]."""
+    parts = {"full": [], "light": [], "predicted": [], "route": []}
+    for chunk in wav.split(batch_size):
+        for mode in ("full", "light"):
+            codec.mode = mode
+            parts[mode].append(codec.encode_features(chunk[:, None])[0])
+        codec.mode = "mixed"
+        _, out = codec.encode_features(chunk[:, None])
+        parts["predicted"].append(out.predicted)
+        parts["route"].append(out.route)
+    result = {k: torch.cat(v) for k, v in parts.items()}
+    dsl = codec.encoder.dsl
+    result["true"] = dsl.segment_distance(result["light"], result["full"])
+    result["segment_frames"] = dsl._segment(result["full"].shape[-1])
+    return result
+
+
+@torch.no_grad()
+def decode_routed(codec, enc, route, length, batch_size):
+    """Waveforms decoded from full/light embeddings mixed by ``route`` [N, segments]."""
+    frames = enc["full"].shape[-1]
+    per_frame = route.repeat_interleave(enc["segment_frames"], 1)[:, None, :frames]
+    emb = torch.where(per_frame, enc["light"], enc["full"])
+    out = []
+    for chunk in emb.split(batch_size):
+        _, tokens, _ = codec.quantizer(chunk.transpose(1, 2))
+        out.append(codec.decode(tokens)[..., :length].squeeze(1))
+    return torch.cat(out)
+
+
+def same_share_routes(enc, share, generator):
+    """Random and oracle routes sending ``share`` of all segments light."""
+    true = enc["true"]
+    count = round(share * true.numel())
+    random_route = torch.zeros(true.numel(), dtype=torch.bool)
+    random_route[torch.randperm(true.numel(), generator=generator)[:count]] = True
+    oracle_route = torch.zeros(true.numel(), dtype=torch.bool)
+    oracle_route[true.flatten().argsort()[:count]] = True
+    return random_route.view_as(true), oracle_route.view_as(true)
+
+
+def quality(wav_hat, wav, use_visqol):
+    """Mean mel distance, SI-SNR and (optionally) ViSQOL of a batch."""
+    row = {"mel": float(mel_distance(wav_hat, wav).mean()), "sisnr": float(si_snr(wav_hat, wav).mean())}
+    if use_visqol:
+        scores = visqol(wav_hat, wav)
+        scores = scores[~scores.isnan()]
+        row["visqol"] = float(scores.mean()) if scores.numel() else float("nan")
+    return row
+
+
+def wall_ratio(codec, wav, repeats, batch_size):
+    """Median encoder wall time, mixed / full, timed round-robin."""
+    def run(mode):
+        codec.mode = mode
+        start = time.perf_counter()
+        with torch.no_grad():
+            for chunk in wav.split(batch_size):
+                codec.encode_features(chunk[:, None])
+        return time.perf_counter() - start
+
+    times = {"full": [], "mixed": []}
+    run("full"), run("mixed")  # warm-up
+    for _ in range(repeats):
+        for mode in times:
+            times[mode].append(run(mode))
+    return statistics.median(times["mixed"]) / statistics.median(times["full"])
+
+
+def evaluate(codec, clips, hp, out_dir):
+    """All numbers of the report, as a dict; writes the figures."""
+    gen = torch.Generator().manual_seed(hp["seed"])
+    bs, sr = hp["batch_size"], codec.sample_rate
+    costs = part_costs(codec.encoder, sr)
+    results = {"classes": {}, "threshold": codec.threshold}
+    encoded, segments = {}, []
+    for label, (ids, wav) in clips.items():
+        enc = encode_all_ways(codec, wav, bs)
+        encoded[label] = enc
+        share = float(enc["route"].float().mean())
+        random_route, oracle_route = same_share_routes(enc, share, gen)
+        routes = {
+            "full": torch.zeros_like(enc["route"]), "light": torch.ones_like(enc["route"]),
+            "mixed": enc["route"], "random": random_route, "oracle": oracle_route,
+        }
+        row = {"clips": len(ids), "segments": enc["route"].numel(), "light_share": share}
+        decoded = {}
+        for name, route in routes.items():
+            decoded[name] = decode_routed(codec, enc, route, wav.shape[-1], bs)
+            row[name] = quality(decoded[name], wav, hp["visqol"])
+        seconds = wav.shape[0] * wav.shape[-1] / sr
+        row["mmacs_per_s_full"] = executed_macs(codec, wav[:, None], "full") / seconds / 1e6
+        row["mmacs_per_s_mixed"] = executed_macs(codec, wav[:, None], "mixed") / seconds / 1e6
+        row["wall_ratio"] = wall_ratio(codec, wav, hp["wall_repeats"], bs)
+        seg_samples = enc["segment_frames"] * codec.hop_length
+        row["segment_mel_drop"] = (
+            segment_mel_distance(decoded["light"], wav, seg_samples)
+            - segment_mel_distance(decoded["full"], wav, seg_samples)
+        )
+        results["classes"][label] = row
+        for i, utt in enumerate(ids):
+            for s in range(enc["route"].shape[1]):
+                segments.append({"clip": utt, "class": label, "segment": s,
+                                 "predicted": float(enc["predicted"][i, s]),
+                                 "true": float(enc["true"][i, s]),
+                                 "light": bool(enc["route"][i, s])})
+        plots.routed_waveform(wav[0].numpy(), sr, enc["route"][0].tolist(),
+                              seg_samples / sr, out_dir / f"fig4_routes_{label}.png",
+                              title=f"{label}: {ids[0]}")
+
+    predicted = torch.cat([encoded[c]["predicted"].flatten() for c in CLASSES])
+    true = torch.cat([encoded[c]["true"].flatten() for c in CLASSES])
+    routed = torch.cat([encoded[c]["route"].flatten() for c in CLASSES])
+    oracle = torch.zeros_like(routed)
+    oracle[true.argsort()[: int(routed.sum())]] = True
+    results["switch"] = {
+        "spearman": float(spearmanr(predicted, true).statistic),
+        "auroc": float(roc_auc_score(oracle.numpy(), -predicted.numpy()))
+        if 0 < int(oracle.sum()) < oracle.numel() else float("nan"),
+        "overall_light_share": float(routed.float().mean()),
+    }
+    drops = torch.cat([results["classes"][c].pop("segment_mel_drop").flatten() for c in CLASSES])
+    thr, share = threshold_for_quality_drop(predicted, drops, hp["max_mel_drop"])
+    results["quality_calibration"] = {"max_mel_drop": hp["max_mel_drop"], "threshold": thr,
+                                      "light_share": share}
+    results["sweep"] = sweep(codec, clips, encoded, predicted, costs, hp, gen)
+
+    plots.distance_histograms({c: encoded[c]["predicted"].flatten().numpy() for c in CLASSES},
+                              codec.threshold, out_dir / "fig3a_predicted_distance.png")
+    for metric in ("visqol", "mel") if hp["visqol"] else ("mel",):
+        plots.quality_bars({c: {p: results["classes"][c][p][metric] for p in ("full", "light", "mixed")}
+                            for c in CLASSES}, metric, out_dir / f"fig3bc_{metric}.png")
+    plots.predicted_vs_true(predicted.numpy(), true.numpy(), out_dir / "fig7_predicted_vs_true.png")
+    curves = {k: ([p["mac_ratio"] for p in results["sweep"]], [p[k] for p in results["sweep"]])
+              for k in ("switch", "random", "oracle")}
+    plots.tradeoff_curve(curves, "mel distance (lower is better)", out_dir / "tradeoff.png")
+    (out_dir / "segments.json").write_text(json.dumps(segments))
+    return results
+
+
+def sweep(codec, clips, encoded, predicted, costs, hp, gen):
+    """Mel distance of switch / random / oracle routing over a range of light shares."""
+    points = []
+    n = hp["sweep_max_clips_per_class"]
+    for share in hp["sweep_shares"]:
+        threshold = threshold_for_share(predicted, share)
+        point = {"share": share, "mac_ratio": predicted_mac_ratio(costs, share)}
+        sums = {"switch": 0.0, "random": 0.0, "oracle": 0.0}
+        for label in CLASSES:
+            enc = {k: (v[:n] if torch.is_tensor(v) else v) for k, v in encoded[label].items()}
+            wav = clips[label][1][:n]
+            random_route, oracle_route = same_share_routes(enc, share, gen)
+            for name, route in (("switch", enc["predicted"] < threshold),
+                                ("random", random_route), ("oracle", oracle_route)):
+                decoded = decode_routed(codec, enc, route, wav.shape[-1], hp["batch_size"])
+                sums[name] += float(mel_distance(decoded, wav).mean()) / len(CLASSES)
+        point.update(sums)
+        points.append(point)
+    return points
+
+
+def write_report(results, hp, counts, checkpoint, out_dir):
+    """``report.md``: tables, targets and figure links."""
+    fmt = lambda v: "n/a" if v != v else f"{v:.3f}"  # noqa: E731
+    metrics = ["visqol", "mel", "sisnr"] if hp["visqol"] else ["mel", "sisnr"]
+    c = results["classes"]
+    lines = [
+        "# Routing on AudioSet Speech vs Silence", "",
+        f"- codec checkpoint: `{checkpoint}`",
+        f"- data: `{hp['segments_csv']}` ({counts}); clips cut to {hp['clip_seconds']} s, "
+        f"at most {hp['max_clips_per_class']} per class",
+        f"- switch threshold: {results['threshold']:.4f} "
+        f"({'calibrated in the checkpoint' if hp['threshold'] is None else 'set in YAML'})",
+        f"- software: python {platform.python_version()}, torch {torch.__version__}, "
+        f"speechbrain {sb.__version__}", "",
+        "## Light share and quality per class", "",
+        "| class | clips | light share | " + " | ".join(
+            f"{m} {p}" for m in metrics for p in ("full", "light", "mixed", "random", "oracle")) + " |",
+        "|---" * (3 + 5 * len(metrics)) + "|",
+    ]
+    for label in CLASSES:
+        r = c[label]
+        lines.append(f"| {label} | {r['clips']} | {r['light_share']:.1%} | " + " | ".join(
+            fmt(r[p][m]) for m in metrics for p in ("full", "light", "mixed", "random", "oracle")) + " |")
+    lines += [
+        "", "Random and oracle route the same share of segments light as the switch did.", "",
+        "## Compute", "",
+        "| class | MMAC/s full | MMAC/s mixed | MAC ratio | encoder wall time mixed/full |",
+        "|---|---|---|---|---|",
+    ]
+    for label in CLASSES:
+        r = c[label]
+        lines.append(f"| {label} | {r['mmacs_per_s_full']:.2f} | {r['mmacs_per_s_mixed']:.2f} | "
+                     f"{r['mmacs_per_s_mixed'] / r['mmacs_per_s_full']:.3f} | {r['wall_ratio']:.3f} |")
+    s, q = results["switch"], results["quality_calibration"]
+    lines += [
+        "", "## Switch", "",
+        f"- Spearman correlation of predicted and true distance: {s['spearman']:.3f}",
+        f"- AUROC at recovering the oracle's light segments (same share): {s['auroc']:.3f}",
+        f"- Threshold for a mean mel-distance drop <= {q['max_mel_drop']}: {q['threshold']:.4f} "
+        f"(light share {q['light_share']:.1%})", "",
+        "## Targets", "",
+        "| target | paper | ours | met |", "|---|---|---|---|",
+    ]
+    sil, sp = c["silence"]["light_share"], c["speech"]["light_share"]
+    lines.append(f"| silence segments light >= 80% | ~80% | {sil:.1%} | {'yes' if sil >= 0.8 else 'no'} |")
+    lines.append(f"| speech segments light <= 40% | ~30% | {sp:.1%} | {'yes' if sp <= 0.4 else 'no'} |")
+    if hp["visqol"]:
+        for label in CLASSES:
+            gap = c[label]["full"]["visqol"] - c[label]["mixed"]["visqol"]
+            ok = "n/a" if gap != gap else ("yes" if abs(gap) <= 0.05 else "no")
+            lines.append(f"| {label}: ViSQOL full - mixed within 0.05 | 0.01 | {fmt(gap)} | {ok} |")
+    lines.append(f"| switch AUROC >= 0.9 | n/a | {fmt(s['auroc'])} | "
+                 f"{'yes' if s['auroc'] >= 0.9 else 'no'} |")
+    lines += ["", "## Quality vs compute", "",
+              "| light share | MAC ratio | mel switch | mel random | mel oracle |", "|---|---|---|---|---|"]
+    for p in results["sweep"]:
+        lines.append(f"| {p['share']:.0%} | {p['mac_ratio']:.3f} | {p['switch']:.3f} | "
+                     f"{p['random']:.3f} | {p['oracle']:.3f} |")
+    lines += ["", "## Figures", "",
+              "![Fig. 3a](fig3a_predicted_distance.png)", ""]
+    lines += [f"![Fig. 3b/3c {m}](fig3bc_{m}.png)" for m in (("visqol", "mel") if hp["visqol"] else ("mel",))]
+    lines += ["", "![Fig. 4 silence](fig4_routes_silence.png)", "",
+              "![Fig. 4 speech](fig4_routes_speech.png)", "",
+              "![Fig. 7](fig7_predicted_vs_true.png)", "", "![Trade-off](tradeoff.png)", ""]
+    path = out_dir / "report.md"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv):
+    """Prepares the data, loads the codec, evaluates and writes the report."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as fin:
+        hp = load_hyperpyyaml(fin, overrides)
+    torch.set_num_threads(hp["cpu_threads"])
+    out_dir = Path(hp["output_folder"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = prepare_audioset(hp["segments_csv"], hp["class_labels_csv"], hp["audio_folder"],
+                              out_dir / "manifest.json")
+    checkpoint = find_codec_checkpoint(hp["codec_checkpoint"])
+    codec = load_codec(hp["model_yaml"], checkpoint)
+    if hp["threshold"] is not None:
+        codec.threshold = hp["threshold"]
+    clips = load_clips(out_dir / "manifest.json", codec.sample_rate, hp["clip_seconds"],
+                       hp["max_clips_per_class"], hp["seed"])
+    results = evaluate(codec, clips, hp, out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    report = write_report(results, hp, counts, checkpoint, out_dir)
+    print(report.read_text())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
