@@ -445,3 +445,39 @@ def test_input_scale_is_applied_to_the_encoder_input_and_undone_at_the_output():
         assert torch.equal(tokens_scaled, tokens_plain)
         torch.testing.assert_close(scaled.decode(tokens_scaled), plain.decode(tokens_plain) / 10.0)
         torch.testing.assert_close(scaled(wav).wav_hat, plain(wav * 10.0).wav_hat / 10.0)
+
+
+def test_tokenizer_calls_on_a_codec_in_training_mode_behave_as_in_eval():
+    """encode/decode must not drop quantizers, update codebooks or ignore the mode."""
+    codec = make_codec()
+    wav = torch.randn(2, 320) * 0.1
+    with torch.no_grad():
+        codec.eval().encode(wav)  # k-means initialises every codebook on first use
+    codec.train()
+    before = codec.vocabulary.clone()
+    with torch.no_grad():
+        tokens, _ = codec.encode(wav)
+        codec.mode = "light"
+        light = codec.embed(wav)
+        codec.mode = "full"
+        full = codec.embed(wav)
+        codec.decode(tokens)
+    assert codec.training  # the caller's mode is restored
+    assert int(tokens.min()) >= 0
+    assert torch.equal(codec.vocabulary, before)
+    assert not torch.allclose(light, full)
+
+
+def test_predict_distances_matches_the_mixed_pass_without_running_a_tail():
+    codec = make_codec().eval()
+    wav = torch.randn(3, 16 * 20) * 0.1
+    calls = []
+    hook = codec.encoder.dsl.full_tail.register_forward_pre_hook(lambda *a: calls.append(1))
+    hook2 = codec.encoder.dsl.light_tail.register_forward_pre_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        predicted = codec.predict_distances(wav)
+        hook.remove(), hook2.remove()
+        codec.mode = "mixed"
+        codec.encode(wav)
+    assert not calls
+    torch.testing.assert_close(predicted, codec.last_routing.predicted)

@@ -11,6 +11,7 @@ wrappers and DASB recipes, so recipes can swap it in through YAML:
 Inputs are ``[B, S]`` or ``[B, 1, S]`` at ``sample_rate``; ``length`` is relative.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -197,10 +198,25 @@ class DSLCodec(nn.Module):
         wav_hat = self.decoder(quantized.transpose(1, 2)) / self.input_scale
         return CodecOutput(wav_hat, emb, quantized, tokens, commitment, dsl)
 
+    @contextlib.contextmanager
+    def _inference(self):
+        """Eval mode for the duration of a tokenizer call, then the previous mode.
+
+        In training mode the DSL runs both tails and the RVQ drops quantizers and
+        updates its codebooks: a tokenizer must do none of that.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
     def embed(self, inputs, length=None, sample_rate=None):
         """Continuous encoder embeddings ``[B, T, D]`` (for probes), routed per ``mode``."""
         wav = self.check_input(inputs, sample_rate)
-        emb, _ = self.encode_features(wav, length)
+        with self._inference():
+            emb, _ = self.encode_features(wav, length)
         emb = emb.transpose(1, 2)
         if length is not None:
             clean_padding_(emb, length)
@@ -209,8 +225,17 @@ class DSLCodec(nn.Module):
     def encode(self, inputs, length=None, sample_rate=None):
         """Tokens ``[B, T, K]`` and their codebook vectors ``[B, T, K, D]``."""
         emb = self.embed(inputs, length, sample_rate)
-        _, tokens, _ = self.quantizer(emb)
+        with self._inference():
+            _, tokens, _ = self.quantizer(emb)
         return tokens, self.quantizer.codes(tokens)
+
+    def predict_distances(self, inputs, length=None):
+        """The switch's predicted distance per segment ``[B, segments]``; runs no tail."""
+        if not self.has_dsl:
+            raise ValueError("predict_distances needs a DSL encoder; this codec has none")
+        wav = self.check_input(inputs) * self.input_scale
+        with self._inference():
+            return self.encoder.predict_distances(wav, length)
 
     def decode(self, tokens, length=None):
         """Waveform ``[B, 1, T * hop]`` from tokens ``[B, T, K]``."""
@@ -226,7 +251,8 @@ class DSLCodec(nn.Module):
                 f"tokens: values must be in [0, vocab_size={self.vocab_size}), got "
                 f"[{int(tokens.min())}, {int(tokens.max())}]"
             )
-        audio = self.decoder(self.quantizer.decode(tokens.long()).transpose(1, 2))
+        with self._inference():
+            audio = self.decoder(self.quantizer.decode(tokens.long()).transpose(1, 2))
         audio = audio / self.input_scale
         if length is not None:
             clean_padding_(audio, length, len_dim=-1)

@@ -79,6 +79,11 @@ class DSLEncoder(nn.Module):
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
         return self.dsl(self.base(wav), lengths, route)
 
+    def predict_distances(self, wav, lengths=None):
+        """Switch predictions ``[batch, segments]`` from base, mask and switch only."""
+        wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
+        return self.dsl.predict_distances(self.base(wav), lengths)
+
 
 def _input_channels(module):
     """Input channels of the first conv in ``module``, or None if there is none."""

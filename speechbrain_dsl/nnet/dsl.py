@@ -32,6 +32,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from speechbrain.dataio.dataio import length_to_mask
 from torch import nn
 
 MODES = ("full", "light", "mixed", "oracle")
@@ -150,7 +151,7 @@ def length_mask(lengths, time, device, batch):
     if lengths is None:
         return torch.ones(batch, time, dtype=torch.bool, device=device)
     steps = torch.round(lengths.to(device) * time).clamp(min=1)
-    return torch.arange(time, device=device)[None] < steps[:, None]
+    return length_to_mask(steps, max_len=time, device=device).bool()
 
 
 def segment_mean(values, segment_frames, frame_mask=None):
@@ -314,6 +315,11 @@ class DynamicSwitchLayer(nn.Module):
     @threshold.setter
     def threshold(self, value):
         self.calibrated_threshold.fill_(float(value))
+
+    def predict_distances(self, x, lengths=None):
+        """Switch predictions per segment for base features ``x``; runs no tail."""
+        seg = self._segment(x.shape[-1] // self.hop)
+        return self.switch(self.mask(x), seg * self.hop, lengths)
 
     def segment_distance(self, light, full, frame_mask=None):
         """Distance(light, full) per segment, ``[batch, segments]``."""

@@ -19,6 +19,7 @@ full-pass mel distance) in full, light and mixed mode.
 """
 
 import json
+import math
 import os
 import random
 import sys
@@ -32,8 +33,9 @@ from hyperpyyaml import load_hyperpyyaml
 from scipy.stats import spearmanr
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_dsl.calibration import threshold_for_share
 from speechbrain_dsl.metrics import mel_distance, si_snr, visqol
-from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask
+from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask, segment_mean
 from speechbrain_dsl.nnet.losses import (
     discriminator_adversarial_loss,
     feature_matching_loss,
@@ -57,6 +59,8 @@ class CodecBrain(sb.Brain):
         """One optimizer and LR scheduler each for the generator and discriminator."""
         if self.grad_accumulation_factor != 1:
             raise ValueError("this recipe does not support grad_accumulation_factor != 1")
+        if self.precision != "fp32":
+            raise ValueError(f"this recipe trains in fp32 only, got --precision={self.precision}")
         self.optimizer_g = self.hparams.opt_class_generator(self.modules.codec.parameters())
         self.optimizer_d = self.hparams.opt_class_discriminator(
             self.modules.discriminator.parameters()
@@ -94,15 +98,22 @@ class CodecBrain(sb.Brain):
         terms = self.generator_losses(out, wav, wav_hat, lens, adversarial)
         self._step(self.optimizer_g, self.scheduler_g, terms["loss"], self.modules.codec)
         self.optimizer_step += 1
-        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
         if loss_d is not None:
-            self.last_terms["loss_d"] = float(loss_d)
+            terms["loss_d"] = loss_d
+        for key, value in terms.items():
+            if key != "loss":  # the epoch's mean loss is SpeechBrain's stage_loss
+                self.term_sums[key] = self.term_sums.get(key, 0.0) + float(value.detach())
+                self.term_counts[key] = self.term_counts.get(key, 0) + 1
         return terms["loss"].detach().cpu()
 
     def _step(self, optimizer, scheduler, loss, module):
-        self.check_loss_isfinite(loss)
         optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            self.check_loss_isfinite(loss)  # counts, and raises once patience is spent
+            return
         loss.backward()
+        if self.skip_nonfinite_grads:
+            self.check_gradients()
         torch.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -114,9 +125,17 @@ class CodecBrain(sb.Brain):
             "mel": hp.mel_loss(wav_hat, wav),
             "commitment": out.commitment,
         }
-        loss = hp.mel_weight * terms["mel"] + hp.commitment_weight * out.commitment
+        loss = hp.mel_weight * terms["mel"] + out.commitment  # weighted by the RVQ
         if adversarial:
-            scores, feats = self.modules.discriminator(torch.cat([wav_hat, wav]))
+            # Gradients must reach the generator only: run the unwrapped
+            # discriminator with frozen parameters (no DDP sync, no wasted grads).
+            disc = self.modules.discriminator
+            disc = disc.module if hasattr(disc, "module") else disc
+            disc.requires_grad_(False)
+            try:
+                scores, feats = disc(torch.cat([wav_hat, wav]))
+            finally:
+                disc.requires_grad_(True)
             fake_scores = [s.chunk(2)[0] for s in scores]
             fake_feats = [[f.chunk(2)[0] for f in fs] for fs in feats]
             real_feats = [[f.chunk(2)[1] for f in fs] for fs in feats]
@@ -135,7 +154,13 @@ class CodecBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         """Resets metric accumulators; calibrates the switch before validation."""
         self.stats = {"mel_loss": []}
-        self.visqol_count = 0
+        self.term_sums, self.term_counts = {}, {}
+        # ViSQOL on an evenly spaced subset (the sets are sorted by duration).
+        size = {sb.Stage.VALID: self.valid_size, sb.Stage.TEST: self.test_size}.get(stage, 1)
+        cap = (self.hparams.valid_visqol_max_utterances if stage == sb.Stage.VALID
+               else self.hparams.test_visqol_max_utterances)
+        self.visqol_every = max(1, math.ceil(size / cap)) if cap else 1
+        self.position = 0
         if stage == sb.Stage.VALID and self.codec.has_dsl:
             self.calibrate()
 
@@ -143,15 +168,16 @@ class CodecBrain(sb.Brain):
     def calibrate(self):
         """Sets the threshold to the ``target_light_share`` quantile of predictions."""
         codec = self.codec
-        codec.eval()
-        codec.mode = "mixed"
         predictions = []
         for batch in self.calibration_loader:
             wav, lens = batch.sig
-            _, out = codec.encode_features(wav.to(self.device)[:, None], lens.to(self.device))
-            predictions.append(out.predicted[out.segment_mask])
-        predictions = torch.cat(predictions)
-        codec.threshold = float(torch.quantile(predictions, self.hparams.target_light_share))
+            wav, lens = wav.to(self.device), lens.to(self.device)
+            predicted = codec.predict_distances(wav, lens)
+            frames = codec.frames_for(wav.shape[-1])
+            valid = segment_mean(length_mask(lens, frames, wav.device, wav.shape[0]).float(),
+                                 codec.encoder.dsl._segment(frames)) > 0
+            predictions.append(predicted[valid])
+        codec.threshold = threshold_for_share(torch.cat(predictions), self.hparams.target_light_share)
 
     @torch.no_grad()
     def evaluate_batch(self, batch, stage):
@@ -160,9 +186,10 @@ class CodecBrain(sb.Brain):
         codec.eval()
         wav, lens = batch.sig
         wav, lens = wav.to(self.device), lens.to(self.device)
-        use_visqol = self.hparams.valid_visqol and (
-            self.visqol_count < self.hparams.valid_visqol_max_utterances
-        )
+        positions = torch.arange(self.position, self.position + wav.shape[0])
+        self.position += wav.shape[0]
+        picked = (positions % self.visqol_every == 0).nonzero().flatten()
+        use_visqol = self.hparams.valid_visqol and picked.numel() > 0
         for mode in self.hparams.eval_modes:
             codec.mode = mode
             tokens, _ = codec.encode(wav, lens)
@@ -170,14 +197,12 @@ class CodecBrain(sb.Brain):
             self._add(f"mel_{mode}", mel_distance(wav_hat, wav, lens))
             self._add(f"sisnr_{mode}", si_snr(wav_hat, wav, lens))
             if use_visqol:
-                self._add(f"visqol_{mode}", visqol(wav_hat, wav, lens))
+                self._add(f"visqol_{mode}", visqol(wav_hat[picked], wav[picked], lens[picked]))
             if mode == "full":
                 self.stats["mel_loss"].append(float(self.hparams.mel_loss(wav_hat, wav)))
             if mode == "mixed":
                 out = codec.last_routing
                 self._add("light_share", out.route[out.segment_mask].float())
-        if use_visqol:
-            self.visqol_count += wav.shape[0]
         if codec.has_dsl:
             codec.mode = "oracle"
             _, out = codec.encode_features(wav[:, None], lens)
@@ -209,7 +234,8 @@ class CodecBrain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs metrics, saves checkpoints (VALID) and writes test metrics (TEST)."""
         if stage == sb.Stage.TRAIN:
-            self.train_stats = {"loss": stage_loss, **getattr(self, "last_terms", {})}
+            self.train_stats = {"loss": stage_loss}
+            self.train_stats.update({k: v / self.term_counts[k] for k, v in self.term_sums.items()})
             return
         summary = self.summarize()
         if stage == sb.Stage.VALID:
@@ -247,35 +273,34 @@ def dataio_prepare(hparams, root):
     target_sr = hparams["sample_rate"]
     resamplers = {}
 
-    def load(path, start=0, frames=-1):
-        try:
-            audio, sr = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
-        except RuntimeError as err:
-            raise ValueError(f"cannot read audio file {path}: {err}") from None
-        audio = torch.from_numpy(audio).mean(1)
+    def resample(audio, sr):
         if sr != target_sr:
             if sr not in resamplers:
                 resamplers[sr] = torchaudio.transforms.Resample(sr, target_sr)
             audio = resamplers[sr](audio)
-        return audio, sr
+        return audio
 
     crop = int(hparams["train_crop_seconds"] * target_sr)
 
-    @sb.utils.data_pipeline.takes("wav", "duration")
+    @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
-    def train_audio(wav, duration):
-        info = sf.info(wav)
-        need = int(hparams["train_crop_seconds"] * info.samplerate)
-        start = random.randint(0, max(0, info.frames - need))
-        audio, _ = load(wav, start, need)
-        audio = audio[:crop]
-        return torch.nn.functional.pad(audio, (0, crop - audio.shape[0]))
+    def train_audio(wav):
+        # A random crop; shorter utterances stay short, so PaddedBatch gives the
+        # losses their true relative length instead of counting padding as audio.
+        with sf.SoundFile(wav) as f:
+            need = int(hparams["train_crop_seconds"] * f.samplerate)
+            f.seek(random.randint(0, max(0, f.frames - need)))
+            audio = resample(torch.from_numpy(f.read(need, dtype="float32", always_2d=True)).mean(1),
+                             f.samplerate)
+        return audio[:crop]
 
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def eval_audio(wav):
-        frames = int(hparams["valid_max_seconds"] * sf.info(wav).samplerate)
-        return load(wav, 0, frames)[0]
+        with sf.SoundFile(wav) as f:
+            audio = f.read(int(hparams["valid_max_seconds"] * f.samplerate), dtype="float32",
+                           always_2d=True)
+            return resample(torch.from_numpy(audio).mean(1), f.samplerate)
 
     datasets = {}
     for split in ("train", "valid", "test"):
@@ -331,6 +356,7 @@ def main(argv):
                     "shuffle": True, "drop_last": True}
     eval_kwargs = {"batch_size": hparams["valid_batch_size"], "num_workers": hparams["num_workers"]}
     brain.calibration_loader = sb.dataio.dataloader.make_dataloader(datasets["valid"], **eval_kwargs)
+    brain.valid_size, brain.test_size = len(datasets["valid"]), len(datasets["test"])
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],
