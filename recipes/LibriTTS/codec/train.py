@@ -365,6 +365,10 @@ def main(argv):
         valid_loader_kwargs=eval_kwargs,
     )
     brain.evaluate(datasets["test"], min_key="mel_full", test_loader_kwargs=eval_kwargs)
+    if torch.distributed.is_initialized():
+        # Without this, gloo's threads can abort the interpreter at exit.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
