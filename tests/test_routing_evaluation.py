@@ -1,0 +1,94 @@
+"""Routing evaluation: calibration utilities and the AudioSet evaluation end to end."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_dsl.calibration import threshold_for_quality_drop, threshold_for_share
+from speechbrain_dsl.checkpoints import AtomicCheckpointer, find_codec_checkpoint, load_codec
+from speechbrain_dsl.data.synthetic import make_audioset
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "hparams" / "soundstream_dsl.yaml"
+FIGURES = ("fig3a_predicted_distance.png", "fig3bc_visqol.png", "fig3bc_mel.png",
+           "fig4_routes_silence.png", "fig4_routes_speech.png", "fig7_predicted_vs_true.png",
+           "tradeoff.png")
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.8, 1.0])
+def test_calibrated_threshold_hits_its_share_on_held_out_predictions(share):
+    gen = torch.Generator().manual_seed(0)
+    predictions = torch.cat([torch.rand(4000, generator=gen) * 0.2,
+                             0.5 + torch.rand(4000, generator=gen)])
+    shuffled = predictions[torch.randperm(8000, generator=gen)]
+    calibration, held_out = shuffled[:4000], shuffled[4000:]
+    threshold = threshold_for_share(calibration, share)
+    assert float((held_out < threshold).float().mean()) == pytest.approx(share, abs=0.03)
+    assert float((calibration < threshold).float().mean()) == pytest.approx(share, abs=1e-3)
+
+
+def test_quality_drop_calibration_takes_the_largest_share_within_the_budget():
+    predicted = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
+    drop = torch.tensor([0.0, 0.1, 0.1, 1.0, 2.0])
+    threshold, share = threshold_for_quality_drop(predicted, drop, max_drop=0.05)
+    assert share == 0.6 and 0.3 < threshold < 0.4  # mean drop 0.2 / 5 = 0.04
+    assert threshold_for_quality_drop(predicted, drop, max_drop=-1.0)[1] == 0.0
+    with pytest.raises(ValueError, match="share"):
+        threshold_for_share(predicted, 1.5)
+
+
+def test_load_codec_restores_weights_and_threshold_and_rejects_bad_files(tmp_path):
+    with open(MODEL) as f:
+        codec = load_hyperpyyaml(f)["codec"]
+    codec.threshold = 0.1234
+    AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint(meta={"mel_full": 1.0})
+    loaded = load_codec(MODEL, tmp_path / "save")
+    assert loaded.threshold == pytest.approx(0.1234)
+    assert not loaded.training
+    ckpt = find_codec_checkpoint(tmp_path / "save")
+    torch.testing.assert_close(loaded.state_dict()["decoder.layers.0.weight"],
+                               codec.state_dict()["decoder.layers.0.weight"])
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated.ckpt"):
+        load_codec(MODEL, truncated)
+    with pytest.raises(ValueError, match="not found"):
+        load_codec(MODEL, tmp_path / "nowhere")
+
+
+def test_evaluation_writes_the_report_and_every_figure(tmp_path):
+    data = make_audioset(tmp_path / "data", seed=5, clips_per_class=3)
+    with open(MODEL) as f:
+        codec = load_hyperpyyaml(f)["codec"]
+    codec.eval().encode(torch.randn(2, 16000) * 0.1)  # initialise the codebooks
+    AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint()
+    out = tmp_path / "out"
+    cmd = [sys.executable, "evaluate.py", "hparams/evaluate.yaml", f"--data_folder={data}",
+           f"--codec_checkpoint={tmp_path / 'save'}", f"--output_folder={out}",
+           "--clip_seconds=2.0", "--wall_repeats=1", "--sweep_shares=[0.0,0.5,1.0]",
+           "--sweep_max_clips_per_class=2"]
+    result = subprocess.run(cmd, cwd=ROOT / "recipes" / "AudioSet" / "routing",
+                            env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for figure in FIGURES:
+        assert (out / figure).stat().st_size > 5000, figure
+        assert f"({figure})" in report
+    assert "nan" not in report.split("## Switch")[0].lower().replace("n/a", "")
+    rows = {line.split("|")[1].strip(): line for line in report.splitlines()
+            if line.startswith("| silence |") or line.startswith("| speech |")}
+    assert set(rows) == {"silence", "speech"}
+    assert re.search(r"\| silence \| 3 \| \d+\.\d%", report)
+    results = json.loads((out / "results.json").read_text())
+    assert results["switch"]["spearman"] == results["switch"]["spearman"]
+    assert [p["share"] for p in results["sweep"]] == [0.0, 0.5, 1.0]
+    segments = json.loads((out / "segments.json").read_text())
+    assert len(segments) == 6 * 2 and {"predicted", "true", "light"} <= set(segments[0])
