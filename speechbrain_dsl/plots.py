@@ -111,3 +111,15 @@ def tradeoff_curve(curves, metric, path):
     ax.set_title("Quality vs compute")
     ax.legend()
     return _save(fig, path)
+
+
+def sparsity_curves(curves, path):
+    """Fig. 6: activation sparsity against training steps, one line per alpha."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, (steps, sparsity) in curves.items():
+        ax.plot(steps, np.asarray(sparsity) * 100, "o-", label=name, ms=3)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("activation sparsity (%)")
+    ax.set_title("Mask output sparsity vs compression weight (Fig. 6)")
+    ax.legend()
+    return _save(fig, path)

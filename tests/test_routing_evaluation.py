@@ -92,3 +92,19 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
     assert [p["share"] for p in results["sweep"]] == [0.0, 0.5, 1.0]
     segments = json.loads((out / "segments.json").read_text())
     assert len(segments) == 6 * 2 and {"predicted", "true", "light"} <= set(segments[0])
+
+
+def test_sweep_trains_runs_for_each_alpha_and_placement(tmp_path):
+    cmd = [sys.executable, "sweep.py", "--steps", "2", "--alphas", "1e-4", "1.0",
+           "--out", str(tmp_path)]
+    result = subprocess.run(cmd, cwd=ROOT / "recipes" / "AudioSet" / "routing",
+                            env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert set(summary["sparsity"]) == {"0.0001", "1.0"}
+    assert set(summary["placement"]) == {"0", "1", "2"}
+    for run in summary["placement"].values():
+        assert -1 <= run["spearman"] <= 1 and 0 <= run["auroc"] <= 1
+    for name in ("fig6_sparsity_vs_alpha.png", "fig8_switch_placement.png"):
+        assert (tmp_path / name).stat().st_size > 5000
