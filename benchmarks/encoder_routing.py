@@ -132,26 +132,17 @@ def run(args):
     return rows, allocator, costs
 
 
-# Light tails for each placement follow the default's rule: a first conv that
-# downsamples to the rate of the last two blocks, then those two blocks.
-PLACEMENTS = {
-    0: {"split_after": 0, "base_channels": 8, "light_first_stride": 8},
-    1: {"split_after": 1, "base_channels": 16, "light_first_stride": 4},
-    2: {"split_after": 2, "base_channels": 32, "light_first_stride": 1},
-}
-
-
 def placement_rows(args):
     """Full vs mixed (80% light) wall time and MACs for each DSL placement, b60."""
     import torch
     from hyperpyyaml import load_hyperpyyaml
 
-    from speechbrain_dsl.efficiency import part_costs, predicted_mac_ratio
+    from speechbrain_dsl.efficiency import PLACEMENT_OVERRIDES, part_costs, predicted_mac_ratio
 
     wav = torch.randn(args.seconds, 1, 16000, generator=torch.Generator().manual_seed(0))
     route = forced_route(args.seconds, 1, 0.8, torch.Generator().manual_seed(1))
     encoders, fns = {}, []
-    for split, overrides in PLACEMENTS.items():
+    for split, overrides in PLACEMENT_OVERRIDES.items():
         with open(args.model) as f:
             encoder = load_hyperpyyaml(f, overrides)["encoder"].eval()
         encoders[split] = (encoder, part_costs(encoder))

@@ -21,6 +21,15 @@ from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
 
 PARTS = ("base", "mask", "switch", "full_tail", "light_tail", "encoder")
 
+# Overrides of hparams/soundstream_dsl.yaml placing the DSL after the first conv
+# (0) or after block 1 or 2. Light tails follow the default's rule: a first conv
+# that downsamples to the rate of the last two blocks, then those two blocks.
+PLACEMENT_OVERRIDES = {
+    0: {"split_after": 0, "base_channels": 8, "light_first_stride": 8},
+    1: {"split_after": 1, "base_channels": 16, "light_first_stride": 4},
+    2: {"split_after": 2, "base_channels": 32, "light_first_stride": 1},
+}
+
 
 def count_params(module):
     """Number of parameters of ``module`` (0 for None)."""

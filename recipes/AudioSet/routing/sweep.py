@@ -30,15 +30,11 @@ from sklearn.metrics import roc_auc_score
 from speechbrain_dsl import plots
 from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
 from speechbrain_dsl.demo import crops, speech_corpus
+from speechbrain_dsl.efficiency import PLACEMENT_OVERRIDES
 from speechbrain_dsl.nnet.dsl import DSLLoss, activation_sparsity
 from speechbrain_dsl.nnet.losses import MultiScaleMelLoss
 
 ROOT = Path(__file__).resolve().parents[3]
-PLACEMENTS = {  # as in benchmarks/encoder_routing.py
-    0: {"split_after": 0, "base_channels": 8, "light_first_stride": 8},
-    1: {"split_after": 1, "base_channels": 16, "light_first_stride": 4},
-    2: {"split_after": 2, "base_channels": 32, "light_first_stride": 1},
-}
 
 
 def corpus(seed, sample_rate=16000):
@@ -112,7 +108,7 @@ def main(argv=None):
         print(f"[fig6] alpha={alpha:g}: sparsity {run['sparsity_curve'][-1][1]:.1%} "
               f"after {steps} steps ({time.time() - start:.0f} s)", flush=True)
     placement = {}
-    for split, overrides in PLACEMENTS.items():
+    for split, overrides in PLACEMENT_OVERRIDES.items():
         run = train_run(overrides, 1e-4, steps, data, args.seed, log_every)
         placement[split] = {k: run[k] for k in ("spearman", "auroc", "held_out_mae")}
         print(f"[fig8] split after {split}: Spearman {run['spearman']:.3f}, AUROC "
