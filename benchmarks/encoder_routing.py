@@ -116,7 +116,9 @@ def run(args):
                 [lambda m=mode, r=route: call(m, r) for mode, _, route in cases], args.repeats
             )
             macs = [executed_macs(encoder, wav, mode=m, route=r) for m, _, r in cases]
-        for (mode, share, _), ms, mac in zip(cases, times, macs):
+        for (mode, share, route), ms, mac in zip(cases, times, macs):
+            if route is not None:  # the share actually forced (rounded to whole segments)
+                share = float(route.float().mean())
             wall_ratio, mac_ratio = ms / times[0], mac / macs[0]
             predicted = predicted_mac_ratio(costs, share) if mode == "mixed" else mac_ratio
             saving_share = (

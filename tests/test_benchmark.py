@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_routing_benchmark_json_rows():
     result = subprocess.run(
         [sys.executable, "benchmarks/encoder_routing.py", "--json", "--repeats", "1",
-         "--seconds", "2"],
+         "--seconds", "10"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
