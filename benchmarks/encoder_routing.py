@@ -118,7 +118,7 @@ def run(args):
             macs = [executed_macs(encoder, wav, mode=m, route=r) for m, _, r in cases]
         for (mode, share, route), ms, mac in zip(cases, times, macs):
             if route is not None:  # the share actually forced (rounded to whole segments)
-                share = float(route.float().mean())
+                share = round(float(route.float().mean()), 4)
             wall_ratio, mac_ratio = ms / times[0], mac / macs[0]
             predicted = predicted_mac_ratio(costs, share) if mode == "mixed" else mac_ratio
             saving_share = (
