@@ -108,10 +108,11 @@ class CodecBrain(sb.Brain):
 
     def _step(self, optimizer, scheduler, loss, module):
         optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # always: under DDP every rank must join the all-reduce
         if not torch.isfinite(loss):
             self.check_loss_isfinite(loss)  # counts, and raises once patience is spent
+            optimizer.zero_grad(set_to_none=True)
             return
-        loss.backward()
         if self.skip_nonfinite_grads:
             self.check_gradients()
         torch.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
