@@ -89,6 +89,7 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
     assert re.search(r"\| silence \| 3 \| \d+\.\d%", report)
     results = json.loads((out / "results.json").read_text())
     assert results["switch"]["spearman"] == results["switch"]["spearman"]
+    assert 0 <= results["switch"]["class_auroc"] <= 1 and "telling speech from silence" in report
     assert [p["share"] for p in results["sweep"]] == [0.0, 0.5, 1.0]
     segments = json.loads((out / "segments.json").read_text())
     assert len(segments) == 6 * 2 and {"predicted", "true", "light"} <= set(segments[0])

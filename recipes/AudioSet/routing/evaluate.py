@@ -184,7 +184,13 @@ def evaluate(codec, clips, hp, out_dir):
     routed = torch.cat([encoded[c]["route"].flatten() for c in CLASSES])
     oracle = torch.zeros_like(routed)
     oracle[true.argsort()[: int(routed.sum())]] = True
+    is_speech = torch.cat([torch.full_like(encoded[c]["predicted"].flatten(), c == "speech")
+                           for c in CLASSES])
     results["switch"] = {
+        "class_auroc": float(roc_auc_score(is_speech.numpy(), predicted.numpy())),
+        "silence_light_at_speech_30": float(
+            (encoded["silence"]["predicted"] < torch.quantile(encoded["speech"]["predicted"], 0.3))
+            .float().mean()),
         "spearman": float(spearmanr(predicted, true).statistic),
         "auroc": float(roc_auc_score(oracle.numpy(), -predicted.numpy()))
         if 0 < int(oracle.sum()) < oracle.numel() else float("nan"),
@@ -268,6 +274,9 @@ def write_report(results, hp, counts, checkpoint, out_dir):
         "", "## Switch", "",
         f"- Spearman correlation of predicted and true distance: {s['spearman']:.3f}",
         f"- AUROC at recovering the oracle's light segments (same share): {s['auroc']:.3f}",
+        f"- AUROC of the prediction at telling speech from silence segments: {s['class_auroc']:.3f}",
+        f"- At the threshold sending 30% of speech segments light (the paper's operating "
+        f"point), {s['silence_light_at_speech_30']:.1%} of silence segments go light",
         f"- Threshold for a mean mel-distance drop <= {q['max_mel_drop']}: {q['threshold']:.4f} "
         f"(light share {q['light_share']:.1%})", "",
         "## Targets", "",
