@@ -13,6 +13,10 @@ across runs.
         [--speakers S] [--utterances U] [--noise-prob P]
     python -m speechbrain_dsl.data.synthetic audioset --out DIR [--seed N]
         [--clips-per-class C]
+    python -m speechbrain_dsl.data.synthetic speech_commands --out DIR [--seed N]
+        [--speakers S]
+    python -m speechbrain_dsl.data.synthetic libricount --out DIR [--seed N]
+        [--mixtures-per-count M] [--max-count K]
 
 Layouts written
 ---------------
@@ -30,9 +34,19 @@ what AudioSet's class holds: digital silence, quiet tones, low-level room noise,
 pink and white noise, mains hum. "Speech" clips are espeak-ng speech, clean or
 with noise. A few Music clips (not a target class) and a few rows whose audio is
 missing make the set look like a real partial download.
+
+``speech_commands``: ``DIR/SpeechCommands/<word>/<8hex>_nohash_<n>.wav`` (16 kHz,
+at most 1 s) for the 35 words of v0.02, ``_background_noise_/*.wav`` (long noise
+recordings), ``validation_list.txt`` and ``testing_list.txt`` (speakers, by their
+hash, split 80/10/10 as in the real set).
+
+``libricount``: ``DIR/LibriCount/test/<k>_<id>.wav`` (5 s, 16 kHz) mixtures of
+``k`` espeak-ng speakers talking over each other, with ``<k>_<id>.json``: a list of
+``{"sex", "activity", "speaker_id"}``, one per speaker.
 """
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -383,6 +397,110 @@ def make_audioset(out, seed=0, clips_per_class=20, sample_rate=16000, seconds=10
     return root
 
 
+SPEECH_COMMANDS_WORDS = (
+    "backward bed bird cat dog down eight five follow forward four go happy house learn "
+    "left marvin nine no off on one right seven sheila six stop three tree two up visual "
+    "wow yes zero"
+).split()
+
+
+def make_speech_commands(out, seed=0, speakers=30, noise_files=3):
+    """Writes a Speech Commands v0.02 look-alike under ``out/SpeechCommands``."""
+    if speakers < 10:
+        raise ValueError(f"--speakers must be >= 10 (for 80/10/10 splits), got {speakers}")
+    root = Path(out) / "SpeechCommands"
+    rng = random.Random(seed)
+    profiles = [speaker_profile(rng, i) for i in range(speakers)]
+    hashes = [f"{rng.getrandbits(32):08x}" for _ in range(speakers)]
+    batches, names = [], []
+    for profile, speaker_hash in zip(profiles, hashes):
+        requests, files = [], []
+        for word in SPEECH_COMMANDS_WORDS:
+            for n in range(rng.choice((1, 1, 2))):
+                plan = plan_utterance(profile, word, rng, noise_prob=0.3)
+                plan["request"]["rate"] = rng.randint(120, 220)
+                plan["lead"], plan["trail"] = rng.uniform(0.0, 0.2), 0.0
+                requests.append(plan)
+                files.append(f"{word}/{speaker_hash}_nohash_{n}.wav")
+        batches.append(requests)
+        names.append(files)
+    spoken = synthesize_batches([[p["request"] for p in plans] for plans in batches])
+    for plans, files, audio in zip(batches, names, spoken):
+        for plan, name, speech in zip(plans, files, audio):
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic_wav(path, render(plan, speech, 16000)[:16000], 16000)
+    noise_dir = root / "_background_noise_"
+    noise_dir.mkdir(parents=True, exist_ok=True)
+    np_rng = np.random.default_rng(seed)
+    for i, kind in enumerate(("white", "pink", "room", "hum")[:noise_files]):
+        noise = silence_like(kind, 60.0, 16000, rng, np_rng) * 30  # audible, ~-25 dBFS
+        write_atomic_wav(noise_dir / f"{kind}_noise.wav", np.clip(noise, -1, 1), 16000)
+    order = list(range(speakers))
+    rng.shuffle(order)
+    n_val = n_test = max(1, speakers // 10)
+    for list_name, chosen in (("validation_list.txt", order[:n_val]),
+                              ("testing_list.txt", order[n_val : n_val + n_test])):
+        lines = sorted(name for i in chosen for name in names[i])
+        write_atomic_text(root / list_name, "\n".join(lines) + "\n")
+    return root
+
+
+def make_libricount(out, seed=0, mixtures_per_count=10, max_count=5, seconds=5.0):
+    """Writes a LibriCount look-alike under ``out/LibriCount/test``."""
+    if not 0 < max_count <= 10:
+        raise ValueError(f"--max-count must be in 1..10, got {max_count}")
+    root = Path(out) / "LibriCount"
+    folder = root / "test"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    n = int(seconds * 16000)
+    pool = [speaker_profile(rng, i) for i in range(40)]
+    mixtures = []
+    for k in range(max_count + 1):
+        for _ in range(mixtures_per_count):
+            speakers = rng.sample(pool, k)
+            plans = []
+            for profile in speakers:
+                text = " ".join(random_sentence(rng)[1] for _ in range(2))
+                plan = plan_utterance(profile, text, rng, noise_prob=0.0)
+                plan["lead"], plan["trail"] = rng.uniform(0.0, 1.5), 0.0
+                plan["gain"] = rng.uniform(0.2, 0.5)
+                plans.append(plan)
+            mixtures.append((k, f"{rng.getrandbits(40):010x}", speakers, plans))
+    spoken = synthesize_batches([[p["request"] for p in m[3]] for m in mixtures])
+    for (k, mix_id, speakers, plans), audio in zip(mixtures, spoken):
+        mix = np.zeros(n, np.float32)
+        meta = []
+        for profile, plan, speech in zip(speakers, plans, audio):
+            voice = fit_to(render(plan, speech, 16000), n)[:n]
+            voice = np.pad(voice, (0, n - len(voice)))
+            mix += voice
+            active = np.abs(voice) > 1e-3
+            meta.append({"sex": profile["gender"], "speaker_id": profile["id"],
+                         "activity": [[float(s) / 16000, float(e) / 16000]
+                                      for s, e in _spans(active)]})
+        peak = float(np.abs(mix).max())
+        write_atomic_wav(folder / f"{k}_{mix_id}.wav", mix / max(1.0, peak / 0.95), 16000)
+        write_atomic_text(folder / f"{k}_{mix_id}.json", json.dumps(meta))
+    return root
+
+
+def _spans(active, min_gap=1600):
+    """Start/end sample pairs of runs of True, merging gaps under ``min_gap``."""
+    spans, start, last = [], None, None
+    for i in np.flatnonzero(active):
+        if start is None:
+            start = last = i
+        elif i - last > min_gap:
+            spans.append((start, last + 1))
+            start = i
+        last = i
+    if start is not None:
+        spans.append((start, last + 1))
+    return spans
+
+
 def main(argv=None):
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
@@ -400,6 +518,15 @@ def main(argv=None):
     audioset.add_argument("--out", required=True, help="output folder")
     audioset.add_argument("--seed", type=int, default=0)
     audioset.add_argument("--clips-per-class", type=int, default=20)
+    commands = sub.add_parser("speech_commands", help="Speech Commands v0.02 layout")
+    commands.add_argument("--out", required=True, help="output folder")
+    commands.add_argument("--seed", type=int, default=0)
+    commands.add_argument("--speakers", type=int, default=30)
+    count = sub.add_parser("libricount", help="LibriCount layout")
+    count.add_argument("--out", required=True, help="output folder")
+    count.add_argument("--seed", type=int, default=0)
+    count.add_argument("--mixtures-per-count", type=int, default=10)
+    count.add_argument("--max-count", type=int, default=5)
     args = parser.parse_args(argv)
 
     start = time.time()
@@ -430,6 +557,23 @@ def main(argv=None):
             return 2
         wavs = list(root.rglob("*.wav"))
         print(f"wrote {len(wavs)} clips to {root} in {time.time() - start:.1f} s")
+    elif args.corpus in ("speech_commands", "libricount"):
+        name = {"speech_commands": "SpeechCommands", "libricount": "LibriCount"}[args.corpus]
+        if (Path(args.out) / name).exists():
+            print(f"error: {Path(args.out) / name} already exists; choose an empty --out",
+                  file=sys.stderr)
+            return 2
+        try:
+            if args.corpus == "speech_commands":
+                root = make_speech_commands(args.out, args.seed, args.speakers)
+            else:
+                root = make_libricount(args.out, args.seed, args.mixtures_per_count,
+                                       args.max_count)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        wavs = list(root.rglob("*.wav"))
+        print(f"wrote {len(wavs)} files to {root} in {time.time() - start:.1f} s")
     return 0
 
 
