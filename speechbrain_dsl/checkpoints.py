@@ -8,6 +8,7 @@ it and fails on a truncated file. :class:`AtomicCheckpointer` writes into a hidd
 only ever sees complete checkpoints; leftovers of killed saves are removed.
 """
 
+import logging
 import pickle
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 PARTIAL_PREFIX = ".partial-"
+logger = logging.getLogger(__name__)
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -44,12 +46,14 @@ class AtomicCheckpointer(Checkpointer):
         """Saves like ``Checkpointer.save_checkpoint``, then publishes the folder."""
         if if_main_process():
             self.remove_partial_checkpoints()
-        partial = super().save_checkpoint(meta, end_of_epoch, name, verbosity)
+        partial = super().save_checkpoint(meta, end_of_epoch, name, logging.DEBUG)
         ddp_barrier()  # every process has written its files
         if partial is None:  # not the main process
             return None
         final = partial.path.with_name(partial.path.name[len(PARTIAL_PREFIX) :])
         partial.path.rename(final)
+        kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
+        logger.log(verbosity, f"Saved an {kind} checkpoint in {final}")
         paramfiles = {k: final / p.name for k, p in partial.paramfiles.items()}
         return Checkpoint(final, partial.meta, paramfiles)
 

@@ -65,6 +65,19 @@ def test_missing_or_truncated_files_give_errors_naming_the_file(packaged, tmp_pa
         DSLCodecInterface.from_hparams(source=str(broken), savedir=str(tmp_path / "c2"))
 
 
+class NotWeights:
+    """Anything but tensors: weights_only loading must refuse to unpickle it."""
+
+
+def test_tampered_checkpoint_is_refused_without_running_its_code(packaged, tmp_path):
+    folder, _ = packaged
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    torch.save({"payload": NotWeights()}, tampered / "codec.ckpt")
+    with pytest.raises(ValueError, match="codec.ckpt"):
+        DSLCodecInterface.from_hparams(source=str(tampered), savedir=str(tmp_path / "c"))
+
+
 def test_package_cli_reports_a_folder_without_checkpoints(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path),

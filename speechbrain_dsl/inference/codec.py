@@ -13,6 +13,7 @@ Example
 >>> tokens = codec.encode_file("speech.wav")                                   # doctest: +SKIP
 """
 
+import pickle
 from pathlib import Path
 
 import soundfile as sf
@@ -42,7 +43,7 @@ class DSLCodecInterface(Pretrained):
                     raise ValueError(f"packaged codec folder {folder} is missing {name}")
         try:
             return super().from_hparams(source=str(source), hparams_file=hparams_file, **kwargs)
-        except (RuntimeError, EOFError) as err:
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot load {folder / 'codec.ckpt'}: {err}") from None
 
     @property
@@ -105,3 +106,21 @@ class DSLCodecInterface(Pretrained):
             "route": out.route.cpu(),
             "predicted": None if out.predicted is None else out.predicted.cpu(),
         }
+
+
+def load_tokenizer(source, mode="mixed", savedir=None):
+    """A packaged codec as a frozen tokenizer (a ``DSLCodec`` in eval mode), for YAML.
+
+    It has SpeechBrain's tokenizer interface: ``encode``, ``decode``,
+    ``num_codebooks``, ``vocab_size``, ``sample_rate``, ``vocabulary`` and DASB's
+    ``sig_to_tokens``, ``tokens_to_sig``, ``get_pretrained_embeddings``.
+    """
+    interface = DSLCodecInterface.from_hparams(source=str(source), savedir=savedir or str(source))
+    codec = interface.codec.eval()
+    if not codec.has_dsl and mode != "full":
+        raise ValueError(f"{source} holds a codec without DSL: set the tokenizer mode to "
+                         f"'full' (got {mode!r})")
+    codec.mode = mode
+    for parameter in codec.parameters():
+        parameter.requires_grad_(False)
+    return codec
