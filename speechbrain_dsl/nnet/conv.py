@@ -14,8 +14,6 @@ of left context:
 Layout: ``[batch, channels, time]`` everywhere in this file.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -289,13 +287,3 @@ class CausalStack(nn.Sequential):
         """Input samples before a frame's last sample that the frame depends on."""
         return compose_receptive_field(self)[1]
 
-
-def frames_for(num_samples, hop):
-    """Number of frames a causal stack of total stride ``hop`` gives.
-
-    Example
-    -------
-    >>> frames_for(321, 320)
-    2
-    """
-    return math.ceil(num_samples / hop)

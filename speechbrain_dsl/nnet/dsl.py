@@ -318,16 +318,22 @@ class DynamicSwitchLayer(nn.Module):
 
     def predict_distances(self, x, lengths=None):
         """Switch predictions per segment for base features ``x``; runs no tail."""
-        seg = self._segment(x.shape[-1] // self.hop)
+        seg = self.segment_length(x.shape[-1] // self.hop)
         return self.switch(self.mask(x), seg * self.hop, lengths)
 
     def segment_distance(self, light, full, frame_mask=None):
         """Distance(light, full) per segment, ``[batch, segments]``."""
         per_frame = DISTANCES[self.distance_name](light, full)
-        return segment_mean(per_frame, self._segment(per_frame.shape[-1]), frame_mask)
+        return segment_mean(per_frame, self.segment_length(per_frame.shape[-1]), frame_mask)
 
-    def _segment(self, frames):
+    def segment_length(self, frames):
+        """Frames per routing segment for an input of ``frames`` frames."""
         return self.segment_frames or max(frames, 1)
+
+    def valid_segments(self, lengths, frames, batch, device):
+        """Bool ``[batch, segments]``: False for segments that are all padding."""
+        frame_mask = length_mask(lengths, frames, device, batch)
+        return segment_mean(frame_mask.float(), self.segment_length(frames)) > 0
 
     def forward(self, x, lengths=None, route=None):
         """Applies mask, switch and the tails to base features ``x`` [B, C, T].
@@ -352,9 +358,9 @@ class DynamicSwitchLayer(nn.Module):
                 f"of the tail hop {self.hop}"
             )
         batch, frames = x.shape[0], x.shape[-1] // self.hop
-        seg = self._segment(frames)
+        seg = self.segment_length(frames)
         frame_mask = length_mask(lengths, frames, x.device, batch)
-        segment_mask = segment_mean(frame_mask.float(), seg) > 0
+        segment_mask = self.valid_segments(lengths, frames, batch, x.device)
         masked = self.mask(x)
 
         if self.training:

@@ -82,7 +82,7 @@ def encode_all_ways(codec, wav, batch_size):
     result = {k: torch.cat(v) for k, v in parts.items()}
     dsl = codec.encoder.dsl
     result["true"] = dsl.segment_distance(result["light"], result["full"])
-    result["segment_frames"] = dsl._segment(result["full"].shape[-1])
+    result["segment_frames"] = dsl.segment_length(result["full"].shape[-1])
     return result
 
 

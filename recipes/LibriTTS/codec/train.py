@@ -35,7 +35,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_dsl.calibration import threshold_for_share
 from speechbrain_dsl.metrics import mel_distance, si_snr, visqol
-from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask, segment_mean
+from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask
 from speechbrain_dsl.nnet.losses import (
     discriminator_adversarial_loss,
     feature_matching_loss,
@@ -73,11 +73,6 @@ class CodecBrain(sb.Brain):
             self.checkpointer.add_recoverable("optimizer_d", self.optimizer_d)
             self.checkpointer.add_recoverable("scheduler_g", self.scheduler_g)
             self.checkpointer.add_recoverable("scheduler_d", self.scheduler_d)
-
-    def compute_forward(self, batch, stage):
-        """Codec forward pass on ``batch.sig`` (training layout)."""
-        wav, lens = batch.sig
-        return self.modules.codec(wav.to(self.device), lens.to(self.device))
 
     def fit_batch(self, batch):
         """One discriminator step (once adversarial training is on), one generator step."""
@@ -174,9 +169,8 @@ class CodecBrain(sb.Brain):
             wav, lens = batch.sig
             wav, lens = wav.to(self.device), lens.to(self.device)
             predicted = codec.predict_distances(wav, lens)
-            frames = codec.frames_for(wav.shape[-1])
-            valid = segment_mean(length_mask(lens, frames, wav.device, wav.shape[0]).float(),
-                                 codec.encoder.dsl._segment(frames)) > 0
+            valid = codec.encoder.dsl.valid_segments(
+                lens, codec.frames_for(wav.shape[-1]), wav.shape[0], wav.device)
             predictions.append(predicted[valid])
         codec.threshold = threshold_for_share(torch.cat(predictions), self.hparams.target_light_share)
 
