@@ -141,6 +141,28 @@ def predicted_mac_ratio(costs, light_share):
     return mixed / m["encoder"]
 
 
+def mode_macs_per_second(costs, mode, light_share=None):
+    """Encoder MACs per second of audio in routing ``mode`` (``mixed`` needs ``light_share``).
+
+    Example
+    -------
+    >>> costs = {"macs_per_second": {"base": 1.0, "mask": 0.0, "switch": 0.5,
+    ...          "full_tail": 10.0, "light_tail": 2.0, "encoder": 11.0}}
+    >>> [mode_macs_per_second(costs, m, 0.5) for m in ("full", "light", "mixed")]
+    [11.0, 3.0, 7.5]
+    """
+    m = costs["macs_per_second"]
+    if mode == "full":
+        return m["encoder"]
+    if mode == "light":
+        return m["base"] + m["mask"] + m["light_tail"]
+    if mode == "mixed":
+        if light_share is None:
+            raise ValueError("mode_macs_per_second: mixed mode needs light_share")
+        return predicted_mac_ratio(costs, light_share) * m["encoder"]
+    raise ValueError(f"mode must be full, light or mixed, got {mode!r}")
+
+
 def format_table(costs):
     """The efficiency table as text (the paper's Fig. 2 numbers next to ours)."""
     p, m = costs["params"], costs["macs_per_second"]

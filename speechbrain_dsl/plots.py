@@ -123,3 +123,44 @@ def sparsity_curves(curves, path):
     ax.set_title("Mask output sparsity vs compression weight (Fig. 6)")
     ax.legend()
     return _save(fig, path)
+
+
+def confusion_matrix(matrix, labels, path, title="Confusion matrix"):
+    """Row-normalised confusion matrix (true class per row) with counts in the cells.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> out = confusion_matrix([[3, 1], [0, 4]], ["yes", "no"], os.path.join(tempfile.mkdtemp(), "c.png"))
+    >>> out.is_file()
+    True
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    size = 1.0 + 0.45 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    if len(labels) <= 15:  # counts stay legible
+        for i, j in np.ndindex(matrix.shape):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def per_class_bars(values_by_mode, labels, path, ylabel, title=""):
+    """Grouped bars: one group per class, one bar per mode (``{mode: [value per class]}``)."""
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.5 * len(labels) * len(values_by_mode)), 3.8))
+    width = 0.8 / max(1, len(values_by_mode))
+    for i, (mode, values) in enumerate(values_by_mode.items()):
+        ax.bar(np.arange(len(labels)) + i * width, values, width, label=mode, color=COLORS.get(mode))
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=45, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)

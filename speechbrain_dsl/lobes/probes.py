@@ -1,5 +1,10 @@
 """Downstream heads on codec outputs.
 
+:class:`ConvProbe` is the paper's Fig. 5a probe on continuous (frozen) encoder
+embeddings: a small stack of 1-D convolutions over time, masked pooling and a
+linear layer. Its ``front`` (first conv block) and ``back`` (the rest) let the
+Gated Compression variant put a gate between them (:class:`GatedNetwork`).
+
 :class:`TokenClassifier` is the DASB-style discrete-token probe: one embedding
 table per codebook, embeddings summed over codebooks, masked mean pooling over
 time, a linear classifier. It only needs a tokenizer's ``num_codebooks`` and
@@ -11,6 +16,78 @@ import torch
 from torch import nn
 
 from speechbrain_dsl.nnet.dsl import length_mask
+
+
+class ConvProbe(nn.Module):
+    """Embeddings ``[B, T, D]`` -> class log-probabilities ``[B, n_classes]``.
+
+    Arguments
+    ---------
+    in_channels : int
+        Embedding size ``D``.
+    n_classes : int
+    channels : sequence of int
+        Output channels of each conv block (conv, batch norm, ReLU).
+    kernel_size : int
+    dropout : float
+        Before the linear layer.
+
+    Example
+    -------
+    >>> probe = ConvProbe(in_channels=8, n_classes=4, channels=(16, 16))
+    >>> probe(torch.randn(3, 20, 8), torch.tensor([1.0, 0.5, 0.25])).shape
+    torch.Size([3, 4])
+    >>> hidden = probe.front(torch.randn(3, 20, 8))   # [B, C, T]: where a gate can sit
+    >>> probe.back(hidden).shape
+    torch.Size([3, 4])
+    """
+
+    def __init__(self, in_channels, n_classes, channels=(64, 64), kernel_size=3, dropout=0.1):
+        super().__init__()
+        if not channels:
+            raise ValueError("ConvProbe needs at least one conv block (channels is empty)")
+        self.front = ProbeFront(in_channels, channels[0], kernel_size)
+        self.back = ProbeBack(channels, n_classes, kernel_size, dropout)
+
+    def forward(self, x, lengths=None):
+        """Log-probabilities ``[B, n_classes]``; padded frames are left out of the pooling."""
+        return self.back(self.front(x), lengths)
+
+
+def _conv_block(cin, cout, kernel_size):
+    return nn.Sequential(nn.Conv1d(cin, cout, kernel_size, padding=kernel_size // 2),
+                         nn.BatchNorm1d(cout), nn.ReLU())
+
+
+class ProbeFront(nn.Module):
+    """First block of :class:`ConvProbe`: ``[B, T, D]`` -> ``[B, C, T]``."""
+
+    def __init__(self, in_channels, channels, kernel_size=3):
+        super().__init__()
+        self.block = _conv_block(in_channels, channels, kernel_size)
+
+    def forward(self, x):
+        """Time-major embeddings in, channel-major features out."""
+        return self.block(x.transpose(1, 2))
+
+
+class ProbeBack(nn.Module):
+    """The rest of :class:`ConvProbe`: conv blocks, masked mean+max pooling, linear."""
+
+    def __init__(self, channels, n_classes, kernel_size=3, dropout=0.1):
+        super().__init__()
+        self.blocks = nn.Sequential(*(
+            _conv_block(cin, cout, kernel_size) for cin, cout in zip(channels, channels[1:])))
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * channels[-1], n_classes),
+                                        nn.LogSoftmax(dim=-1))
+
+    def forward(self, x, lengths=None):
+        """``[B, C, T]`` -> log-probabilities; padded frames are left out of the pooling."""
+        h = self.blocks(x)
+        mask = length_mask(lengths, h.shape[-1], h.device, h.shape[0]).unsqueeze(1)
+        mean = (h * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        peak = h.masked_fill(mask == 0, float("-inf")).amax(-1)
+        return self.classifier(torch.cat([mean, peak], dim=1))
 
 
 class TokenClassifier(nn.Module):

@@ -608,7 +608,8 @@ class GatedNetwork(nn.Module):
     """``base -> GatedCompression -> head`` with early exit for negatives.
 
     In training the head runs on every sample (for the task loss). In inference it
-    runs only on samples that pass the gate; rows of negatives are zeros.
+    runs only on samples that pass the gate; rows of negatives are zeros. With
+    ``lengths`` the head is called as ``head(features, lengths)``.
 
     Example
     -------
@@ -622,18 +623,24 @@ class GatedNetwork(nn.Module):
     def __init__(self, base, gate, head):
         super().__init__()
         self.base, self.gate, self.head = base, gate, head
+        self.last_masked = None
 
     def forward(self, x, lengths=None):
         """Returns ``(head output, gate logits, passed)``."""
         masked, logits = self.gate(self.base(x), lengths)
+        self.last_masked = masked  # for the compression (L1) term of GatedCompressionLoss
         if self.training:
             passed = torch.ones_like(logits, dtype=torch.bool)
-            return self.head(masked), logits, passed
+            return self._head(masked, lengths), logits, passed
         passed = self.gate.passes(logits)
-        kept = self.head(masked[passed])
+        kept = self._head(masked[passed], None if lengths is None else lengths[passed])
         out = kept.new_zeros(x.shape[0], *kept.shape[1:])
         out[passed] = kept
         return out, logits, passed
+
+    def _head(self, masked, lengths):
+        # heads that pool over time take the lengths; plain heads (e.g. Sequential) do not
+        return self.head(masked) if lengths is None else self.head(masked, lengths)
 
 
 class GatedCompressionLoss(nn.Module):
