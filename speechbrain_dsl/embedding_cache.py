@@ -53,7 +53,10 @@ def read_clip(wav, sample_rate, start=0, stop=-1):
 
 def audio_key(entry):
     """What identifies an entry's audio: path, slice, file size and modification time."""
-    stat = os.stat(entry["wav"])
+    try:
+        stat = os.stat(entry["wav"])
+    except OSError:
+        raise ValueError(f"audio file not found: {entry['wav']}") from None
     return f"{entry['wav']}|{entry.get('start', 0)}|{entry.get('stop', -1)}|" \
            f"{stat.st_size}|{stat.st_mtime_ns}"
 

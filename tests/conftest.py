@@ -130,3 +130,37 @@ def tiny_codec():
 def default_hparams():
     """The default DSL model (shared by a module: tests must not train it)."""
     return load_hparams()
+
+
+def package_untrained(model_yaml, folder):
+    """Packages an untrained codec of ``model_yaml`` (codebooks initialised) into ``folder/model``."""
+    from speechbrain_dsl.checkpoints import AtomicCheckpointer
+    from speechbrain_dsl.inference.package import package
+
+    with open(model_yaml) as f:
+        from hyperpyyaml import load_hyperpyyaml
+
+        codec = load_hyperpyyaml(f)["codec"].eval()
+    codec.encode(torch.randn(2, 16000) * 0.1)  # initialise the codebooks
+    AtomicCheckpointer(folder / "save", {"codec": codec}).save_checkpoint()
+    return package(folder / "save", folder / "model", model_yaml)
+
+
+@pytest.fixture(scope="session")
+def packaged_dsl_codec(tmp_path_factory):
+    """The default DSL model, untrained, as a packaged folder (read-only for tests)."""
+    return package_untrained(DSL_YAML, tmp_path_factory.mktemp("packaged_dsl"))
+
+
+@pytest.fixture(scope="session")
+def packaged_baseline_codec(tmp_path_factory):
+    """The default baseline model, untrained, as a packaged folder (read-only for tests)."""
+    return package_untrained(BASELINE_YAML, tmp_path_factory.mktemp("packaged_baseline"))
+
+
+@pytest.fixture(scope="session")
+def speech_commands_data(tmp_path_factory):
+    """A small Speech Commands v0.02 look-alike (10 speakers; read-only for tests)."""
+    from speechbrain_dsl.data.synthetic import make_speech_commands
+
+    return make_speech_commands(tmp_path_factory.mktemp("speech_commands"), seed=4, speakers=10)

@@ -6,32 +6,17 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.checkpoints import AtomicCheckpointer
-from speechbrain_dsl.data.synthetic import make_speech_commands
 from speechbrain_dsl.inference.codec import load_tokenizer
-from speechbrain_dsl.inference.package import ROOT, package
+from speechbrain_dsl.inference.package import ROOT
 
 RECIPE = ROOT / "recipes" / "SpeechCommands" / "tokens"
 
 
-def packaged(model_yaml, folder):
-    with open(model_yaml) as f:
-        codec = load_hyperpyyaml(f)["codec"].eval()
-    codec.encode(torch.randn(2, 16000) * 0.1)  # initialise the codebooks
-    AtomicCheckpointer(folder / "save", {"codec": codec}).save_checkpoint()
-    return package(folder / "save", folder / "model", model_yaml)
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, speech_commands_data, packaged_dsl_codec, packaged_baseline_codec):
     tmp = tmp_path_factory.mktemp("tokens")
-    data = make_speech_commands(tmp / "data", seed=4, speakers=10)
-    dsl = packaged(ROOT / "hparams" / "soundstream_dsl.yaml", tmp / "dsl")
-    baseline = packaged(ROOT / "hparams" / "soundstream_baseline.yaml", tmp / "baseline")
-    return data, dsl, baseline, tmp
+    return speech_commands_data, packaged_dsl_codec, packaged_baseline_codec, tmp
 
 
 @pytest.mark.parametrize("tokenizer", ["dsl", "baseline"])

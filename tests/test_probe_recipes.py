@@ -1,0 +1,134 @@
+"""Downstream probes on frozen codec features: KWS (with the GC variant) and speaker counting."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechbrain_dsl.data.synthetic import make_libricount
+from speechbrain_dsl.embedding_cache import EmbeddingCache, codec_fingerprint
+from speechbrain_dsl.inference.package import ROOT
+from speechbrain_dsl.lobes.probes import ConvProbe
+from speechbrain_dsl.nnet.dsl import GatedCompression, GatedNetwork
+from tests.conftest import make_codec
+
+KWS = ROOT / "recipes" / "SpeechCommands" / "probe"
+COUNT = ROOT / "recipes" / "LibriCount" / "probe"
+
+
+def run(recipe, *args):
+    result = subprocess.run(
+        [sys.executable, "train.py", "hparams/probe.yaml", *args], cwd=recipe,
+        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def kws_run(tmp_path_factory, speech_commands_data, packaged_dsl_codec):
+    out = tmp_path_factory.mktemp("kws") / "run"
+    args = [f"--data_folder={speech_commands_data}", f"--codec_checkpoint={packaged_dsl_codec}",
+            f"--output_folder={out}", "--number_of_epochs=2"]
+    return out, args, run(KWS, *args)
+
+
+def test_kws_probe_reports_modes_side_by_side_with_figures(kws_run):
+    out, _, stdout = kws_run
+    assert "| accuracy |" in stdout and "| full | light | mixed |" in stdout
+    results = json.loads((out / "results.json").read_text())
+    labels = results["labels"]
+    assert len(labels) == 12 and "_silence_" in labels and "_unknown_" in labels
+    for mode, share in (("full", 0.0), ("light", 1.0)):
+        assert results["results"][mode]["light_share"] == pytest.approx(share)
+    mixed = results["results"]["mixed"]
+    assert 0.0 <= mixed["accuracy"] <= 1.0 and set(mixed["per_class"]) == set(labels)
+    assert np.array(mixed["confusion"]).sum() == mixed["test_utterances"] > 0
+    macs = {m: results["results"][m]["encoder_mmacs_per_second"] for m in ("full", "light", "mixed")}
+    assert macs["light"] < macs["mixed"] < macs["full"] or mixed["light_share"] in (0.0, 1.0)
+    for png in ("confusion_full", "confusion_light", "confusion_mixed", "confusion_gc",
+                "per_class_accuracy"):
+        assert (out / f"{png}.png").stat().st_size > 1000
+    report = (out / "results.md").read_text()
+    assert "## Per-class accuracy" in report and "nan" not in report
+
+
+def test_gated_compression_variant_exits_early_and_saves_probe_macs(kws_run):
+    out, _, _ = kws_run
+    gc = json.loads((out / "results.json").read_text())["results"]["gated_compression"]
+    assert gc["labels"][-1] == "_negative_" and len(gc["labels"]) == 11
+    assert 0.0 <= gc["early_exit_share"] <= 1.0
+    # exits skip the head's compute (counted by the FLOP counter, not assumed)
+    if gc["early_exit_share"] > 0:
+        assert gc["probe_macs_per_clip"] < gc["probe_macs_per_clip_no_gate"]
+    else:
+        assert gc["probe_macs_per_clip"] == gc["probe_macs_per_clip_no_gate"]
+
+
+def test_kws_rerun_reuses_cached_embeddings(kws_run):
+    out, args, _ = kws_run
+    stdout = run(KWS, *args, "--gated_compression=False")
+    assert "cache: 0 clips encoded this run" in stdout
+
+
+def test_libricount_probe_cross_validates_every_mixture_once(tmp_path, packaged_dsl_codec):
+    data = make_libricount(tmp_path / "data", seed=3, mixtures_per_count=4, max_count=3,
+                           seconds=2.0)
+    out = tmp_path / "run"
+    stdout = run(COUNT, f"--data_folder={data}", f"--codec_checkpoint={packaged_dsl_codec}",
+                 f"--output_folder={out}", "--folds=2", "--number_of_epochs=2",
+                 "--clip_seconds=2.0", "--modes=[full, mixed]")
+    assert "| MAE (speakers) |" in stdout
+    results = json.loads((out / "results.json").read_text())["results"]
+    for mode in ("full", "mixed"):
+        per_count = results[mode]["per_count"]
+        assert sorted(int(k) for k in per_count) == [0, 1, 2, 3]
+        assert sum(v["mixtures"] for v in per_count.values()) == 16  # each predicted once
+        assert np.array(results[mode]["confusion"]).sum() == 16
+        assert 0.0 <= results[mode]["mae"] <= 10
+        assert (out / f"confusion_{mode}.png").is_file()
+    assert (out / "per_count_accuracy.png").is_file()
+
+
+def test_embedding_cache_refreshes_edited_audio_and_other_codecs(tmp_path):
+    codec = make_codec().eval()
+    wavs = {}
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", np.random.default_rng(0).normal(0, 0.1, 800), 16000)
+        wavs[name] = {"wav": str(tmp_path / f"{name}.wav")}
+    cache = EmbeddingCache(tmp_path / "cache", codec)
+    first = cache.features("train", wavs, "mixed")
+    assert cache.encoded == 2 and 0.0 <= first["a"]["light_share"] <= 1.0
+    assert first["a"]["emb"].shape == (50, 8) and first["a"]["tokens"].dtype == torch.int16
+    sf.write(tmp_path / "b.wav", np.zeros(1600), 16000)  # edited: longer, silent
+    again = cache.features("train", wavs, "mixed")
+    assert cache.encoded == 3  # only b
+    assert torch.equal(again["a"]["emb"], first["a"]["emb"]) and again["b"]["emb"].shape[0] == 100
+    codec.threshold = codec.threshold + 1.0  # recalibrated codec: other fingerprint, other files
+    assert EmbeddingCache(tmp_path / "cache", codec).path("train", "mixed") != cache.path("train", "mixed")
+    assert codec_fingerprint(codec) != cache.fingerprint
+    assert not list((tmp_path / "cache").rglob(".*"))  # no temporary files left
+
+
+def test_embedding_cache_names_unreadable_audio(tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    cache = EmbeddingCache(tmp_path / "cache", make_codec().eval())
+    with pytest.raises(ValueError, match="bad.wav"):
+        cache.features("train", {"x": {"wav": str(tmp_path / "bad.wav")}}, "full")
+
+
+def test_gated_network_passes_lengths_to_a_pooling_head_and_skips_exits():
+    probe = ConvProbe(8, 3, channels=(6, 6))
+    net = GatedNetwork(probe.front, GatedCompression(6), probe.back).eval()
+    x, lengths = torch.randn(4, 20, 8), torch.tensor([1.0, 0.5, 0.5, 0.25])
+    net.gate.threshold = 0.0  # everything passes: equals the probe on its own
+    out, _, passed = net(x, lengths)
+    assert passed.all() and torch.allclose(out, probe.eval()(x, lengths), atol=1e-6)
+    assert net.last_masked.shape == (4, 6, 20)
+    net.gate.threshold = 1.01  # nothing passes: no head compute, zero rows
+    out, _, passed = net(x, lengths)
+    assert not passed.any() and torch.count_nonzero(out) == 0
