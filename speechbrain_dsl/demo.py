@@ -1,189 +1,368 @@
-"""A quick end-to-end look at the DSL codec: ``make demo``.
+"""The whole story in one command: ``make demo`` (``make demo QUICK=1`` for a smoke run).
 
-1. Speaks a few dozen sentences with espeak-ng (many voices, pauses, silence and
-   noise between them) and resamples them to 16 kHz.
-2. Trains the default DSL codec (``hparams/soundstream_dsl.yaml``) for a few
-   steps: multi-scale mel loss + RVQ commitment + the DSL loss (Eq. 5).
-3. Calibrates the switch threshold for a target light share, then reports for
-   held-out speech and for silence/noise clips: light share, mel distance of
-   full / light / mixed reconstructions, and executed encoder MACs.
-4. Prints the efficiency table of the model's parts.
+    python -m speechbrain_dsl.demo [--out results/demo] [--quick] [--force] [--only STAGE ...]
 
-A few minutes of CPU training leave audio quality at its floor: this shows the
-pipeline working, not a model worth listening to.
+Stages, each through the real recipes and tools of this repository:
 
-    python -m speechbrain_dsl.demo [--steps 150] [--seed 0]
+1. ``corpora``: the four look-alike corpora with espeak-ng speech (LibriTTS,
+   AudioSet Speech/Silence, Speech Commands, LibriCount) in their real layouts;
+2. ``train_dsl``, ``train_baseline``: a small DSL codec and its baseline through
+   ``recipes/LibriTTS/codec/train.py`` (minutes: shows the pipeline; the evaluation
+   stages use the hours-trained reference model in ``pretrained/`` when present);
+3. ``sweep``: the Fig. 6 / Fig. 8 training sweeps (``recipes/AudioSet/routing/sweep.py``);
+4. ``routing``: the routing evaluation on AudioSet silence vs speech (Figs. 3, 4, 7);
+5. ``probe_kws``, ``probe_count``: downstream probes, full / light / mixed (Fig. 5),
+   with the Gated Compression KWS variant;
+6. ``benchmarks``: parameter/MAC table and the routed-encoder wall-time benchmark;
+7. ``report``: ``<out>/REPORT.md``, the paper's numbers next to ours, every figure.
+
+A finished stage writes ``<out>/stages/<stage>.json`` and is skipped next time
+(``--force`` reruns everything, ``--only`` reruns the named stages). An interrupted
+run continues where it stopped: training resumes from its last checkpoint. Each
+stage prints a one-line summary; its full output goes to ``<out>/logs/<stage>.log``.
 """
 
 import argparse
-import random
+import json
+import platform
+import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-import torch
-import torchaudio
-from hyperpyyaml import load_hyperpyyaml
 from tqdm import tqdm
 
-from speechbrain_dsl.data.espeak import (
-    ACCENTS,
-    ESPEAK_SAMPLE_RATE,
-    FEMALE_VARIANTS,
-    MALE_VARIANTS,
-    synthesize,
-)
-from speechbrain_dsl.efficiency import executed_macs, format_table, part_costs
-from speechbrain_dsl.nnet.dsl import DSLLoss
-from speechbrain_dsl.metrics import mel_distance
-from speechbrain_dsl.nnet.losses import MultiScaleMelLoss
+from speechbrain_dsl.atomic import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-SENTENCES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Please call Stella and ask her to bring these things with her from the store.",
-    "Six spoons of fresh snow peas, five thick slabs of blue cheese.",
-    "We also need a small plastic snake and a big toy frog for the kids.",
-    "She can scoop these things into three red bags, and we will go meet her.",
-    "A rainbow is a division of white light into many beautiful colors.",
-    "When the sunlight strikes raindrops in the air, they act as a prism.",
-    "The boy was there when the sun rose over the quiet harbour.",
-    "Numbers like forty two and seven hundred are easy to say.",
-    "Turn left at the next corner, then walk straight for two minutes.",
-)
+PRETRAINED_DSL = ROOT / "pretrained" / "dsl-codec-16k"
+STAGES = ("corpora", "train_dsl", "train_baseline", "sweep", "routing", "probe_kws",
+          "probe_count", "benchmarks", "report")
+
+# Sizes: "default" fits ~20 minutes on a 2-core CPU, "quick" ~5 minutes.
+SIZES = {
+    "default": {
+        "libritts": {"speakers": 20, "utterances": 16}, "audioset": 16,
+        "commands": 20, "libricount": {"mixtures_per_count": 12, "max_count": 4},
+        "train": ["--number_of_epochs=3", "--valid_visqol_max_utterances=8",
+                  "--test_visqol_max_utterances=16", "--valid_max_seconds=3.0"],
+        "sweep": ["--quick"], "routing_clips": 16, "probe_epochs": 15, "folds": 4,
+        "bench_repeats": 5,
+    },
+    "quick": {
+        "libritts": {"speakers": 10, "utterances": 4}, "audioset": 3,
+        "commands": 10, "libricount": {"mixtures_per_count": 3, "max_count": 2},
+        "train": ["--debug", "--debug_persistently", "--valid_visqol_max_utterances=2", "--test_visqol_max_utterances=2",
+                  "--valid_max_seconds=2.0"],
+        "sweep": ["--quick", "--steps=3", "--alphas", "1e-4", "1e-1"], "routing_clips": 3,
+        "probe_epochs": 2, "folds": 2, "bench_repeats": 1,
+    },
+}
+PAPER = {
+    "tail_params": "65,024 -> 3,104 (20.9x)", "tail_macs": "5.4 -> 0.44 MMAC/s (12.3x)",
+    "silence_light": "80%", "speech_light": "30%", "visqol_gap": "<= 0.01",
+    "latency_silence": "-26.5%", "latency_speech": "-9.9%",
+    "count": "89.7 / 94.3 / 96.3%", "kws": "mixed = full (no number given)",
+}
 
 
-def speech_corpus(count, sample_rate, rng):
-    """``count`` utterances of espeak-ng speech with pauses, at ``sample_rate``."""
-    clips = []
-    for _ in range(count):
-        variant = rng.choice(FEMALE_VARIANTS + MALE_VARIANTS)
-        audio = synthesize(
-            rng.choice(SENTENCES),
-            f"{rng.choice(ACCENTS)}+{variant}",
-            rate=rng.randint(130, 210),
-            pitch=rng.randint(25, 75),
-            pitch_range=rng.randint(30, 80),
-        )
-        pad = [np.zeros(int(rng.uniform(0.1, 0.6) * ESPEAK_SAMPLE_RATE), np.float32)]
-        audio = np.concatenate(pad + [audio] + pad) * rng.uniform(0.3, 0.9)
-        wav = torchaudio.functional.resample(
-            torch.from_numpy(audio), ESPEAK_SAMPLE_RATE, sample_rate
-        )
-        clips.append(wav)
-    return clips
+class Demo:
+    """Runs the stages, skipping finished ones, and records a summary per stage."""
+
+    def __init__(self, out, size="default", force=False, only=None):
+        self.out = Path(out).resolve()
+        self.size = SIZES[size]
+        self.size_name = size
+        self.force, self.only = force, set(only or ())
+        self.data = self.out / "data"
+
+    def done_file(self, stage):
+        return self.out / "stages" / f"{stage}.json"
+
+    def summary(self, stage):
+        """The recorded summary of a finished stage (or None)."""
+        path = self.done_file(stage)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def run(self, stages=STAGES):
+        """Runs ``stages`` in order; returns the path of REPORT.md."""
+        bar = tqdm(stages, desc="demo", unit="stage", file=sys.stdout, leave=False)
+        for stage in bar:
+            bar.set_postfix_str(stage)
+            previous = self.summary(stage)
+            if previous and not self.force and stage not in self.only:
+                tqdm.write(f"[{stage}] done before: {previous['line']}")
+                continue
+            start = time.time()
+            result = getattr(self, f"stage_{stage}")()
+            result["seconds"] = round(time.time() - start, 1)
+            write_json(self.done_file(stage), result)
+            tqdm.write(f"[{stage}] {result['line']} ({result['seconds']:.0f} s)")
+        return self.out / "REPORT.md"
+
+    def command(self, stage, args, cwd):
+        """Runs a recipe or tool; output goes to the stage's log; failure shows its tail."""
+        log = self.out / "logs" / f"{stage}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(f"$ {' '.join(map(str, args))}\n")
+            f.flush()
+            code = subprocess.call([sys.executable, *map(str, args)], cwd=cwd, stdout=f,
+                                   stderr=subprocess.STDOUT)
+        if code != 0:
+            tail = "\n".join(log.read_text().splitlines()[-25:])
+            raise RuntimeError(f"stage {stage} failed (exit {code}); see {log}:\n{tail}")
+
+    def eval_codec(self):
+        """The DSL codec the evaluation stages use: the reference model if shipped."""
+        if (PRETRAINED_DSL / "codec.ckpt").is_file():
+            return PRETRAINED_DSL, "reference model `pretrained/dsl-codec-16k`"
+        return self.out / "train" / "dsl" / "save", "the demo's own short-trained DSL codec"
+
+    # -- stages ----------------------------------------------------------------
+    def stage_corpora(self):
+        from speechbrain_dsl.data import synthetic
+
+        s = self.size
+        synthetic.make_libritts(self.data, seed=0, **s["libritts"])
+        synthetic.make_audioset(self.data, seed=0, clips_per_class=s["audioset"])
+        synthetic.make_speech_commands(self.data, seed=0, speakers=s["commands"])
+        synthetic.make_libricount(self.data, seed=0, **s["libricount"])
+        counts = {name: sum(1 for _ in (self.data / name).rglob("*.wav"))
+                  for name in ("LibriTTS", "AudioSet", "SpeechCommands", "LibriCount")}
+        return {"counts": counts,
+                "line": ", ".join(f"{name} {n} wavs" for name, n in counts.items())}
+
+    def _train(self, stage, yaml, name):
+        recipe = ROOT / "recipes" / "LibriTTS" / "codec"
+        folder = self.out / "train" / name
+        self.command(stage, ["train.py", f"hparams/{yaml}", f"--data_folder={self.data}",
+                             f"--output_folder={folder}", *self.size["train"]], recipe)
+        test = json.loads((folder / "test_metrics.json").read_text())
+        line = f"test mel distance full {test['mel_full']:.2f}"
+        if "mel_mixed" in test:
+            line += (f", mixed {test['mel_mixed']:.2f} with {test['light_share']:.0%} light; "
+                     f"ViSQOL full {test.get('visqol_full', float('nan')):.2f}")
+        return {"test": test, "folder": str(folder), "line": line}
+
+    def stage_train_dsl(self):
+        return self._train("train_dsl", "codec_dsl.yaml", "dsl")
+
+    def stage_train_baseline(self):
+        return self._train("train_baseline", "codec_baseline.yaml", "baseline")
+
+    def stage_sweep(self):
+        folder = self.out / "sweep"
+        self.command("sweep", [ROOT / "recipes" / "AudioSet" / "routing" / "sweep.py",
+                               "--out", folder, *self.size["sweep"]], ROOT)
+        sweep = json.loads((folder / "sweep.json").read_text())
+        placements = sweep.get("placement", {})
+        names = {"0": "after first conv", "1": "after block 1", "2": "after block 2"}
+        line = f"Fig. 6 and Fig. 8 analogues ({sweep.get('steps')} steps per run)" + (
+            "; switch Spearman " + ", ".join(
+                f"{names.get(k, k)} {v.get('spearman', float('nan')):.2f}"
+                for k, v in placements.items()) if placements else "")
+        return {"sweep": sweep, "line": line}
+
+    def stage_routing(self):
+        codec, source = self.eval_codec()
+        folder = self.out / "routing"
+        n = self.size["routing_clips"]
+        self.command("routing", ["evaluate.py", "hparams/evaluate.yaml",
+                                 f"--data_folder={self.data / 'AudioSet'}",
+                                 f"--codec_checkpoint={codec}", f"--output_folder={folder}",
+                                 f"--max_clips_per_class={n}",
+                                 f"--sweep_max_clips_per_class={min(n, 4)}",
+                                 f"--wall_repeats={self.size['bench_repeats']}"],
+                     ROOT / "recipes" / "AudioSet" / "routing")
+        results = json.loads((folder / "results.json").read_text())
+        c = results["classes"]
+        line = (f"light share silence {c['silence']['light_share']:.0%}, speech "
+                f"{c['speech']['light_share']:.0%}; ViSQOL speech full/mixed "
+                f"{c['speech']['full'].get('visqol', float('nan')):.2f}/"
+                f"{c['speech']['mixed'].get('visqol', float('nan')):.2f}")
+        return {"results": results, "codec": source, "line": line}
+
+    def _probe(self, stage, recipe, data, extra):
+        codec, source = self.eval_codec()
+        folder = self.out / stage
+        self.command(stage, ["train.py", "hparams/probe.yaml", f"--data_folder={data}",
+                             f"--codec_checkpoint={codec}", f"--output_folder={folder}",
+                             f"--number_of_epochs={self.size['probe_epochs']}", *extra],
+                     ROOT / "recipes" / recipe / "probe")
+        results = json.loads((folder / "results.json").read_text())["results"]
+        line = ", ".join(f"{m} {results[m]['accuracy']:.1%}" for m in ("full", "light", "mixed"))
+        return {"results": results, "codec": source, "folder": str(folder),
+                "line": f"accuracy {line}"}
+
+    def stage_probe_kws(self):
+        return self._probe("probe_kws", "SpeechCommands", self.data / "SpeechCommands", [])
+
+    def stage_probe_count(self):
+        return self._probe("probe_count", "LibriCount", self.data / "LibriCount",
+                           [f"--folds={self.size['folds']}",
+                            f"--max_count={self.size['libricount']['max_count']}"])
+
+    def stage_benchmarks(self):
+        from speechbrain_dsl.efficiency import load_encoder, part_costs
+
+        encoder, sample_rate = load_encoder(ROOT / "hparams" / "soundstream_dsl.yaml")
+        costs = part_costs(encoder, sample_rate)
+        log = self.out / "logs" / "benchmarks.json"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [sys.executable, ROOT / "benchmarks" / "encoder_routing.py", "--json",
+             "--no-placements", f"--repeats={self.size['bench_repeats']}"],
+            capture_output=True, text=True, check=True)
+        rows = json.loads(result.stdout)
+        write_text(log, result.stdout)
+        at80 = next(r for r in rows if r["mode"] == "mixed" and r["light_share"] == 0.8)
+        p, m = costs["params"], costs["macs_per_second"]
+        line = (f"tails {p['full_tail']:,} -> {p['light_tail']:,} params "
+                f"({p['full_tail'] / p['light_tail']:.1f}x), {m['full_tail'] / 1e6:.1f} -> "
+                f"{m['light_tail'] / 1e6:.2f} MMAC/s; mixed at 80% light: wall "
+                f"{at80['wall_ratio']:.2f}x of full")
+        return {"costs": costs, "routing_benchmark": rows, "line": line}
+
+    def stage_report(self):
+        path = write_report(self)
+        return {"line": f"wrote {path}"}
 
 
-def quiet_clip(seconds, sample_rate, gen):
-    """Silence-like audio: digital silence, low noise, or a quiet hum."""
-    n = int(seconds * sample_rate)
-    kind = int(torch.randint(3, (1,), generator=gen))
-    if kind == 0:
-        return torch.zeros(n)
-    if kind == 1:
-        return 0.003 * torch.randn(n, generator=gen)
-    t = torch.arange(n) / sample_rate
-    return 0.01 * torch.sin(2 * torch.pi * 50 * t)
+def _fmt(value, pattern="{:.2f}"):
+    return "-" if value is None else pattern.format(value)
 
 
-def crops(clips, seconds, sample_rate, count, gen):
-    """``count`` random crops of ``seconds`` from ``clips`` as a [count, S] batch."""
-    n = int(seconds * sample_rate)
-    out = []
-    for _ in range(count):
-        clip = clips[int(torch.randint(len(clips), (1,), generator=gen))]
-        if len(clip) <= n:
-            clip = torch.nn.functional.pad(clip, (0, n - len(clip) + 1))
-        start = int(torch.randint(len(clip) - n, (1,), generator=gen))
-        out.append(clip[start : start + n])
-    return torch.stack(out)
-
-
-def evaluate(codec, wav, label):
-    """Light share, mel distance per mode, and executed encoder MACs on ``wav``."""
-    codec.eval()
-    row = {"set": label}
-    with torch.no_grad():
-        for mode in ("full", "light", "mixed"):
-            codec.mode = mode
-            tokens, _ = codec.encode(wav)
-            wav_hat = codec.decode(tokens)[..., : wav.shape[-1]]
-            row[f"mel_{mode}"] = float(mel_distance(wav_hat, wav).mean())
-            if mode == "mixed":
-                row["light_share"] = float(codec.last_routing.route.float().mean())
-        row["mac_ratio"] = executed_macs(codec, wav[:, None], "mixed") / executed_macs(
-            codec, wav[:, None], "full"
-        )
-    return row
+def write_report(demo):
+    """REPORT.md from the stage summaries: paper vs ours, figures, software versions."""
+    get = demo.summary
+    bench, routing = get("benchmarks"), get("routing")
+    kws, count = get("probe_kws"), get("probe_count")
+    dsl, base, sweep = get("train_dsl"), get("train_baseline"), get("sweep")
+    out = demo.out
+    rel = lambda p: Path(p).relative_to(out).as_posix()  # noqa: E731
+    rows = []
+    if bench:
+        p, m = bench["costs"]["params"], bench["costs"]["macs_per_second"]
+        rows.append(("Switchable sub-model params (full -> light tail)", PAPER["tail_params"],
+                     f"{p['full_tail']:,} -> {p['light_tail']:,} "
+                     f"({p['full_tail'] / p['light_tail']:.1f}x)", "model definition"))
+        rows.append(("Sub-model MACs", PAPER["tail_macs"],
+                     f"{m['full_tail'] / 1e6:.1f} -> {m['light_tail'] / 1e6:.2f} MMAC/s "
+                     f"({m['full_tail'] / m['light_tail']:.1f}x)", "model definition"))
+    if routing:
+        c, src = routing["results"]["classes"], f"synthetic AudioSet, {routing['codec']}"
+        rows.append(("Light share, silence", PAPER["silence_light"],
+                     f"{c['silence']['light_share']:.0%}", src))
+        rows.append(("Light share, speech", PAPER["speech_light"],
+                     f"{c['speech']['light_share']:.0%}", src))
+        for cls in ("silence", "speech"):
+            full, mixed = c[cls]["full"].get("visqol"), c[cls]["mixed"].get("visqol")
+            rows.append((f"ViSQOL full vs mixed, {cls}", PAPER["visqol_gap"] + " gap",
+                         f"{_fmt(full)} vs {_fmt(mixed)}", src))
+            rows.append((f"Encoder latency, mixed vs full, {cls}",
+                         PAPER[f"latency_{cls}"], f"{c[cls]['wall_ratio'] - 1:+.1%}",
+                         f"{src}; CPU wall time, this machine"))
+    if kws:
+        r = kws["results"]
+        rows.append(("Keyword accuracy full / light / mixed", PAPER["kws"],
+                     " / ".join(f"{r[m]['accuracy']:.1%}" for m in ("full", "light", "mixed")),
+                     f"synthetic Speech Commands (12 classes), {kws['codec']}"))
+    if count:
+        r = count["results"]
+        rows.append(("Speaker-count accuracy full / light / mixed", PAPER["count"],
+                     " / ".join(f"{r[m]['accuracy']:.1%}" for m in ("full", "light", "mixed")),
+                     f"synthetic LibriCount, k-fold, {count['codec']}"))
+    lines = [
+        "# speechbrain-dsl demo report", "",
+        f"Size: `{demo.size_name}`. Every number below was produced by `make demo"
+        f"{' QUICK=1' if demo.size_name == 'quick' else ''}` on this machine "
+        f"({platform.machine()}, {platform.processor() or 'CPU'}); the *data* column says "
+        "where it comes from. All corpora are generated look-alikes with espeak-ng speech in "
+        "the real datasets' layouts: **no real-data numbers here**.", "",
+        "## The paper's numbers next to ours", "",
+        "| quantity | paper | ours | data |", "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows], "",
+    ]
+    if dsl:
+        lines += ["## The demo's own short training (pipeline check, not a listening model)", "",
+                  "| codec | test mel full | test mel mixed | light share | ViSQOL full |",
+                  "|---|---|---|---|---|"]
+        for name, s in (("DSL", dsl), ("baseline", base)):
+            if s:
+                t = s["test"]
+                lines.append(f"| {name} | {t['mel_full']:.3f} | {_fmt(t.get('mel_mixed'), '{:.3f}')}"
+                             f" | {_fmt(t.get('light_share'), '{:.0%}')} | "
+                             f"{_fmt(t.get('visqol_full'))} |")
+        lines.append("")
+    figures = []
+    if routing:
+        figures += [("Fig. 3a: predicted distance per class", "routing/fig3a_predicted_distance.png"),
+                    ("Fig. 3b/3c: ViSQOL per class and pass", "routing/fig3bc_visqol.png"),
+                    ("Fig. 3b/3c: mel distance per class and pass", "routing/fig3bc_mel.png"),
+                    ("Fig. 4: routes on a speech clip", "routing/fig4_routes_speech.png"),
+                    ("Fig. 4: routes on a silence clip", "routing/fig4_routes_silence.png"),
+                    ("Fig. 7: predicted vs true distance", "routing/fig7_predicted_vs_true.png"),
+                    ("Quality vs compute, with random and oracle routing", "routing/tradeoff.png")]
+    if sweep:
+        figures += [("Fig. 6: activation sparsity vs alpha", "sweep/fig6_sparsity_vs_alpha.png"),
+                    ("Fig. 8: switch placement vs prediction quality", "sweep/fig8_switch_placement.png")]
+    for stage, title in ((kws, "Keyword spotting"), (count, "Speaker counting")):
+        if stage:
+            folder = Path(stage["folder"])
+            figures += [(f"{title}: confusion matrix, {m}", rel(folder / f"confusion_{m}.png"))
+                        for m in ("full", "light", "mixed")]
+            if (folder / "confusion_gc.png").is_file():
+                figures.append((f"{title}: Gated Compression variant", rel(folder / "confusion_gc.png")))
+    lines += ["## Figures", ""]
+    for title, path in figures:
+        if (out / path).is_file():
+            lines += [f"### {title}", "", f"![{title}]({path})", ""]
+    detail = [("routing", "routing/report.md"), ("probe_kws", "probe_kws/results.md"),
+              ("probe_count", "probe_count/results.md")]
+    lines += ["## Details", ""] + [f"- `{p}`" for _, p in detail if (out / p).is_file()] + [""]
+    lines += ["## Software", "", "| package | version |", "|---|---|",
+              f"| python | {platform.python_version()} |"]
+    for package in ("torch", "torchaudio", "speechbrain", "vector-quantize-pytorch",
+                    "visqol-python", "numpy", "scikit-learn", "espeakng-loader"):
+        try:
+            lines.append(f"| {package} | {metadata.version(package)} |")
+        except metadata.PackageNotFoundError:
+            lines.append(f"| {package} | not installed |")
+    timings = [(s, demo.summary(s)) for s in STAGES[:-1]]
+    lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {s} | {r['seconds']:.0f} |" for s, r in timings if r]
+    return write_text(out / "REPORT.md", "\n".join(lines) + "\n")
 
 
 def main(argv=None):
-    """Runs the demo."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(ROOT / "hparams" / "soundstream_dsl.yaml"))
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--utterances", type=int, default=60)
-    parser.add_argument("--target-light-share", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.demo",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "results" / "demo"))
+    parser.add_argument("--quick", action="store_true", help="smoke-run sizes (~5 minutes)")
+    parser.add_argument("--force", action="store_true", help="rerun finished stages")
+    parser.add_argument("--only", nargs="+", choices=STAGES, default=None,
+                        help="rerun these stages (others are skipped if finished)")
     args = parser.parse_args(argv)
-
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(1)
-    rng, gen = random.Random(args.seed), torch.Generator().manual_seed(args.seed)
-    with open(args.model) as f:
-        hparams = load_hyperpyyaml(f)
-    codec, sr = hparams["codec"], hparams["sample_rate"]
-
+    out = Path(args.out)
+    if args.quick and args.out == parser.get_default("out"):
+        out = out.with_name("demo_quick")
+    size = "quick" if args.quick else "default"
+    recorded = out / "stages" / "size.txt"
+    if recorded.is_file() and recorded.read_text().strip() != size and not args.force:
+        print(f"error: {out} holds a '{recorded.read_text().strip()}' demo; use --force or "
+              f"another --out", file=sys.stderr)
+        return 2
+    write_text(recorded, size)
     start = time.time()
-    clips = speech_corpus(args.utterances, sr, rng)
-    train, held_out = clips[: -len(clips) // 5], clips[-len(clips) // 5 :]
-    total = sum(len(c) for c in clips) / sr
-    print(f"[data] {len(clips)} espeak-ng utterances, {total:.0f} s at {sr} Hz "
-          f"({time.time() - start:.1f} s)")
-
-    mel_loss, dsl_loss = MultiScaleMelLoss(sr), DSLLoss(alpha=1e-4, beta=1.0)
-    optimizer = torch.optim.Adam(codec.parameters(), lr=1e-3, betas=(0.5, 0.9))
-    codec.train()
-    start = time.time()
-    bar = tqdm(range(args.steps), desc="[train] DSL codec", file=sys.stdout)
-    for step in bar:
-        wav = crops(train + [quiet_clip(1.0, sr, gen)], 1.0, sr, args.batch_size, gen)
-        out = codec(wav)
-        dsl = dsl_loss(out.dsl)
-        loss = mel_loss(out.wav_hat, wav[:, None]) + out.commitment + dsl["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.2f}", light=f"{dsl['light'].item():.3f}")
-    print(f"[train] {args.steps} steps in {time.time() - start:.0f} s, last loss "
-          f"{loss.item():.3f}")
-
-    # Calibrate: the threshold that sends the target share of held-out speech
-    # segments light would be set on validation data by the recipe; here the
-    # training speech plays that role.
-    codec.eval()
-    calib = crops(train, 1.0, sr, 32, gen)
-    with torch.no_grad():
-        codec.mode = "mixed"
-        codec.encode(calib)
-        predicted = codec.last_routing.predicted.flatten()
-    codec.threshold = float(torch.quantile(predicted, args.target_light_share))
-    print(f"[calibrate] threshold {codec.threshold:.4f} for a "
-          f"{args.target_light_share:.0%} light share on training speech")
-
-    speech = crops(held_out, 1.0, sr, 16, gen)
-    quiet = torch.stack([quiet_clip(1.0, sr, gen) for _ in range(16)])
-    rows = [evaluate(codec, speech, "held-out speech"), evaluate(codec, quiet, "silence/noise")]
-    print(f"\n{'set':<17}{'light':>7}{'mel full':>10}{'mel light':>10}{'mel mixed':>10}{'MACs mixed/full':>17}")
-    for r in rows:
-        print(f"{r['set']:<17}{r['light_share']:>7.0%}{r['mel_full']:>10.3f}"
-              f"{r['mel_light']:>10.3f}{r['mel_mixed']:>10.3f}{r['mac_ratio']:>17.3f}")
-    print("\n[efficiency] default DSL encoder (python -m speechbrain_dsl.efficiency "
-          "hparams/soundstream_dsl.yaml)")
-    print(format_table(part_costs(codec.encoder, sr)))
+    try:
+        report = Demo(out, size, args.force, args.only).run()
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"report: {report} ({(time.time() - start) / 60:.1f} min)")
     return 0
 
 

@@ -10,14 +10,13 @@ temporary names and renamed.
 """
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
+from speechbrain_dsl.atomic import atomic_path
 from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +42,8 @@ def package(save_folder, out, model_yaml=ROOT / "hparams" / "soundstream_dsl.yam
         ("codec.ckpt", lambda tmp: shutil.copyfile(ckpt, tmp)),
         ("hyperparams.yaml", lambda tmp: Path(tmp).write_text(text + INTERFACE_SECTION)),
     ):
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
-        os.close(fd)
-        write(tmp)
-        os.replace(tmp, out / name)
+        with atomic_path(out / name) as tmp:
+            write(tmp)
     return out
 
 

@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from speechbrain_dsl import plots
 from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
-from speechbrain_dsl.demo import crops, speech_corpus
+from speechbrain_dsl.data.speech_clips import crops, speech_corpus
 from speechbrain_dsl.efficiency import PLACEMENT_OVERRIDES
 from speechbrain_dsl.nnet.dsl import DSLLoss, activation_sparsity
 from speechbrain_dsl.nnet.losses import MultiScaleMelLoss

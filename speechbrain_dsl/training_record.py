@@ -1,0 +1,284 @@
+"""The training record of a packaged codec: learning curve, TRAINING.md and a re-measurable check.
+
+    python -m speechbrain_dsl.training_record <recipe output folder> --out pretrained/dsl-codec-16k \
+        --corpus-command "python -m speechbrain_dsl.data.synthetic libritts ..." --device "CPU, ..."
+
+Reads the recipe's ``train_log.txt`` (validation metrics per epoch), ``log.txt``
+(wall time of every run, restarts included), ``hyperparams.yaml`` (seed) and
+``test_metrics.json``, and writes into ``--out`` (a folder made by
+:mod:`speechbrain_dsl.inference.package`):
+
+- ``learning_curve.png``: validation mel distance and ViSQOL against optimizer steps;
+- ``check/``: a few held-out clips and ``check.json``, the packaged model's mel
+  distance and light share on them, which the test suite re-measures;
+- ``TRAINING.md``: corpus recipe and seed, steps, wall time, device, test metrics
+  per pass, the curve and the check.
+"""
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from speechbrain_dsl.atomic import atomic_path, write_json, write_text
+
+PASSES = ("full", "light", "mixed")
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()
+
+
+def parse_train_log(path):
+    """Validation and test records of a SpeechBrain ``FileTrainLogger`` file.
+
+    Returns ``(valid, test)``: a list of dicts (one per epoch, keys like
+    ``optimizer_step``, ``valid mel_full``) and the last test record (or None).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = tempfile.mktemp()
+    >>> _ = open(path, "w").write("epoch: 1, optimizer_step: 45 - train loss: 3.0 - valid mel_full: 1.5\\n"
+    ...                           "Epoch loaded: 1 - test mel_full: 1.4\\n")
+    >>> parse_train_log(path)
+    ([{'epoch': 1.0, 'optimizer_step': 45.0, 'train loss': 3.0, 'valid mel_full': 1.5}], {'Epoch loaded': 1.0, 'test mel_full': 1.4})
+    """
+    valid, test = [], None
+    for line in Path(path).read_text().splitlines():
+        record = {}
+        for part in line.split(" - "):
+            for item in part.split(", "):
+                if ": " in item:
+                    key, value = item.split(": ", 1)
+                    record[key.strip()] = _number(value)
+        if "Epoch loaded" in record:
+            test = record
+        elif "epoch" in record:
+            valid.append(record)
+    return valid, test
+
+
+def wall_seconds(log_txt):
+    """Seconds the recipe ran, summed over its runs (each starts with 'Beginning experiment!')."""
+    stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ - ")
+    runs, first, last = [], None, None
+    for line in Path(log_txt).read_text().splitlines():
+        match = stamp.match(line)
+        if not match:
+            continue
+        when = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+        if "Beginning experiment!" in line and first is not None:
+            runs.append((last - first).total_seconds())
+            first = None
+        first = first or when
+        last = when
+    if first is not None:
+        runs.append((last - first).total_seconds())
+    return sum(runs), len(runs)
+
+
+def learning_curve(valid, path, title=""):
+    """Validation mel distance (per pass) and ViSQOL against optimizer steps, as one PNG."""
+    from speechbrain_dsl.plots import COLORS, _save, plt
+
+    steps = [r["optimizer_step"] for r in valid]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for metric, ax, label in (("mel", axes[0], "mel distance (lower is better)"),
+                              ("visqol", axes[1], "ViSQOL MOS-LQO (speech, lattice)")):
+        for name in PASSES:
+            key = f"valid {metric}_{name}"
+            if any(key in r for r in valid):
+                ax.plot(steps, [r.get(key, np.nan) for r in valid], "o-", ms=3, label=name,
+                        color=COLORS[name])
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def measure_check(codec, clips):
+    """Mel distance per pass and the mixed light share of ``codec`` on ``clips`` (list of [S])."""
+    from speechbrain_dsl.metrics import mel_distance
+
+    result = {}
+    passes = PASSES if codec.has_dsl else ("full",)
+    previous = codec.mode if codec.has_dsl else None
+    try:
+        for name in passes:
+            if codec.has_dsl:
+                codec.mode = name
+            distances, shares = [], []
+            for clip in clips:
+                tokens, _ = codec.encode(clip[None])
+                if codec.has_dsl and name == "mixed":
+                    out = codec.last_routing
+                    shares.append(float(out.route[out.segment_mask].float().mean()))
+                wav_hat = codec.decode(tokens)[..., : clip.shape[-1]]
+                distances.append(float(mel_distance(wav_hat.squeeze(1), clip[None])[0]))
+            result[f"mel_{name}"] = float(np.mean(distances))
+            if shares:
+                result["light_share_mixed"] = float(np.mean(shares))
+    finally:
+        if previous is not None:
+            codec.mode = previous
+    return result
+
+
+def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_folder=None):
+    """Stores ``clips`` held-out utterances (first ``seconds``) and the codec's numbers on them.
+
+    ``data_folder`` (default: the run's ``data_folder`` setting) resolves the
+    manifest's ``{data_root}``.
+    """
+    from speechbrain_dsl.embedding_cache import read_clip
+
+    entries = json.loads(Path(manifest).read_text())
+    root = _data_root(Path(manifest).parents[1], data_folder)
+    for entry in entries.values():
+        entry["wav"] = entry["wav"].replace("{data_root}", str(root))
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(sorted(entries), min(clips, len(entries)), replace=False).tolist())
+    check = Path(folder) / "check"
+    audio = []
+    for utt in chosen:
+        clip = read_clip(entries[utt]["wav"], codec.sample_rate)[: int(seconds * codec.sample_rate)]
+        with atomic_path(check / f"{utt}.wav", suffix=".wav") as tmp:
+            sf.write(tmp, clip.clamp(-1, 1).numpy(), codec.sample_rate, subtype="PCM_16")
+        # measured on what was stored (16-bit), so the test re-measures exactly this
+        audio.append(torch.from_numpy(sf.read(str(check / f"{utt}.wav"), dtype="float32")[0]))
+    numbers = measure_check(codec, audio)
+    write_json(check / "check.json", {"clips": [f"{u}.wav" for u in chosen], **numbers})
+    return numbers
+
+
+def _data_root(run_folder, data_folder=None):
+    """The LibriTTS root the recipe's manifests call ``{data_root}``."""
+    if data_folder is None:
+        match = re.search(r"^data_folder: (.+)$", (run_folder / "hyperparams.yaml").read_text(), re.M)
+        if not match:
+            raise ValueError(f"{run_folder / 'hyperparams.yaml'} names no data_folder")
+        data_folder = match.group(1).strip()
+    folder = Path(data_folder)
+    return folder / "LibriTTS" if (folder / "LibriTTS").is_dir() else folder
+
+
+def read_check_clips(folder):
+    """The stored check clips of a packaged folder, as a list of float tensors."""
+    meta = json.loads((Path(folder) / "check" / "check.json").read_text())
+    return [torch.from_numpy(sf.read(str(Path(folder) / "check" / name), dtype="float32")[0])
+            for name in meta["clips"]], meta
+
+
+def _table(test):
+    rows = ["| pass | mel distance | ViSQOL | SI-SNR (dB) |", "|---|---|---|---|"]
+    for name in PASSES:
+        if f"test mel_{name}" not in test:
+            continue
+        rows.append(f"| {name} | {test[f'test mel_{name}']:.3f} | "
+                    f"{test.get(f'test visqol_{name}', float('nan')):.2f} | "
+                    f"{test.get(f'test sisnr_{name}', float('nan')):.1f} |")
+    return "\n".join(rows)
+
+
+def write_training_md(out, *, name, run_folder, corpus_command, train_command, device, notes=""):
+    """Writes the learning curve, and TRAINING.md from the recipe's logs; returns the summary."""
+    out, run_folder = Path(out), Path(run_folder)
+    valid, test = parse_train_log(run_folder / "train_log.txt")
+    if not valid:
+        raise ValueError(f"{run_folder / 'train_log.txt'} holds no validation records")
+    seconds, runs = wall_seconds(run_folder / "log.txt")
+    seed = re.search(r"^seed: (\d+)", (run_folder / "hyperparams.yaml").read_text(), re.M)
+    learning_curve(valid, out / "learning_curve.png", title=name)
+    last = valid[-1]
+    steps = int(last["optimizer_step"])
+    best = min(valid, key=lambda r: r["valid mel_full"])
+    check = json.loads((out / "check" / "check.json").read_text()) if (
+        out / "check" / "check.json").is_file() else None
+    lines = [
+        f"# {name}: training record", "",
+        "| | |", "|---|---|",
+        f"| corpus | `{corpus_command}` |",
+        f"| training | `{train_command}` |",
+        f"| seed | {seed.group(1) if seed else 'see hyperparams'} |",
+        f"| optimizer steps | {steps} ({int(last['epoch'])} epochs) |",
+        f"| packaged checkpoint | epoch {int(best['epoch'])}, step {int(best['optimizer_step'])} "
+        f"(lowest validation mel distance, full pass) |",
+        f"| wall time | {seconds / 3600:.2f} h over {runs} run(s), validation included |",
+        f"| device | {device} |", "",
+    ]
+    if test is not None:
+        lines += ["## Held-out speakers (test stage of the recipe)", "", _table(test), ""]
+        if "test light_share" in test:
+            lines += [f"Mixed pass: {test['test light_share']:.1%} of segments light at the "
+                      f"calibrated threshold {test.get('test threshold', float('nan')):.4f}; "
+                      f"switch Spearman with the true distance "
+                      f"{test.get('test switch_spearman', float('nan')):.2f}.", ""]
+    lines += ["## Learning curve (validation, held-out speakers)", "",
+              "![learning curve](learning_curve.png)", "",
+              "| step | " + " | ".join(f"mel {p}" for p in PASSES if f"valid mel_{p}" in last)
+              + " | ViSQOL full |",
+              "|---" * (2 + sum(f"valid mel_{p}" in last for p in PASSES)) + "|"]
+    shown = valid[:: max(1, len(valid) // 12)]
+    for record in shown + ([last] if shown[-1] is not last else []):
+        cells = [f"{record[f'valid mel_{p}']:.3f}" for p in PASSES if f"valid mel_{p}" in last]
+        lines.append(f"| {int(record['optimizer_step'])} | " + " | ".join(cells) +
+                     f" | {record.get('valid visqol_full', float('nan')):.2f} |")
+    if check:
+        lines += ["", "## Check clips (re-measured by the test suite)", "",
+                  f"`check/` holds {len(check['clips'])} held-out clips; on them the packaged "
+                  "model scores " + ", ".join(f"{k} {v:.4f}" for k, v in check.items()
+                                              if k != "clips") + "."]
+    if notes:
+        lines += ["", "## Notes", "", notes.strip()]
+    write_text(out / "TRAINING.md", "\n".join(lines) + "\n")
+    return {"steps": steps, "wall_hours": seconds / 3600, "test": test, "best_epoch": best["epoch"]}
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    from speechbrain_dsl.inference.codec import DSLCodecInterface
+
+    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.training_record",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_folder", help="the recipe's output folder")
+    parser.add_argument("--out", required=True, help="packaged model folder")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--corpus-command", required=True)
+    parser.add_argument("--train-command", required=True)
+    parser.add_argument("--device", required=True)
+    parser.add_argument("--data-folder", default=None,
+                        help="the corpus, if the run's data_folder setting is relative or moved")
+    parser.add_argument("--notes", default="", help="markdown, or @file to read it from")
+    args = parser.parse_args(argv)
+    notes = Path(args.notes[1:]).read_text() if args.notes.startswith("@") else args.notes
+    try:
+        codec = DSLCodecInterface.from_hparams(source=args.out, savedir=args.out).codec.eval()
+        write_check(codec, Path(args.run_folder) / "manifests" / "test.json", args.out,
+                    data_folder=args.data_folder)
+        summary = write_training_md(args.out, name=args.name or Path(args.out).name,
+                                    run_folder=args.run_folder, corpus_command=args.corpus_command,
+                                    train_command=args.train_command, device=args.device,
+                                    notes=notes)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(args.out) / 'TRAINING.md'}: {summary['steps']} steps, "
+          f"{summary['wall_hours']:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""`make demo QUICK=1` end to end: every stage through the real recipes, a report with numbers."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from speechbrain_dsl.demo import STAGES
+from speechbrain_dsl.inference.package import ROOT
+
+
+def demo(out, *args):
+    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.demo", "--quick",
+                             "--out", str(out), *args], cwd=ROOT, capture_output=True,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "quick"
+    return out, demo(out)
+
+
+def test_every_stage_reports_one_line_and_the_report_holds_numbers(quick_demo):
+    out, stdout = quick_demo
+    for stage in STAGES:
+        assert re.search(rf"^\[{stage}\] .+", stdout, re.M), f"no summary line for {stage}"
+        assert json.loads((out / "stages" / f"{stage}.json").read_text())["line"]
+    report = (out / "REPORT.md").read_text()
+    table = report.split("## The paper's numbers next to ours")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 10
+    for row in rows:
+        ours = row.split(" | ")[2]
+        assert re.search(r"\d", ours) and "nan" not in ours.lower(), row
+        assert row.rstrip(" |").split(" | ")[-1], "every row names its data source"
+    for path in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (out / path).stat().st_size > 1000, path
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    for name in ("fig3a", "fig3bc", "fig4", "fig6", "fig7", "fig8", "confusion_"):
+        assert any(name in f for f in figures), name
+    assert "| torch |" in report and "| speechbrain | 1.1.2 |" in report
+
+
+def test_rerun_skips_finished_stages_and_only_reruns_the_named_one(quick_demo):
+    out, _ = quick_demo
+    stdout = demo(out, "--only", "report")
+    for stage in STAGES[:-1]:
+        assert f"[{stage}] done before:" in stdout
+    assert "[report] wrote" in stdout
+
+
+def test_a_different_size_in_the_same_folder_is_refused(quick_demo):
+    out, _ = quick_demo
+    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.demo", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "quick" in result.stderr
