@@ -148,7 +148,7 @@ def mode_macs_per_second(costs, mode, light_share=None):
     -------
     >>> costs = {"macs_per_second": {"base": 1.0, "mask": 0.0, "switch": 0.5,
     ...          "full_tail": 10.0, "light_tail": 2.0, "encoder": 11.0}}
-    >>> [mode_macs_per_second(costs, m, 0.5) for m in ("full", "light", "mixed")]
+    >>> [round(mode_macs_per_second(costs, m, 0.5), 6) for m in ("full", "light", "mixed")]
     [11.0, 3.0, 7.5]
     """
     m = costs["macs_per_second"]

@@ -1,0 +1,56 @@
+"""The shipped reference models load offline, code and decode, and still score what they recorded."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from speechbrain_dsl.inference.codec import DSLCodecInterface
+from speechbrain_dsl.inference.package import ROOT
+from speechbrain_dsl.training_record import measure_check, read_check_clips
+
+FOLDERS = {"dsl": ROOT / "pretrained" / "dsl-codec-16k",
+           "baseline": ROOT / "pretrained" / "baseline-codec-16k"}
+
+
+@pytest.fixture(scope="module", params=sorted(FOLDERS))
+def shipped(request):
+    folder = FOLDERS[request.param]
+    interface = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder))
+    return request.param, folder, interface
+
+
+def test_shipped_folder_holds_its_training_record(shipped):
+    name, folder, _ = shipped
+    for item in ("hyperparams.yaml", "codec.ckpt", "TRAINING.md", "learning_curve.png",
+                 "check/check.json"):
+        assert (folder / item).is_file(), item
+    record = (folder / "TRAINING.md").read_text()
+    steps = int(re.search(r"\| optimizer steps \| (\d+)", record).group(1))
+    assert steps >= 1000, "the reference model trained for a real number of steps"
+    assert "| device |" in record and "| wall time |" in record and "| corpus |" in record
+
+
+def test_shipped_model_encodes_and_decodes_a_clip(shipped):
+    name, folder, interface = shipped
+    clips, _ = read_check_clips(folder)
+    tokens = interface.encode_batch(clips[0][None])
+    assert tokens.shape[0] == 1 and tokens.shape[-1] == interface.codec.num_codebooks
+    audio = interface.decode_batch(tokens)
+    assert audio.shape[-1] >= clips[0].shape[-1] and torch.isfinite(audio).all()
+    if name == "dsl":
+        assert interface.codec.has_dsl and 0.0 <= interface.routing_stats()["light_share"] <= 1.0
+        state = torch.load(folder / "codec.ckpt", weights_only=True)
+        assert float(state["encoder.dsl.calibrated_threshold"]) == pytest.approx(interface.threshold)
+    else:
+        assert not interface.codec.has_dsl
+
+
+def test_recorded_check_numbers_are_re_measured(shipped):
+    _, folder, interface = shipped
+    clips, recorded = read_check_clips(folder)
+    measured = measure_check(interface.codec.eval(), clips)
+    for key, value in measured.items():
+        assert value == pytest.approx(recorded[key], abs=2e-3), key
+    assert set(measured) == set(recorded) - {"clips"}
