@@ -92,6 +92,13 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
     assert 0 <= results["switch"]["class_auroc"] <= 1 and "telling speech from silence" in report
     assert [p["share"] for p in results["sweep"]] == [0.0, 0.5, 1.0]
     segments = json.loads((out / "segments.json").read_text())
+    # the headline AUROC scores the switch's own decision: true distance under the threshold
+    light_ok = [s["true"] < results["threshold"] for s in segments]
+    assert results["switch"]["light_ok_share"] == pytest.approx(sum(light_ok) / len(light_ok))
+    if 0 < sum(light_ok) < len(light_ok):
+        from sklearn.metrics import roc_auc_score
+        expected = roc_auc_score(light_ok, [-s["predicted"] for s in segments])
+        assert results["switch"]["auroc"] == pytest.approx(expected, abs=1e-6)
     assert len(segments) == 6 * 2 and {"predicted", "true", "light"} <= set(segments[0])
 
 
