@@ -16,15 +16,18 @@ Stages, each through the real recipes and tools of this repository:
 6. ``benchmarks``: parameter/MAC table and the routed-encoder wall-time benchmark;
 7. ``report``: ``<out>/REPORT.md``, the paper's numbers next to ours, every figure.
 
-A finished stage writes ``<out>/stages/<stage>.json`` and is skipped next time
-(``--force`` reruns everything, ``--only`` reruns the named stages). An interrupted
-run continues where it stopped: training resumes from its last checkpoint. Each
-stage prints a one-line summary; its full output goes to ``<out>/logs/<stage>.log``.
+A finished stage writes ``<out>/stages/<stage>.json`` and is skipped next time,
+unless a stage it depends on ran after it (``DEPENDS``), ``--force`` reruns
+everything or ``--only`` names it; a finished stage that runs again starts from
+nothing. The report is always rewritten. An interrupted run continues where it
+stopped: training resumes from its last checkpoint. Each stage prints a one-line
+summary; its full output goes to ``<out>/logs/<stage>.log``.
 """
 
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +42,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DSL = ROOT / "pretrained" / "dsl-codec-16k"
 STAGES = ("corpora", "train_dsl", "train_baseline", "sweep", "routing", "probe_kws",
           "probe_count", "benchmarks", "report")
+
+# What each stage needs (a stage reruns when one of these finished after it) ...
+DEPENDS = {
+    "corpora": [], "train_dsl": ["corpora"], "train_baseline": ["corpora"], "sweep": [],
+    "routing": ["corpora", "train_dsl"], "probe_kws": ["corpora", "train_dsl"],
+    "probe_count": ["corpora", "train_dsl"], "benchmarks": [], "report": [],
+}
+# ... and what it writes (removed before a finished stage runs again).
+OUTPUTS = {
+    "corpora": ["data"], "train_dsl": ["train/dsl"], "train_baseline": ["train/baseline"],
+    "sweep": ["sweep"], "routing": ["routing"], "probe_kws": ["probe_kws"],
+    "probe_count": ["probe_count"],
+}
 
 # Sizes: "default" fits ~20 minutes on a 2-core CPU, "quick" ~5 minutes.
 SIZES = {
@@ -85,18 +101,32 @@ class Demo:
         path = self.done_file(stage)
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def stale(self, stage):
+        """True when a stage this one depends on finished after it (or is missing)."""
+        mine = self.summary(stage)
+        for dep in DEPENDS[stage]:
+            theirs = self.summary(dep)
+            if theirs is None or theirs["finished"] > mine["finished"]:
+                return True
+        return False
+
     def run(self, stages=STAGES):
         """Runs ``stages`` in order; returns the path of REPORT.md."""
         bar = tqdm(stages, desc="demo", unit="stage", file=sys.stdout, leave=False)
         for stage in bar:
             bar.set_postfix_str(stage)
             previous = self.summary(stage)
-            if previous and not self.force and stage not in self.only:
+            rerun = self.force or stage in self.only or stage == "report"
+            if previous and not rerun and not self.stale(stage):
                 tqdm.write(f"[{stage}] done before: {previous['line']}")
                 continue
+            if previous:  # a finished stage runs again from scratch (not resumed)
+                for folder in OUTPUTS.get(stage, ()):
+                    shutil.rmtree(self.out / folder, ignore_errors=True)
             start = time.time()
             result = getattr(self, f"stage_{stage}")()
             result["seconds"] = round(time.time() - start, 1)
+            result["finished"] = time.time()
             write_json(self.done_file(stage), result)
             tqdm.write(f"[{stage}] {result['line']} ({result['seconds']:.0f} s)")
         return self.out / "REPORT.md"
@@ -209,15 +239,17 @@ class Demo:
 
         encoder, sample_rate = load_encoder(ROOT / "hparams" / "soundstream_dsl.yaml")
         costs = part_costs(encoder, sample_rate)
-        log = self.out / "logs" / "benchmarks.json"
-        log.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [sys.executable, ROOT / "benchmarks" / "encoder_routing.py", "--json",
              "--no-placements", f"--repeats={self.size['bench_repeats']}"],
-            capture_output=True, text=True, check=True)
-        rows = json.loads(result.stdout)
-        write_text(log, result.stdout)
-        at80 = next(r for r in rows if r["mode"] == "mixed" and r["light_share"] == 0.8)
+            capture_output=True, text=True)
+        write_text(self.out / "logs" / "benchmarks.log", result.stdout + result.stderr)
+        try:
+            rows = json.loads(result.stdout) if result.returncode == 0 else None
+            at80 = next(r for r in rows if r["mode"] == "mixed" and abs(r["light_share"] - 0.8) < 1e-6)
+        except (TypeError, ValueError, StopIteration):
+            raise RuntimeError(f"stage benchmarks failed (exit {result.returncode}); see "
+                               f"{self.out / 'logs' / 'benchmarks.log'}:\n{result.stderr[-2000:]}")
         p, m = costs["params"], costs["macs_per_second"]
         line = (f"tails {p['full_tail']:,} -> {p['light_tail']:,} params "
                 f"({p['full_tail'] / p['light_tail']:.1f}x), {m['full_tail'] / 1e6:.1f} -> "
@@ -351,10 +383,12 @@ def main(argv=None):
         out = out.with_name("demo_quick")
     size = "quick" if args.quick else "default"
     recorded = out / "stages" / "size.txt"
-    if recorded.is_file() and recorded.read_text().strip() != size and not args.force:
-        print(f"error: {out} holds a '{recorded.read_text().strip()}' demo; use --force or "
-              f"another --out", file=sys.stderr)
-        return 2
+    if recorded.is_file() and recorded.read_text().strip() != size:
+        if not args.force:
+            print(f"error: {out} holds a '{recorded.read_text().strip()}' demo; use --force or "
+                  f"another --out", file=sys.stderr)
+            return 2
+        shutil.rmtree(out)  # another size: start from nothing rather than mix corpora
     write_text(recorded, size)
     start = time.time()
     try:

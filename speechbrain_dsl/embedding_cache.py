@@ -12,6 +12,7 @@ re-encoded. Files are written to a temporary name and renamed.
 """
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from speechbrain_dsl.atomic import atomic_path
 
 
 def codec_fingerprint(codec):
-    """A short hash of every parameter and buffer of ``codec`` (threshold included).
+    """A short hash of ``codec``'s structure, settings, parameters and buffers (threshold included).
 
     Example
     -------
@@ -32,6 +33,10 @@ def codec_fingerprint(codec):
     (True, False)
     """
     digest = hashlib.sha256()
+    # structure (repr) and settings that live outside the state dict
+    settings = {name: getattr(codec, name, None) for name in ("sample_rate", "input_scale")}
+    segments = [m.segment_frames for m in codec.modules() if hasattr(m, "segment_frames")]
+    digest.update(f"{codec!r}|{settings}|{segments}".encode())
     for name, tensor in sorted(codec.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -115,7 +120,9 @@ class EmbeddingCache:
         """
         path = self.path(split, mode)
         cached = torch.load(path, weights_only=True) if path.is_file() else {}
-        keys = {utt: audio_key(entry) for utt, entry in entries.items()}
+        # the clip-length cap changes the features, so it is part of each entry's key
+        keys = {utt: f"{audio_key(entry)}|max_seconds={self.max_seconds}"
+                for utt, entry in entries.items()}
         missing = [utt for utt in entries if cached.get(utt, {}).get("key") != keys[utt]]
         if missing:
             for utt, feats in self._encode(missing, entries, mode):
@@ -150,7 +157,8 @@ class EmbeddingCache:
                 emb = codec.embed(wav, lengths)
                 with codec._inference():
                     _, tokens, _ = codec.quantizer(emb)
-                shares = self._light_shares(len(batch)) if codec.has_dsl else [None] * len(batch)
+                row_frames = [codec.frames_for(int(size)) for size in sizes]
+                shares = self._light_shares(row_frames) if codec.has_dsl else [None] * len(batch)
                 for row, utt in enumerate(batch):
                     frames = codec.frames_for(int(sizes[row]))
                     self.encoded += 1
@@ -161,10 +169,11 @@ class EmbeddingCache:
             if previous is not None:
                 codec.mode = previous
 
-    def _light_shares(self, batch):
+    def _light_shares(self, frames):
+        """Light share of each row's own segments (its frame count, not the batch padding)."""
         out = self.codec.last_routing
         if out is None or out.route is None:
-            return [None] * batch
-        valid = out.segment_mask
-        route = out.route.float() * valid
-        return (route.sum(1) / valid.sum(1).clamp(min=1)).tolist()
+            return [None] * len(frames)
+        segment = self.codec.encoder.dsl.segment_length(out.emb.shape[-1])
+        return [float(out.route[row, : math.ceil(n / segment)].float().mean())
+                for row, n in enumerate(frames)]

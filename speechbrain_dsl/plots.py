@@ -6,8 +6,6 @@ class), 3b/3c (quality per class and pass), 4 (a waveform coloured by route),
 7 (predicted vs true distance); plus the quality-vs-compute trade-off.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,20 +14,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from speechbrain_dsl.atomic import atomic_path  # noqa: E402
+
 COLORS = {"silence": "tab:blue", "speech": "tab:orange", "full": "tab:gray",
           "light": "tab:green", "mixed": "tab:purple", "switch": "tab:purple",
           "random": "tab:red", "oracle": "tab:olive"}
 
 
 def _save(fig, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def distance_histograms(predicted_by_class, threshold, path):

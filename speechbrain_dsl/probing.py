@@ -8,13 +8,18 @@ validation set) and predicts the test set. :func:`side_by_side` lays the results
 the routing modes next to each other.
 """
 
+import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import speechbrain as sb
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.epoch_loop import EpochCounter
+from speechbrain.utils.seed import seed_everything
 
+from speechbrain_dsl.atomic import write_text
 from speechbrain_dsl.checkpoints import AtomicCheckpointer
 
 FEATURES = ("embedding", "tokens")
@@ -84,18 +89,42 @@ class ProbeBrain(sb.Brain):
             self.test_predictions = {utt: (p, y) for utt, p, y in self.predictions}
 
 
+def run_key(*parts):
+    """A short hash of everything that defines a probe run (JSON-serialisable parts).
+
+    Example
+    -------
+    >>> run_key("mixed", {"lr": 0.1}) == run_key("mixed", {"lr": 0.1}) != run_key("full", {"lr": 0.1})
+    True
+    """
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def train_probe(make_probe, train_set, valid_set, test_set, folder, *, epochs, lr, batch_size,
-                train_logger, device="cpu", brain_class=ProbeBrain, hparams=None):
+                train_logger, key, seed=0, device="cpu", brain_class=ProbeBrain, hparams=None):
     """Trains a fresh probe; returns the brain, whose ``test_predictions`` are
     ``{id: (predicted, true)}`` on ``test_set``.
 
     With a ``valid_set`` the checkpoint of best validation accuracy is tested; without
-    one, the last epoch. Checkpoints go to ``folder`` (a finished run is resumed, not
-    retrained). ``brain_class`` and extra ``hparams`` let a recipe change the objective.
+    one, the last epoch. Checkpoints go to ``folder``: an interrupted run with the
+    same ``key`` (see :func:`run_key`: codec, features, data split, settings)
+    resumes, a finished one is reused, and a folder holding a run with another key
+    is cleared first, so a probe is never scored on features it was not trained for.
+    The probe is initialised from ``seed``, so every mode and fold starts alike
+    whatever ran before it. ``brain_class`` and extra ``hparams`` let a recipe
+    change the objective.
     """
+    folder = Path(folder)
+    key_file = folder / "RUN_KEY"
+    if folder.exists() and (not key_file.is_file() or key_file.read_text().strip() != key):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(key_file, key)
+    seed_everything(seed)
     probe = make_probe()
     counter = EpochCounter(epochs)
-    checkpointer = AtomicCheckpointer(Path(folder), {"probe": probe, "counter": counter})
+    checkpointer = AtomicCheckpointer(folder, {"probe": probe, "counter": counter})
     brain = brain_class(
         modules={"probe": probe},
         opt_class=lambda params: torch.optim.Adam(params, lr=lr),

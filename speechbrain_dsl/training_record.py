@@ -3,9 +3,9 @@
     python -m speechbrain_dsl.training_record <recipe output folder> --out pretrained/dsl-codec-16k \
         --corpus-command "python -m speechbrain_dsl.data.synthetic libritts ..." --device "CPU, ..."
 
-Reads the recipe's ``train_log.txt`` (validation metrics per epoch), ``log.txt``
-(wall time of every run, restarts included), ``hyperparams.yaml`` (seed) and
-``test_metrics.json``, and writes into ``--out`` (a folder made by
+Reads the recipe's ``train_log.txt`` (validation metrics per epoch and the test
+stage), ``log.txt`` (wall time of every run, restarts included), ``hyperparams.yaml``
+(seed) and the packaged checkpoint's ``CKPT.yaml`` (its epoch), and writes into ``--out`` (a folder made by
 :mod:`speechbrain_dsl.inference.package`):
 
 - ``learning_curve.png``: validation mel distance and ViSQOL against optimizer steps;
@@ -193,6 +193,18 @@ def _table(test):
     return "\n".join(rows)
 
 
+def _packaged_record(run_folder, valid):
+    """The validation record of the checkpoint the packager takes (by its CKPT.yaml epoch)."""
+    import yaml
+
+    from speechbrain_dsl.checkpoints import find_codec_checkpoint
+
+    meta = yaml.safe_load((find_codec_checkpoint(run_folder / "save").parent / "CKPT.yaml")
+                          .read_text()) or {}
+    matches = [r for r in valid if int(r["epoch"]) == meta.get("epoch")]
+    return matches[-1] if matches else min(valid, key=lambda r: r["valid mel_full"])
+
+
 def write_training_md(out, *, name, run_folder, corpus_command, train_command, device, notes=""):
     """Writes the learning curve, and TRAINING.md from the recipe's logs; returns the summary."""
     out, run_folder = Path(out), Path(run_folder)
@@ -204,7 +216,7 @@ def write_training_md(out, *, name, run_folder, corpus_command, train_command, d
     learning_curve(valid, out / "learning_curve.png", title=name)
     last = valid[-1]
     steps = int(last["optimizer_step"])
-    best = min(valid, key=lambda r: r["valid mel_full"])
+    best = _packaged_record(run_folder, valid)
     check = json.loads((out / "check" / "check.json").read_text()) if (
         out / "check" / "check.json").is_file() else None
     lines = [

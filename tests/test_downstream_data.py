@@ -95,6 +95,9 @@ def test_libricount_prepare_assigns_stratified_folds(libricount, tmp_path):
     assert len(entries) == 8
     assert {(e["count"], e["fold"]) for e in entries.values()} == {
         (k, f) for k in range(4) for f in range(2)}
+    entries = json.loads(prepare_libricount(libricount, tmp_path / "m3.json", folds=3).read_text())
+    sizes = [sum(e["fold"] == f for e in entries.values()) for f in range(3)]
+    assert sorted(sizes) == [2, 3, 3]  # balanced across counts, no empty fold
 
 
 def test_libricount_prepare_reports_broken_files(libricount, tmp_path):

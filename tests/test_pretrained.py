@@ -1,6 +1,5 @@
 """The shipped reference models load offline, code and decode, and still score what they recorded."""
 
-import json
 import re
 
 import pytest

@@ -99,6 +99,8 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
         from sklearn.metrics import roc_auc_score
         expected = roc_auc_score(light_ok, [-s["predicted"] for s in segments])
         assert results["switch"]["auroc"] == pytest.approx(expected, abs=1e-6)
+    else:  # one class only: AUROC is undefined and must say so
+        assert results["switch"]["auroc"] != results["switch"]["auroc"]
     assert len(segments) == 6 * 2 and {"predicted", "true", "light"} <= set(segments[0])
 
 

@@ -54,10 +54,15 @@ def prepare_libricount(data_folder, save_json, folds=5, seed=1986, skip_prep=Fal
                              "duration": info.frames / info.samplerate}
         by_count.setdefault(len(speakers), []).append(wav.stem)
     rng = random.Random(seed)
-    for ids in by_count.values():  # stratified: each fold gets every count
+    offset = 0  # carried across counts, so fold sizes differ by at most one
+    for count in sorted(by_count):  # stratified: each fold gets every count it can
+        ids = by_count[count]
         rng.shuffle(ids)
         for i, utt in enumerate(ids):
-            entries[utt]["fold"] = i % folds
+            entries[utt]["fold"] = (offset + i) % folds
+        offset += len(ids)
+    if len(entries) < folds:
+        raise ValueError(f"{folder}: {len(entries)} mixtures cannot fill {folds} folds")
     save_json.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=save_json.parent, prefix=f".{save_json.name}.")
     with os.fdopen(fd, "w") as f:

@@ -59,6 +59,6 @@ def crops(clips, seconds, sample_rate, count, gen):
         clip = clips[int(torch.randint(len(clips), (1,), generator=gen))]
         if len(clip) <= n:
             clip = torch.nn.functional.pad(clip, (0, n - len(clip) + 1))
-        start = int(torch.randint(len(clip) - n, (1,), generator=gen))
+        start = int(torch.randint(len(clip) - n + 1, (1,), generator=gen))
         out.append(clip[start : start + n])
     return torch.stack(out)

@@ -16,7 +16,6 @@ figures to ``output_folder``.
 """
 
 import json
-import os
 import platform
 import statistics
 import sys
@@ -33,6 +32,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from speechbrain_dsl import plots
+from speechbrain_dsl.atomic import write_json, write_text
 from speechbrain_dsl.calibration import threshold_for_quality_drop, threshold_for_share
 from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.efficiency import executed_macs, part_costs, predicted_mac_ratio
@@ -220,7 +220,7 @@ def evaluate(codec, clips, hp, out_dir):
     curves = {k: ([p["mac_ratio"] for p in results["sweep"]], [p[k] for p in results["sweep"]])
               for k in ("switch", "random", "oracle")}
     plots.tradeoff_curve(curves, "mel distance (lower is better)", out_dir / "tradeoff.png")
-    (out_dir / "segments.json").write_text(json.dumps(segments))
+    write_text(out_dir / "segments.json", json.dumps(segments))
     return results
 
 
@@ -315,11 +315,7 @@ def write_report(results, hp, counts, checkpoint, out_dir):
     lines += ["", "![Fig. 4 silence](fig4_routes_silence.png)", "",
               "![Fig. 4 speech](fig4_routes_speech.png)", "",
               "![Fig. 7](fig7_predicted_vs_true.png)", "", "![Trade-off](tradeoff.png)", ""]
-    path = out_dir / "report.md"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    return write_text(out_dir / "report.md", "\n".join(lines))
 
 
 def main(argv):
@@ -339,7 +335,7 @@ def main(argv):
     clips = load_clips(out_dir / "manifest.json", codec.sample_rate, hp["clip_seconds"],
                        hp["max_clips_per_class"], hp["seed"])
     results = evaluate(codec, clips, hp, out_dir)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(out_dir / "results.json", results)
     report = write_report(results, hp, counts, checkpoint, out_dir)
     print(report.read_text())
 

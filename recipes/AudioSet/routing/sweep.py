@@ -16,7 +16,6 @@ not their final values: the paper trains for ~1500 epochs.
 """
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -28,6 +27,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from speechbrain_dsl import plots
+from speechbrain_dsl.atomic import write_json
 from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
 from speechbrain_dsl.data.speech_clips import crops, speech_corpus
 from speechbrain_dsl.efficiency import PLACEMENT_OVERRIDES
@@ -122,9 +122,9 @@ def main(argv=None):
          for s, r in placement.items()},
         "switch prediction quality", out / "fig8_switch_placement.png",
         title="Switch placement vs prediction quality (Fig. 8)")
-    (out / "sweep.json").write_text(json.dumps(
-        {"steps": steps, "sparsity": {str(a): c for a, c in sparsity.items()},
-         "placement": {str(s): r for s, r in placement.items()}}, indent=2))
+    write_json(out / "sweep.json", {
+        "steps": steps, "sparsity": {str(a): c for a, c in sparsity.items()},
+        "placement": {str(s): r for s, r in placement.items()}})
     print(f"wrote {fig6}, {fig8} and {out / 'sweep.json'}")
     return 0
 

@@ -30,7 +30,7 @@ from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.efficiency import mode_macs_per_second, part_costs
 from speechbrain_dsl.embedding_cache import EmbeddingCache
 from speechbrain_dsl.lobes.probes import ConvProbe
-from speechbrain_dsl.probing import feature_dataset, side_by_side, train_probe
+from speechbrain_dsl.probing import feature_dataset, run_key, side_by_side, train_probe
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from libricount_prepare import prepare_libricount  # noqa: E402
@@ -76,7 +76,7 @@ def main(argv):
         codec.threshold = hp["threshold"]
     cache = EmbeddingCache(hp["cache_folder"], codec, hp["encode_batch_size"],
                            max_seconds=hp["clip_seconds"])
-    costs = part_costs(codec.encoder) if codec.has_dsl else None
+    costs = part_costs(codec.encoder, codec.sample_rate) if codec.has_dsl else None
     emb_dim = codec.vocabulary.shape[-1]
     n_codebooks, vocab = codec.vocabulary.shape[:2]
     n_classes = hp["max_count"] + 1
@@ -94,11 +94,14 @@ def main(argv):
         for fold in range(hp["folds"]):
             train = {u: e["count"] for u, e in manifest.items() if e["fold"] != fold}
             test = {u: e["count"] for u, e in manifest.items() if e["fold"] == fold}
+            key = run_key(cache.fingerprint, mode, hp["features"], n_classes, train,
+                          {k: hp[k] for k in ("probe_kwargs", "number_of_epochs", "lr",
+                                              "batch_size", "seed")})
             brain = train_probe(
                 make_probe, feature_dataset(features, train, hp["features"]), None,
                 feature_dataset(features, test, hp["features"]), out / mode / f"fold{fold}",
                 epochs=hp["number_of_epochs"], lr=hp["lr"], batch_size=hp["batch_size"],
-                train_logger=hp["train_logger"])
+                train_logger=hp["train_logger"], key=key, seed=hp["seed"] + fold)
             predictions.update(brain.test_predictions)
         metrics = count_metrics(predictions, hp["max_count"])
         shares = [f["light_share"] for f in features.values()]

@@ -36,7 +36,8 @@ from speechbrain_dsl.efficiency import count_macs, mode_macs_per_second, part_co
 from speechbrain_dsl.embedding_cache import EmbeddingCache
 from speechbrain_dsl.lobes.probes import ConvProbe
 from speechbrain_dsl.nnet.dsl import GatedCompression, GatedCompressionLoss, GatedNetwork
-from speechbrain_dsl.probing import ProbeBrain, feature_dataset, side_by_side, train_probe
+from speechbrain_dsl.probing import (
+    ProbeBrain, feature_dataset, run_key, side_by_side, train_probe)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from speech_commands_prepare import COMMANDS, prepare_speech_commands  # noqa: E402
@@ -50,7 +51,8 @@ def kws_metrics(predictions, labels):
     y_pred = [p for p, _ in predictions.values()]
     y_true = [y for _, y in predictions.values()]
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
-    per_class = {label: float(matrix[i, i] / max(1, matrix[i].sum())) for i, label in enumerate(labels)}
+    per_class = {label: float(matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None
+                 for i, label in enumerate(labels)}  # None: no test clip of that class
     keyword_rows = [i for i, label in enumerate(labels) if label in COMMANDS]
     keyword_hits = sum(matrix[i, i] for i in keyword_rows)
     return {
@@ -102,7 +104,7 @@ class GatedKWSBrain(ProbeBrain):
         self.exits = []
 
 
-def run_gated_compression(hp, features, manifests, folder):
+def run_gated_compression(hp, features, manifests, folder, fingerprint):
     """Trains and scores the always-on GC keyword spotter on one mode's features."""
     labels = list(COMMANDS) + [NEGATIVE]
     negative = labels.index(NEGATIVE)
@@ -116,10 +118,13 @@ def run_gated_compression(hp, features, manifests, folder):
         gate = GatedCompression(probe.front.block[0].out_channels, threshold=hp["gc_threshold"])
         return GatedNetwork(probe.front, gate, probe.back)
 
+    key = run_key(fingerprint, "gated_compression", targets["train"], targets["valid"],
+                  {k: hp[k] for k in ("probe_kwargs", "number_of_epochs", "lr", "batch_size",
+                                      "gc_threshold", "gc_alpha", "gc_beta", "seed")})
     brain = train_probe(
         make_network, datasets["train"], datasets["valid"], datasets["test"], folder / "save",
         epochs=hp["number_of_epochs"], lr=hp["lr"], batch_size=hp["batch_size"],
-        train_logger=hp["train_logger"], brain_class=GatedKWSBrain,
+        train_logger=hp["train_logger"], key=key, seed=hp["seed"], brain_class=GatedKWSBrain,
         hparams={"negative_index": negative,
                  "gc_loss": GatedCompressionLoss(hp["gc_alpha"], hp["gc_beta"])})
     gated = kws_metrics(brain.test_predictions, labels)
@@ -133,6 +138,7 @@ def run_gated_compression(hp, features, manifests, folder):
     brain.evaluate(datasets["test"], max_key="accuracy", progressbar=False,
                    test_loader_kwargs={"batch_size": hp["batch_size"]})
     open_gate = kws_metrics(brain.test_predictions, labels)
+    open_exits = sum(dict(brain.exits).values())  # 0: with the gate open nothing exits
 
     # MACs executed by the probe on the test set, gate on vs off
     macs = {}
@@ -154,6 +160,7 @@ def run_gated_compression(hp, features, manifests, folder):
         "keyword_accuracy": gated["keyword_accuracy"],
         "keyword_accuracy_no_gate": open_gate["keyword_accuracy"],
         "early_exit_share": sum(exits.values()) / max(1, len(exits)),
+        "open_gate_exits": open_exits,
         "negatives_exited": sum(exits[u] for u in negatives) / max(1, len(negatives)),
         "keywords_exited": sum(exits[u] for u in positives) / max(1, len(positives)),
         "probe_macs_per_clip": macs["gated"],
@@ -183,7 +190,7 @@ def main(argv):
     if hp["threshold"] is not None:
         codec.threshold = hp["threshold"]
     cache = EmbeddingCache(hp["cache_folder"], codec, hp["encode_batch_size"], max_seconds=1.0)
-    costs = part_costs(codec.encoder) if codec.has_dsl else None
+    costs = part_costs(codec.encoder, codec.sample_rate) if codec.has_dsl else None
     emb_dim, (n_codebooks, vocab) = codec.vocabulary.shape[-1], codec.vocabulary.shape[:2]
 
     def make_probe():
@@ -197,9 +204,13 @@ def main(argv):
         features = {s: cache.features(s, manifests[s], mode) for s in SPLITS}
         all_features[mode] = features
         datasets = {s: feature_dataset(features[s], targets[s], hp["features"]) for s in SPLITS}
+        key = run_key(cache.fingerprint, mode, hp["features"], labels, targets["train"],
+                      targets["valid"], {k: hp[k] for k in ("probe_kwargs", "number_of_epochs",
+                                                            "lr", "batch_size", "seed")})
         brain = train_probe(make_probe, datasets["train"], datasets["valid"], datasets["test"],
                             out / mode / "save", epochs=hp["number_of_epochs"], lr=hp["lr"],
-                            batch_size=hp["batch_size"], train_logger=hp["train_logger"])
+                            batch_size=hp["batch_size"], train_logger=hp["train_logger"],
+                            key=key, seed=hp["seed"])
         metrics = kws_metrics(brain.test_predictions, labels)
         shares = light_share_by_group(features["test"], manifests["test"])
         share = (sum(f["light_share"] for f in features["test"].values()) / len(features["test"])
@@ -224,7 +235,7 @@ def main(argv):
         rows[f"light share, {group}"] = {
             m: results[m]["light_share_by_group"].get(group) for m in modes}
     per_class = {label: {m: results[m]["per_class"][label] for m in modes} for label in labels}
-    plots.per_class_bars({m: [results[m]["per_class"][lab] for lab in labels] for m in modes},
+    plots.per_class_bars({m: [results[m]["per_class"][lab] or 0.0 for lab in labels] for m in modes},
                          labels, out / "per_class_accuracy.png", "accuracy",
                          "Per-class keyword accuracy by routing mode")
     report = [
@@ -238,8 +249,11 @@ def main(argv):
         *[f"![confusion {m}](confusion_{m}.png)" for m in modes],
     ]
     if hp["gated_compression"]:
-        gc_mode = hp["gc_mode"] if hp["gc_mode"] in all_features else modes[-1]
-        gc = run_gated_compression(hp, all_features[gc_mode], manifests, out / "gated_compression")
+        gc_mode = hp["gc_mode"]
+        if gc_mode not in all_features:
+            raise ValueError(f"gc_mode {gc_mode!r} must be one of the probed modes {modes}")
+        gc = run_gated_compression(hp, all_features[gc_mode], manifests,
+                                   out / "gated_compression", f"{cache.fingerprint}/{gc_mode}")
         plots.confusion_matrix(gc["confusion"], gc["labels"], out / "confusion_gc.png",
                                title=f"Always-on KWS with a Gated Compression gate ({gc_mode})")
         results["gated_compression"] = {**gc, "mode": gc_mode}
