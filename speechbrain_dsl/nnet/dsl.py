@@ -646,6 +646,14 @@ class GatedNetwork(nn.Module):
 class GatedCompressionLoss(nn.Module):
     """``alpha * L1(mask output) + beta * BCE(gate logits, labels)``.
 
+    Arguments
+    ---------
+    alpha, beta : float
+    pos_weight : float, optional
+        Weight of the positive class in the BCE (e.g. negatives / positives in the
+        training data), so a gate trained on mostly negative audio does not learn to
+        let every sample exit.
+
     Example
     -------
     >>> loss = GatedCompressionLoss(alpha=0.0, beta=1.0)
@@ -653,11 +661,13 @@ class GatedCompressionLoss(nn.Module):
     0.6931
     """
 
-    def __init__(self, alpha=1e-4, beta=1.0):
+    def __init__(self, alpha=1e-4, beta=1.0, pos_weight=None):
         super().__init__()
         self.alpha, self.beta = alpha, beta
+        self.pos_weight = None if pos_weight is None else float(pos_weight)
 
     def forward(self, masked, logits, labels):
         """Returns the scalar loss; ``labels`` are 1 for positives, 0 for negatives."""
-        gate = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        weight = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
+        gate = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weight)
         return self.alpha * masked.abs().mean() + self.beta * gate

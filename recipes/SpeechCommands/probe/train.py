@@ -118,15 +118,20 @@ def run_gated_compression(hp, features, manifests, folder, fingerprint):
         gate = GatedCompression(probe.front.block[0].out_channels, threshold=hp["gc_threshold"])
         return GatedNetwork(probe.front, gate, probe.back)
 
+    negatives = sum(t == negative for t in targets["train"].values())
+    positives = len(targets["train"]) - negatives
+    # balanced gate: without it, mostly-negative data teaches the gate to exit keywords too
+    pos_weight = negatives / max(1, positives) if hp["gc_balance"] else None
+    gc_loss = GatedCompressionLoss(hp["gc_alpha"], hp["gc_beta"], pos_weight)
     key = run_key(fingerprint, "gated_compression", targets["train"], targets["valid"],
                   {k: hp[k] for k in ("probe_kwargs", "number_of_epochs", "lr", "batch_size",
-                                      "gc_threshold", "gc_alpha", "gc_beta", "seed")})
+                                      "gc_threshold", "gc_alpha", "gc_beta", "gc_balance",
+                                      "seed")})
     brain = train_probe(
         make_network, datasets["train"], datasets["valid"], datasets["test"], folder / "save",
         epochs=hp["number_of_epochs"], lr=hp["lr"], batch_size=hp["batch_size"],
         train_logger=hp["train_logger"], key=key, seed=hp["seed"], brain_class=GatedKWSBrain,
-        hparams={"negative_index": negative,
-                 "gc_loss": GatedCompressionLoss(hp["gc_alpha"], hp["gc_beta"])})
+        hparams={"negative_index": negative, "gc_loss": gc_loss})
     gated = kws_metrics(brain.test_predictions, labels)
     exits = dict(brain.exits)
     is_negative = {u: targets["test"][u] == negative for u in exits}
