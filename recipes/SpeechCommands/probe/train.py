@@ -270,7 +270,7 @@ def main(argv):
             f"| accuracy (11 classes) | {gc['accuracy']:.3f} | {gc['accuracy_no_gate']:.3f} |",
             f"| keyword accuracy | {gc['keyword_accuracy']:.3f} | "
             f"{gc['keyword_accuracy_no_gate']:.3f} |",
-            f"| probe MACs per clip | {gc['probe_macs_per_clip']:,.0f} | "
+            f"| probe MACs per clip (mask and gate included) | {gc['probe_macs_per_clip']:,.0f} | "
             f"{gc['probe_macs_per_clip_no_gate']:,.0f} |", "",
             f"Early exit: {gc['early_exit_share']:.1%} of test clips "
             f"({gc['negatives_exited']:.1%} of negatives, {gc['keywords_exited']:.1%} of "
