@@ -61,7 +61,7 @@ SIZES = {
     "default": {
         "libritts": {"speakers": 20, "utterances": 16}, "audioset": 16,
         "commands": 20, "libricount": {"mixtures_per_count": 12, "max_count": 4},
-        "train": ["--number_of_epochs=3", "--valid_visqol_max_utterances=8",
+        "train": ["--number_of_epochs=6", "--valid_visqol_max_utterances=8",
                   "--test_visqol_max_utterances=16", "--valid_max_seconds=3.0"],
         "sweep": ["--quick"], "routing_clips": 16, "probe_epochs": 15, "folds": 4,
         "bench_repeats": 5,
