@@ -263,7 +263,9 @@ class Demo:
 
 
 def _fmt(value, pattern="{:.2f}"):
-    return "-" if value is None else pattern.format(value)
+    if value is None:
+        return "-"
+    return "undefined" if value != value else pattern.format(value)  # NaN: e.g. AUROC of one class
 
 
 def write_report(demo):
@@ -296,11 +298,25 @@ def write_report(demo):
             rows.append((f"Encoder latency, mixed vs full, {cls}",
                          PAPER[f"latency_{cls}"], f"{c[cls]['wall_ratio'] - 1:+.1%}",
                          f"{src}; CPU wall time, this machine"))
+        s = routing["results"]["switch"]
+        rows.append(("Switch AUROC: segments the light path handles well", "-",
+                     _fmt(s.get("auroc")), src))
+        for cls in ("silence", "speech"):
+            rows.append((f"Mel distance full vs mixed, {cls}", "-",
+                         f"{_fmt(c[cls]['full'].get('mel'))} vs {_fmt(c[cls]['mixed'].get('mel'))}",
+                         src))
     if kws:
         r = kws["results"]
         rows.append(("Keyword accuracy full / light / mixed", PAPER["kws"],
                      " / ".join(f"{r[m]['accuracy']:.1%}" for m in ("full", "light", "mixed")),
                      f"synthetic Speech Commands (12 classes), {kws['codec']}"))
+        gc = r.get("gated_compression")
+        if gc:
+            rows.append(("Gated Compression KWS: early exit, probe MACs saved, accuracy gated "
+                         "vs open", "GC: negatives exit early",
+                         f"{gc['early_exit_share']:.0%}, {gc['probe_macs_saved']:.0%}, "
+                         f"{gc['accuracy']:.1%} vs {gc['accuracy_no_gate']:.1%}",
+                         f"synthetic Speech Commands, {gc['mode']} embeddings"))
     if count:
         r = count["results"]
         rows.append(("Speaker-count accuracy full / light / mixed", PAPER["count"],
@@ -317,6 +333,22 @@ def write_report(demo):
         "| quantity | paper | ours | data |", "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows], "",
     ]
+    records = {name: PRETRAINED_DSL.parent / name for name in ("dsl-codec-16k", "baseline-codec-16k")}
+    records = {n: json.loads((f / "record.json").read_text()) for n, f in records.items()
+               if (f / "record.json").is_file()}
+    if records:
+        lines += ["## Reference models (`pretrained/`, held-out speakers of the generated LibriTTS)", "",
+                  "| model | steps | CPU hours | pass | mel distance | ViSQOL | light share |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, rec in records.items():
+            for mode in ("full", "light", "mixed"):
+                test = rec.get("test") or {}
+                if f"mel_{mode}" in test:
+                    share = test.get("light_share") if mode == "mixed" else None
+                    lines.append(f"| {name} | {rec['steps']} | {rec['wall_hours']:.1f} | {mode} | "
+                                 f"{test[f'mel_{mode}']:.3f} | {_fmt(test.get(f'visqol_{mode}'))} | "
+                                 f"{_fmt(share, '{:.0%}')} |")
+        lines += ["", "Full records: `pretrained/*/TRAINING.md`.", ""]
     if dsl:
         lines += ["## The demo's own short training (pipeline check, not a listening model)", "",
                   "| codec | test mel full | test mel mixed | light share | ViSQOL full |",

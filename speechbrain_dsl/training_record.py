@@ -12,7 +12,7 @@ stage), ``log.txt`` (wall time of every run, restarts included), ``hyperparams.y
 - ``check/``: a few held-out clips and ``check.json``, the packaged model's mel
   distance and light share on them, which the test suite re-measures;
 - ``TRAINING.md``: corpus recipe and seed, steps, wall time, device, test metrics
-  per pass, the curve and the check.
+  per pass, the curve and the check; ``record.json`` holds the same numbers.
 """
 
 import argparse
@@ -256,7 +256,14 @@ def write_training_md(out, *, name, run_folder, corpus_command, train_command, d
     if notes:
         lines += ["", "## Notes", "", notes.strip()]
     write_text(out / "TRAINING.md", "\n".join(lines) + "\n")
-    return {"steps": steps, "wall_hours": seconds / 3600, "test": test, "best_epoch": best["epoch"]}
+    summary = {"name": name, "steps": steps, "epochs": int(last["epoch"]),
+               "wall_hours": seconds / 3600, "runs": runs, "device": device,
+               "packaged_epoch": int(best["epoch"]), "packaged_step": int(best["optimizer_step"]),
+               "test": None if test is None else {
+                   k[len("test "):]: v for k, v in test.items() if k.startswith("test ")},
+               "check": check}
+    write_json(out / "record.json", summary)  # the same numbers, for reports and tests
+    return summary
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """The shipped reference models load offline, code and decode, and still score what they recorded."""
 
+import json
 import re
 
 import pytest
@@ -23,11 +24,12 @@ def shipped(request):
 def test_shipped_folder_holds_its_training_record(shipped):
     name, folder, _ = shipped
     for item in ("hyperparams.yaml", "codec.ckpt", "TRAINING.md", "learning_curve.png",
-                 "check/check.json"):
+                 "check/check.json", "record.json"):
         assert (folder / item).is_file(), item
     record = (folder / "TRAINING.md").read_text()
     steps = int(re.search(r"\| optimizer steps \| (\d+)", record).group(1))
     assert steps >= 1000, "the reference model trained for a real number of steps"
+    assert json.loads((folder / "record.json").read_text())["steps"] == steps
     assert "| device |" in record and "| wall time |" in record and "| corpus |" in record
 
 
