@@ -42,7 +42,7 @@ def atomic_path(path, suffix=""):
 def write_text(path, text):
     """Writes ``text`` to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+        Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
 
 

@@ -13,13 +13,12 @@ Each manifest entry: ``{"wav", "duration", "label" ("speech" | "silence"), "ytid
 """
 
 import csv
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
+
+from speechbrain_dsl.atomic import write_json
 
 logger = logging.getLogger(__name__)
 TARGETS = {"/m/09x0r": "speech", "/m/028v0c": "silence"}
@@ -140,10 +139,6 @@ def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, sk
             f"no Speech or Silence clip of {segments_csv} was found in {audio_folder} "
             f"(missing: {counts['missing']})"
         )
-    save_json.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=save_json.parent, prefix=f".{save_json.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(entries, f, indent=2)
-    os.replace(tmp, save_json)
+    write_json(save_json, entries)
     logger.info(f"AudioSet manifest {save_json}: {counts}")
     return counts

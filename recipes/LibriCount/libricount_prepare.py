@@ -10,12 +10,12 @@ Only this set exists, so evaluation is k-fold cross-validation: every entry gets
 """
 
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
+
+from speechbrain_dsl.atomic import write_json
 
 
 def prepare_libricount(data_folder, save_json, folds=5, seed=1986, skip_prep=False):
@@ -63,9 +63,5 @@ def prepare_libricount(data_folder, save_json, folds=5, seed=1986, skip_prep=Fal
         offset += len(ids)
     if len(entries) < folds:
         raise ValueError(f"{folder}: {len(entries)} mixtures cannot fill {folds} folds")
-    save_json.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=save_json.parent, prefix=f".{save_json.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(entries, f, indent=2)
-    os.replace(tmp, save_json)
+    write_json(save_json, entries)
     return save_json

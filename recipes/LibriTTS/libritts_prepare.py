@@ -14,11 +14,11 @@ data pipeline.
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
+
+from speechbrain_dsl.atomic import write_json
 
 logger = logging.getLogger(__name__)
 OPT_FILE = "opt_libritts_prepare.json"
@@ -120,8 +120,4 @@ def _subset_entries(root, subset):
     return entries
 
 
-def _write_json_atomic(path, obj):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+_write_json_atomic = write_json

@@ -14,13 +14,12 @@ command word has). Manifest entries: ``{"wav", "start", "stop", "label", "durati
 (``start``/``stop`` in samples; whole files have ``stop`` -1).
 """
 
-import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
+
+from speechbrain_dsl.atomic import write_json
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 WORDS = (
@@ -62,12 +61,8 @@ def prepare_speech_commands(data_folder, save_folder, task="12", seed=1986, skip
             }
     if task == "12":
         _add_silence(root, entries, seed)
-    save_folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
-        fd, tmp = tempfile.mkstemp(dir=save_folder, prefix=f".{split}.json.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(entries[split], f, indent=2)
-        os.replace(tmp, paths[split])
+        write_json(paths[split], entries[split])
     return paths
 
 

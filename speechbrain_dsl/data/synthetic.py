@@ -47,15 +47,15 @@ hash, split 80/10/10 as in the real set).
 
 import argparse
 import json
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from speechbrain_dsl.atomic import atomic_path, write_text
 
 from speechbrain_dsl.data.espeak import (
     ACCENTS,
@@ -185,22 +185,13 @@ def render(plan, speech, sample_rate):
     return wav.clamp(-1, 1).numpy()
 
 
-def write_atomic_text(path, text):
-    """Writes ``text`` to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+write_atomic_text = write_text  # corpus files are written whole or not at all
 
 
 def write_atomic_wav(path, audio, sample_rate):
     """Writes 16-bit PCM ``audio`` to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".wav")
-    os.close(fd)
-    sf.write(tmp, audio, sample_rate, subtype="PCM_16")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16")
 
 
 def make_libritts(out, seed=0, speakers=20, utterances=20, noise_prob=0.2,
