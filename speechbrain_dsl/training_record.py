@@ -137,6 +137,43 @@ def measure_check(codec, clips):
     return result
 
 
+@torch.no_grad()
+def light_share_by_level(codec, clips, silence_dbfs=-45.0):
+    """Mixed-mode light share of quiet vs speech segments of ``clips`` (list of [S]).
+
+    A routing segment is *silence-like* when its RMS level is under ``silence_dbfs``
+    (pauses, leading/trailing silence, faint noise), else *speech*.
+    """
+    counts = {"silence-like": [0, 0], "speech": [0, 0]}
+    previous = codec.mode
+    codec.mode = "mixed"
+    try:
+        for clip in clips:
+            codec.encode(clip[None])
+            out = codec.last_routing
+            seg = codec.encoder.dsl.segment_length(out.emb.shape[-1]) * codec.hop_length
+            for i, light in enumerate(out.route[0].tolist()):
+                piece = clip[i * seg : (i + 1) * seg]
+                if piece.numel() == 0:
+                    continue
+                level = 20 * torch.log10(piece.pow(2).mean().sqrt().clamp(min=1e-8))
+                group = counts["silence-like" if level < silence_dbfs else "speech"]
+                group[0] += int(light)
+                group[1] += 1
+    finally:
+        codec.mode = previous
+    return {name: {"light_share": light / total if total else None, "segments": total}
+            for name, (light, total) in counts.items()}
+
+
+def _test_entries(manifest, data_folder=None):
+    entries = json.loads(Path(manifest).read_text())
+    root = _data_root(Path(manifest).parents[1], data_folder)
+    for entry in entries.values():
+        entry["wav"] = entry["wav"].replace("{data_root}", str(root))
+    return entries
+
+
 def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_folder=None):
     """Stores ``clips`` held-out utterances (first ``seconds``) and the codec's numbers on them.
 
@@ -145,10 +182,7 @@ def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_fold
     """
     from speechbrain_dsl.embedding_cache import read_clip
 
-    entries = json.loads(Path(manifest).read_text())
-    root = _data_root(Path(manifest).parents[1], data_folder)
-    for entry in entries.values():
-        entry["wav"] = entry["wav"].replace("{data_root}", str(root))
+    entries = _test_entries(manifest, data_folder)
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(sorted(entries), min(clips, len(entries)), replace=False).tolist())
     check = Path(folder) / "check"
@@ -205,7 +239,8 @@ def _packaged_record(run_folder, valid):
     return matches[-1] if matches else min(valid, key=lambda r: r["valid mel_full"])
 
 
-def write_training_md(out, *, name, run_folder, corpus_command, train_command, device, notes=""):
+def write_training_md(out, *, name, run_folder, corpus_command, train_command, device, notes="",
+                      levels=None):
     """Writes the learning curve, and TRAINING.md from the recipe's logs; returns the summary."""
     out, run_folder = Path(out), Path(run_folder)
     valid, test = parse_train_log(run_folder / "train_log.txt")
@@ -238,6 +273,15 @@ def write_training_md(out, *, name, run_folder, corpus_command, train_command, d
                       f"calibrated threshold {test.get('test threshold', float('nan')):.4f}; "
                       f"switch Spearman with the true distance "
                       f"{test.get('test switch_spearman', float('nan')):.2f}.", ""]
+    if levels:
+        lines += [f"Light share by segment level (mixed pass, calibrated threshold, "
+                  f"{sum(v['segments'] for v in levels.values())} one-second segments of held-out "
+                  f"utterances; silence-like = RMS under -45 dBFS):", "",
+                  "| segments | count | light share |", "|---|---|---|"]
+        lines += [f"| {k} | {v['segments']} | "
+                  f"{'-' if v['light_share'] is None else format(v['light_share'], '.1%')} |"
+                  for k, v in levels.items()]
+        lines.append("")
     lines += ["## Learning curve (validation, held-out speakers)", "",
               "![learning curve](learning_curve.png)", "",
               "| step | " + " | ".join(f"mel {p}" for p in PASSES if f"valid mel_{p}" in last)
@@ -261,7 +305,7 @@ def write_training_md(out, *, name, run_folder, corpus_command, train_command, d
                "packaged_epoch": int(best["epoch"]), "packaged_step": int(best["optimizer_step"]),
                "test": None if test is None else {
                    k[len("test "):]: v for k, v in test.items() if k.startswith("test ")},
-               "check": check}
+               "check": check, "light_share_by_level": levels}
     write_json(out / "record.json", summary)  # the same numbers, for reports and tests
     return summary
 
@@ -284,13 +328,27 @@ def main(argv=None):
     args = parser.parse_args(argv)
     notes = Path(args.notes[1:]).read_text() if args.notes.startswith("@") else args.notes
     try:
+        from speechbrain_dsl.checkpoints import find_codec_checkpoint
+
+        packaged = Path(args.out) / "codec.ckpt"
+        best = find_codec_checkpoint(Path(args.run_folder) / "save")
+        if not packaged.is_file() or packaged.read_bytes() != best.read_bytes():
+            raise ValueError(f"{packaged} is not the run's best checkpoint {best}: package it "
+                             f"first (python -m speechbrain_dsl.inference.package)")
         codec = DSLCodecInterface.from_hparams(source=args.out, savedir=args.out).codec.eval()
-        write_check(codec, Path(args.run_folder) / "manifests" / "test.json", args.out,
-                    data_folder=args.data_folder)
+        manifest = Path(args.run_folder) / "manifests" / "test.json"
+        write_check(codec, manifest, args.out, data_folder=args.data_folder)
+        levels = None
+        if codec.has_dsl:
+            from speechbrain_dsl.embedding_cache import read_clip
+
+            entries = _test_entries(manifest, args.data_folder)
+            levels = light_share_by_level(codec, [read_clip(entries[u]["wav"], codec.sample_rate)
+                                                  for u in sorted(entries)[:: max(1, len(entries) // 60)]])
         summary = write_training_md(args.out, name=args.name or Path(args.out).name,
                                     run_folder=args.run_folder, corpus_command=args.corpus_command,
                                     train_command=args.train_command, device=args.device,
-                                    notes=notes)
+                                    notes=notes, levels=levels)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
