@@ -27,6 +27,7 @@ summary; its full output goes to ``<out>/logs/<stage>.log``.
 import argparse
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -138,8 +139,9 @@ class Demo:
         with open(log, "a") as f:
             f.write(f"$ {' '.join(map(str, args))}\n")
             f.flush()
-            code = subprocess.call([sys.executable, *map(str, args)], cwd=cwd, stdout=f,
-                                   stderr=subprocess.STDOUT)
+            process = subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, stdout=f,
+                                       stderr=subprocess.STDOUT)
+            code = _follow(process, log, stage)
         if code != 0:
             tail = "\n".join(log.read_text().splitlines()[-25:])
             raise RuntimeError(f"stage {stage} failed (exit {code}); see {log}:\n{tail}")
@@ -260,6 +262,31 @@ class Demo:
     def stage_report(self):
         path = write_report(self)
         return {"line": f"wrote {path}"}
+
+
+_BAR = re.compile(rb"(\d+)/(\d+) \[")
+_EPOCH = re.compile(rb"Going into epoch (\d+)")
+
+
+def _follow(process, log, stage):
+    """Waits for ``process``, mirroring the progress bars it writes to ``log`` in one bar."""
+    bar = tqdm(desc=f"  {stage}", unit="batch", file=sys.stdout, leave=False)
+    try:
+        while process.poll() is None:
+            time.sleep(1.0)
+            with open(log, "rb") as f:
+                f.seek(max(0, log.stat().st_size - 20000))
+                tail = f.read()
+            steps, epochs = _BAR.findall(tail), _EPOCH.findall(tail)
+            if steps:
+                done, total = map(int, steps[-1])
+                bar.total, bar.n = total, done
+            if epochs:
+                bar.set_postfix_str(f"epoch {int(epochs[-1])}", refresh=False)
+            bar.refresh()
+    finally:
+        bar.close()
+    return process.returncode
 
 
 def _fmt(value, pattern="{:.2f}"):
