@@ -206,8 +206,13 @@ def checkpoints_safe(save_folder):
 
 
 def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody holds now (a fixed one may be taken)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_port=29533"]
+                f"--master_port={port}"]
     out = tmp_path / "ddp"
     result = run_recipe("codec_dsl.yaml", corpus, out, *FAST, "--batch_size=2",
                         "--distributed_backend=gloo", "--adversarial_start_step=0",
