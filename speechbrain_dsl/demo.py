@@ -57,7 +57,7 @@ OUTPUTS = {
     "probe_count": ["probe_count"],
 }
 
-# Sizes: "default" fits ~20 minutes on a 2-core CPU, "quick" ~5 minutes.
+# Sizes: "default" takes ~12 minutes on a 2-core CPU (budget 20), "quick" ~3 minutes (budget 5).
 SIZES = {
     "default": {
         "libritts": {"speakers": 20, "utterances": 16}, "audioset": 16,
