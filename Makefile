@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# make demo: ~20 min on a 2-core CPU; make demo QUICK=1: a ~5 min smoke run.
+# make demo: ~12 min on a 2-core CPU; make demo QUICK=1: a ~3 min smoke run.
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m speechbrain_dsl.demo $(if $(QUICK),--quick) $(ARGS)
 
