@@ -20,7 +20,8 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.seed import seed_everything
 
 from speechbrain_dsl.atomic import write_text
-from speechbrain_dsl.checkpoints import AtomicCheckpointer
+from speechbrain_dsl.checkpoints import AtomicCheckpointer, find_codec_checkpoint, load_codec
+from speechbrain_dsl.lobes.probes import ConvProbe
 
 FEATURES = ("embedding", "tokens")
 
@@ -54,6 +55,32 @@ def feature_dataset(features, labels, kind="embedding"):
     dataset = DynamicItemDataset(data)
     dataset.set_output_keys(["id", "feats", "label"])
     return dataset
+
+
+def load_frozen_codec(model_yaml, codec_checkpoint, threshold=None):
+    """The codec a probe reads (eval mode) and the ``codec.ckpt`` it was loaded from.
+
+    ``codec_checkpoint`` is a packaged folder, a recipe save folder, a CKPT+ folder or
+    a ``codec.ckpt``; ``threshold`` (if not None) replaces the calibrated one.
+    """
+    checkpoint = find_codec_checkpoint(codec_checkpoint)
+    codec = load_codec(model_yaml, checkpoint)
+    if threshold is not None:
+        codec.threshold = threshold
+    return codec, checkpoint
+
+
+def probe_factory(codec, n_classes, features, probe_kwargs, token_probe):
+    """A function building a fresh probe for ``codec``'s features.
+
+    ``features`` "embedding" gives a :class:`ConvProbe` (``probe_kwargs``);
+    "tokens" calls ``token_probe(num_codebooks, vocab_size, n_classes)``.
+    """
+    n_codebooks, vocab, emb_dim = codec.vocabulary.shape
+    if features == "tokens":
+        return lambda: token_probe(num_codebooks=n_codebooks, vocab_size=vocab,
+                                   n_classes=n_classes)
+    return lambda: ConvProbe(emb_dim, n_classes, **probe_kwargs)
 
 
 class ProbeBrain(sb.Brain):

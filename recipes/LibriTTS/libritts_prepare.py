@@ -73,9 +73,9 @@ def prepare_libritts(
         entries = {}
         for subset in subsets:
             entries.update(_subset_entries(root, subset))
-        _write_json_atomic(paths[split], entries)
+        write_json(paths[split], entries)
         logger.info(f"{split}: {len(entries)} utterances from {subsets}")
-    _write_json_atomic(opt_path, options)
+    write_json(opt_path, options)
     return paths
 
 
@@ -119,5 +119,3 @@ def _subset_entries(root, subset):
         }
     return entries
 
-
-_write_json_atomic = write_json

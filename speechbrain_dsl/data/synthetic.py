@@ -185,9 +185,6 @@ def render(plan, speech, sample_rate):
     return wav.clamp(-1, 1).numpy()
 
 
-write_atomic_text = write_text  # corpus files are written whole or not at all
-
-
 def write_atomic_wav(path, audio, sample_rate):
     """Writes 16-bit PCM ``audio`` to ``path`` via a temporary file and a rename."""
     with atomic_path(path, suffix=".wav") as tmp:
@@ -254,12 +251,12 @@ def make_libritts(out, seed=0, speakers=20, utterances=20, noise_prob=0.2,
         for (folder, utt, original, normalized, plan), audio in zip(utts, spoken):
             folder.mkdir(parents=True, exist_ok=True)
             write_atomic_wav(folder / f"{utt}.wav", render(plan, audio, sample_rate), sample_rate)
-            write_atomic_text(folder / f"{utt}.original.txt", original)
-            write_atomic_text(folder / f"{utt}.normalized.txt", normalized)
+            write_text(folder / f"{utt}.original.txt", original)
+            write_text(folder / f"{utt}.normalized.txt", normalized)
             chapter_id = "_".join(utt.split("_")[:2])
             with open(folder / f"{chapter_id}.trans.tsv", "a", encoding="utf-8") as f:
                 f.write(f"{utt}\t{original}\t{normalized}\n")
-    write_atomic_text(root / "speakers.tsv", "\n".join(speaker_rows) + "\n")
+    write_text(root / "speakers.tsv", "\n".join(speaker_rows) + "\n")
     return root
 
 
@@ -380,11 +377,11 @@ def make_audioset(out, seed=0, clips_per_class=20, sample_rate=16000, seconds=10
     for k in order:
         yt, start, labels = rows[k]
         lines.append(f'{yt}, {start:.3f}, {start + seconds:.3f}, "{",".join(labels)}"')
-    write_atomic_text(root / "eval_segments.csv", "\n".join(lines) + "\n")
+    write_text(root / "eval_segments.csv", "\n".join(lines) + "\n")
     index = ["index,mid,display_name"] + [
         f'{i},{mid},"{name}"' for i, (mid, name) in enumerate(AUDIOSET_CLASSES)
     ]
-    write_atomic_text(root / "class_labels_indices.csv", "\n".join(index) + "\n")
+    write_text(root / "class_labels_indices.csv", "\n".join(index) + "\n")
     return root
 
 
@@ -433,7 +430,7 @@ def make_speech_commands(out, seed=0, speakers=30, noise_files=3):
     for list_name, chosen in (("validation_list.txt", order[:n_val]),
                               ("testing_list.txt", order[n_val : n_val + n_test])):
         lines = sorted(name for i in chosen for name in names[i])
-        write_atomic_text(root / list_name, "\n".join(lines) + "\n")
+        write_text(root / list_name, "\n".join(lines) + "\n")
     return root
 
 
@@ -473,7 +470,7 @@ def make_libricount(out, seed=0, mixtures_per_count=10, max_count=5, seconds=5.0
                                       for s, e in _spans(active)]})
         peak = float(np.abs(mix).max())
         write_atomic_wav(folder / f"{k}_{mix_id}.wav", mix / max(1.0, peak / 0.95), 16000)
-        write_atomic_text(folder / f"{k}_{mix_id}.json", json.dumps(meta))
+        write_text(folder / f"{k}_{mix_id}.json", json.dumps(meta))
     return root
 
 

@@ -26,11 +26,10 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
-from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.efficiency import mode_macs_per_second, part_costs
 from speechbrain_dsl.embedding_cache import EmbeddingCache
-from speechbrain_dsl.lobes.probes import ConvProbe
-from speechbrain_dsl.probing import feature_dataset, run_key, side_by_side, train_probe
+from speechbrain_dsl.probing import (
+    feature_dataset, load_frozen_codec, probe_factory, run_key, side_by_side, train_probe)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from libricount_prepare import prepare_libricount  # noqa: E402
@@ -70,22 +69,13 @@ def main(argv):
     if too_many:
         raise ValueError(f"{manifest_file}: counts {too_many} exceed max_count={hp['max_count']}")
 
-    checkpoint = find_codec_checkpoint(hp["codec_checkpoint"])
-    codec = load_codec(hp["model_yaml"], checkpoint)
-    if hp["threshold"] is not None:
-        codec.threshold = hp["threshold"]
+    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"])
     cache = EmbeddingCache(hp["cache_folder"], codec, hp["encode_batch_size"],
                            max_seconds=hp["clip_seconds"])
     costs = part_costs(codec.encoder, codec.sample_rate) if codec.has_dsl else None
-    emb_dim = codec.vocabulary.shape[-1]
-    n_codebooks, vocab = codec.vocabulary.shape[:2]
     n_classes = hp["max_count"] + 1
-
-    def make_probe():
-        if hp["features"] == "tokens":
-            return hp["token_probe"](num_codebooks=n_codebooks, vocab_size=vocab,
-                                     n_classes=n_classes)
-        return ConvProbe(emb_dim, n_classes, **hp["probe_kwargs"])
+    make_probe = probe_factory(codec, n_classes, hp["features"], hp["probe_kwargs"],
+                               hp["token_probe"])
 
     results = {}
     for mode in hp["modes"]:

@@ -31,13 +31,13 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
-from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.efficiency import count_macs, mode_macs_per_second, part_costs
 from speechbrain_dsl.embedding_cache import EmbeddingCache
 from speechbrain_dsl.lobes.probes import ConvProbe
 from speechbrain_dsl.nnet.dsl import GatedCompression, GatedCompressionLoss, GatedNetwork
 from speechbrain_dsl.probing import (
-    ProbeBrain, feature_dataset, run_key, side_by_side, train_probe)
+    ProbeBrain, feature_dataset, load_frozen_codec, probe_factory, run_key, side_by_side,
+    train_probe)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from speech_commands_prepare import COMMANDS, prepare_speech_commands  # noqa: E402
@@ -190,19 +190,11 @@ def main(argv):
     labels = sorted({e["label"] for e in manifests["train"].values()})
     targets = {s: {u: labels.index(e["label"]) for u, e in manifests[s].items()} for s in SPLITS}
 
-    checkpoint = find_codec_checkpoint(hp["codec_checkpoint"])
-    codec = load_codec(hp["model_yaml"], checkpoint)
-    if hp["threshold"] is not None:
-        codec.threshold = hp["threshold"]
+    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"])
     cache = EmbeddingCache(hp["cache_folder"], codec, hp["encode_batch_size"], max_seconds=1.0)
     costs = part_costs(codec.encoder, codec.sample_rate) if codec.has_dsl else None
-    emb_dim, (n_codebooks, vocab) = codec.vocabulary.shape[-1], codec.vocabulary.shape[:2]
-
-    def make_probe():
-        if hp["features"] == "tokens":
-            return hp["token_probe"](num_codebooks=n_codebooks, vocab_size=vocab,
-                                     n_classes=len(labels))
-        return ConvProbe(emb_dim, len(labels), **hp["probe_kwargs"])
+    make_probe = probe_factory(codec, len(labels), hp["features"], hp["probe_kwargs"],
+                               hp["token_probe"])
 
     results, all_features = {}, {}
     for mode in hp["modes"]:
