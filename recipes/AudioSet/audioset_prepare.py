@@ -10,15 +10,19 @@ download always misses some), malformed CSV lines are skipped and reported.
 
 Each manifest entry: ``{"wav", "duration", "label" ("speech" | "silence"), "ytid",
 "start", "end"}``. A clip labelled both Speech and Silence is ambiguous and skipped.
+Bad clips (unreadable, empty, truncated, a name that is not UTF-8) are refused,
+all named in one error, or left out and counted with ``skip_bad_audio=True`` (the
+rule of :mod:`speechbrain_dsl.data.audio`, the same in every prepare script). The
+CSVs must be UTF-8; an error names the file and line otherwise.
 """
 
 import csv
+import io
 import logging
 from pathlib import Path
 
-import soundfile as sf
-
 from speechbrain_dsl.atomic import write_json
+from speechbrain_dsl.data.audio import AudioChecker, read_text
 
 logger = logging.getLogger(__name__)
 TARGETS = {"/m/09x0r": "speech", "/m/028v0c": "silence"}
@@ -31,11 +35,10 @@ def read_class_labels(path):
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"class label index not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"mid", "display_name"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected a header 'index,mid,display_name'")
-        return {row["mid"]: row["display_name"] for row in reader}
+    reader = csv.DictReader(io.StringIO(read_text(path, "class label index"), newline=""))
+    if reader.fieldnames is None or not {"mid", "display_name"} <= set(reader.fieldnames):
+        raise ValueError(f"{path}: expected a header 'index,mid,display_name'")
+    return {row["mid"]: row["display_name"] for row in reader}
 
 
 def read_segments(path):
@@ -50,21 +53,20 @@ def read_segments(path):
     if not path.is_file():
         raise ValueError(f"AudioSet segments CSV not found: {path}")
     rows, malformed = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            try:
-                fields = next(csv.reader([line], skipinitialspace=True))
-                ytid, start, end, labels = fields
-                start, end = float(start), float(end)
-                if not ytid or end <= start or not labels:
-                    raise ValueError
-            except (ValueError, StopIteration):
-                malformed.append((number, line))
-                continue
-            rows.append((ytid, start, end, labels.split(",")))
+    for number, line in enumerate(read_text(path, "AudioSet segments CSV").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            fields = next(csv.reader([line], skipinitialspace=True))
+            ytid, start, end, labels = fields
+            start, end = float(start), float(end)
+            if not ytid or end <= start or not labels:
+                raise ValueError
+        except (ValueError, StopIteration, csv.Error):
+            malformed.append((number, line))
+            continue
+        rows.append((ytid, start, end, labels.split(",")))
     return rows, malformed
 
 
@@ -77,7 +79,8 @@ def find_clip(audio_folder, ytid, start):
     return None
 
 
-def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, skip_prep=False):
+def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, skip_prep=False,
+                     skip_bad_audio=False):
     """Writes a Speech/Silence manifest of the clips found locally.
 
     Arguments
@@ -90,12 +93,16 @@ def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, sk
         Folder holding the clips.
     save_json : str
     skip_prep : bool
+    skip_bad_audio : bool
+        Leave bad clips out (named in warnings, counted as ``bad``) instead of
+        refusing them.
 
     Returns
     -------
     dict
         Counts: ``speech``, ``silence``, ``missing``, ``malformed``,
-        ``ambiguous``, ``other`` (clips of neither class).
+        ``ambiguous``, ``other`` (clips of neither class); with
+        ``skip_bad_audio`` also ``bad``.
     """
     save_json = Path(save_json)
     if skip_prep:
@@ -111,6 +118,7 @@ def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, sk
         logger.warning(f"{segments_csv}:{number}: malformed line skipped: {text[:80]}")
     counts = {"speech": 0, "silence": 0, "missing": 0, "malformed": len(malformed),
               "ambiguous": 0, "other": 0}
+    checker = AudioChecker(skip_bad=skip_bad_audio)
     entries = {}
     for ytid, start, end, mids in rows:
         classes = {TARGETS[m] for m in mids if m in TARGETS}
@@ -124,20 +132,22 @@ def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, sk
         if clip is None:
             counts["missing"] += 1
             continue
-        try:
-            info = sf.info(str(clip))
-        except RuntimeError as err:
-            raise ValueError(f"unreadable audio file {clip}: {err}") from None
+        info = checker.check(clip)
+        if info is None:
+            continue
         label = classes.pop()
         counts[label] += 1
         entries[f"{ytid}_{int(start)}"] = {
-            "wav": str(clip.resolve()), "duration": info.frames / info.samplerate,
+            "wav": str(info.path), "duration": info.duration,
             "label": label, "ytid": ytid, "start": start, "end": end,
         }
+    bad = checker.finish(f"AudioSet clips in {audio_folder}")["bad"]
+    if skip_bad_audio:
+        counts["bad"] = bad
     if not entries:
         raise ValueError(
             f"no Speech or Silence clip of {segments_csv} was found in {audio_folder} "
-            f"(missing: {counts['missing']})"
+            f"(missing: {counts['missing']}, bad: {bad})"
         )
     write_json(save_json, entries)
     logger.info(f"AudioSet manifest {save_json}: {counts}")

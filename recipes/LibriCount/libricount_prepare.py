@@ -6,20 +6,27 @@ of ``{"sex", "activity", "speaker_id"}`` whose length is the count ``k``.
 
 Only this set exists, so evaluation is k-fold cross-validation: every entry gets a
 ``fold`` in ``0..folds-1`` (seeded, stratified by count). Manifest entries:
-``{"wav", "count", "fold", "duration"}``.
+``{"wav", "count", "fold", "duration"}``. Bad mixtures (unreadable, empty,
+truncated, a name that is not UTF-8) are refused, all named in one error, or left
+out with ``skip_bad_audio=True`` (the rule of :mod:`speechbrain_dsl.data.audio`,
+the same in every prepare script); a metadata file that does not parse is named.
 """
 
-import json
 import random
 from pathlib import Path
 
-import soundfile as sf
-
 from speechbrain_dsl.atomic import write_json
+from speechbrain_dsl.data.audio import AudioChecker, read_json, show_path
 
 
-def prepare_libricount(data_folder, save_json, folds=5, seed=1986, skip_prep=False):
-    """Writes one manifest with a cross-validation ``fold`` per mixture."""
+def prepare_libricount(data_folder, save_json, folds=5, seed=1986, skip_prep=False,
+                       skip_bad_audio=False):
+    """Writes one manifest with a cross-validation ``fold`` per mixture.
+
+    Raises a ``ValueError`` naming the file for a mixture without metadata,
+    metadata that does not parse or disagrees with the name, and bad audio
+    (unless ``skip_bad_audio``, which leaves bad mixtures out with a warning).
+    """
     save_json = Path(save_json)
     if skip_prep:
         return save_json
@@ -33,26 +40,29 @@ def prepare_libricount(data_folder, save_json, folds=5, seed=1986, skip_prep=Fal
     if not wavs:
         raise ValueError(f"{folder} holds no <k>_<id>.wav mixtures")
     entries, by_count = {}, {}
+    checker = AudioChecker(skip_bad=skip_bad_audio)
     for wav in wavs:
+        info = checker.check(wav)
+        if info is None:
+            continue
         meta_file = wav.with_suffix(".json")
         if not meta_file.is_file():
-            raise ValueError(f"{wav} has no {meta_file.name} next to it")
+            raise ValueError(f"{show_path(wav)} has no {show_path(meta_file.name)} next to it")
         try:
-            speakers = json.loads(meta_file.read_text())
-            assert isinstance(speakers, list)
-        except (ValueError, AssertionError):
-            raise ValueError(f"{meta_file}: expected a JSON list of speakers") from None
+            speakers = read_json(meta_file, "LibriCount metadata")
+        except ValueError as err:
+            raise ValueError(f"{err}; expected a JSON list of speakers") from None
+        if not isinstance(speakers, list):
+            raise ValueError(f"LibriCount metadata {show_path(meta_file)}: expected a JSON list "
+                             f"of speakers, got a JSON {type(speakers).__name__}")
         prefix = wav.stem.split("_")[0]
         if not prefix.isdigit() or int(prefix) != len(speakers):
-            raise ValueError(f"{wav.name}: the name says {prefix} speakers but "
+            raise ValueError(f"{show_path(wav)}: the name says {prefix} speakers but "
                              f"{meta_file.name} lists {len(speakers)}")
-        try:
-            info = sf.info(str(wav))
-        except RuntimeError as err:
-            raise ValueError(f"unreadable audio file {wav}: {err}") from None
-        entries[wav.stem] = {"wav": str(wav.resolve()), "count": len(speakers),
-                             "duration": info.frames / info.samplerate}
+        entries[wav.stem] = {"wav": str(info.path), "count": len(speakers),
+                             "duration": info.duration}
         by_count.setdefault(len(speakers), []).append(wav.stem)
+    checker.finish(f"LibriCount {folder}")
     rng = random.Random(seed)
     offset = 0  # carried across counts, so fold sizes differ by at most one
     for count in sorted(by_count):  # stratified: each fold gets every count it can

@@ -35,6 +35,7 @@ from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
 from speechbrain_dsl.calibration import threshold_for_quality_drop, threshold_for_share
 from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
+from speechbrain_dsl.data.audio import audio_info, read_json
 from speechbrain_dsl.efficiency import executed_macs, part_costs, predicted_mac_ratio
 from speechbrain_dsl.metrics import mel_distance, segment_mel_distance, si_snr, visqol
 
@@ -53,7 +54,7 @@ def _auroc(positive, score):
 
 def load_clips(manifest, sample_rate, seconds, max_per_class, seed):
     """``{class: (ids, [N, S] waveforms)}``, clips cut or padded to ``seconds``."""
-    entries = json.loads(Path(manifest).read_text())
+    entries = read_json(manifest, "AudioSet manifest", expect=dict)
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
     clips = {}
@@ -63,6 +64,7 @@ def load_clips(manifest, sample_rate, seconds, max_per_class, seed):
             ids = sorted(rng.choice(ids, max_per_class, replace=False).tolist())
         waves = []
         for utt in ids:
+            audio_info(entries[utt]["wav"])  # a ValueError naming an empty, truncated, bad file
             audio, sr = sf.read(entries[utt]["wav"], dtype="float32", always_2d=True)
             audio = torch.from_numpy(audio).mean(1)
             if sr != sample_rate:
