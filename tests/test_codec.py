@@ -129,7 +129,7 @@ def test_encode_decode_round_trip_shapes_and_dasb_interface(default_codec):
     pretrained = codec.get_pretrained_embeddings()
     assert pretrained.shape == (8 * 1024, 64)
     torch.testing.assert_close(pretrained[1024 + 5], codec.vocabulary[1, 5])
-    assert codec.get_pretrained_embeddings(vocab_size=16, num_codebooks=2).shape == (32, 64)
+    assert codec.get_pretrained_embeddings(vocab_size=1024, num_codebooks=2).shape == (2048, 64)
 
 
 def test_decode_with_length_zeroes_the_padding_of_shorter_utterances():
@@ -148,7 +148,7 @@ def test_decode_with_length_zeroes_the_padding_of_shorter_utterances():
 def test_embed_with_length_zeroes_padded_frames():
     codec = make_codec().eval()
     with torch.no_grad():
-        emb = codec.embed(torch.randn(2, 160), torch.tensor([1.0, 0.5]))
+        emb = codec.embed(torch.randn(2, 160) * 0.1, torch.tensor([1.0, 0.5]))
     assert emb.shape == (2, 10, 8)
     assert bool((emb[1, 5:] == 0).all()) and bool((emb[1, :5] != 0).any())
     assert bool((emb[0] != 0).any(-1).all())
@@ -157,7 +157,7 @@ def test_embed_with_length_zeroes_padded_frames():
 def test_encode_ignores_padding_declared_in_length(default_codec):
     codec = default_codec
     wav = torch.randn(1, 320 * 60) * 0.1
-    padded = torch.cat([wav, torch.randn(1, 320 * 40)], dim=-1)
+    padded = torch.cat([wav, torch.randn(1, 320 * 40) * 0.3], dim=-1)
     with torch.no_grad():
         ref, _ = codec.encode(wav)
         tokens, _ = codec.encode(padded, torch.tensor([0.6]))
@@ -196,7 +196,7 @@ def test_every_mode_encodes_and_decodes(mode):
     codec = make_codec().eval()
     codec.mode = mode
     with torch.no_grad():
-        tokens, emb = codec.encode(torch.randn(2, 100))
+        tokens, emb = codec.encode(torch.randn(2, 100) * 0.1)
         assert tokens.shape == (2, 7, 3) and emb.shape == (2, 7, 3, 8)
         assert codec.decode(tokens).shape == (2, 1, 7 * TINY_HOP)
 
@@ -248,7 +248,7 @@ def test_declared_sample_rate_other_than_codec_rate_raises_value_error():
         codec.encode(torch.randn(1, 160), sample_rate=8000)
     with pytest.raises(ValueError, match="declared sample rate 44100"):
         codec.embed(torch.randn(1, 160), sample_rate=44100)
-    tokens, _ = codec.encode(torch.randn(1, 160), sample_rate=16000)
+    tokens, _ = codec.encode(torch.randn(1, 160) * 0.1, sample_rate=16000)
     assert tokens.shape == (1, 10, 3)
 
 
@@ -259,7 +259,7 @@ def test_non_tensor_input_raises_value_error():
 
 def test_float64_waveform_is_cast_to_the_model_dtype():
     codec = make_codec().eval()
-    wav = torch.randn(2, 100)
+    wav = torch.randn(2, 100) * 0.1
     with torch.no_grad():
         tokens64, _ = codec.encode(wav.double())
         tokens32, _ = codec.encode(wav)
@@ -287,9 +287,9 @@ def test_decode_rejects_tokens_outside_the_vocabulary(codebook):
 
 def test_decode_rejects_bad_tokens():
     codec = make_codec().eval()
-    with pytest.raises(ValueError, match=r"expected \[batch, frames, K<=3\]"):
+    with pytest.raises(ValueError, match=r"expected \[batch, frames, K\] with 1 <= K <= num_codebooks=3"):
         codec.decode(torch.zeros(2, 5, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"expected \[batch, frames, K<=3\]"):
+    with pytest.raises(ValueError, match=r"expected \[batch, frames, K\]"):
         codec.decode(torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="integer tensor"):
         codec.decode(torch.zeros(2, 5, 3))

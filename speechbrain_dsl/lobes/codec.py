@@ -1,27 +1,44 @@
 """DSLCodec: SoundStream encoder (with or without a DSL) + RVQ + decoder.
 
-It is also an audio tokenizer with the interface of SpeechBrain's Encodec/DAC
-wrappers and DASB recipes, so recipes can swap it in through YAML:
+It is also an audio tokenizer with the interface of SpeechBrain's Encodec
+wrapper and of DASB's tokenizers, so recipes can swap it in through YAML:
 
 - ``encode(inputs, length=None) -> (tokens [B, T, K] long, emb [B, T, K, D])``
-- ``decode(tokens, length=None) -> [B, 1, S]``
+- ``decode(tokens, length=None) -> [B, 1, S]``, ``embeddings(tokens)``
 - ``sig_to_tokens``, ``tokens_to_sig``, ``get_pretrained_embeddings`` (DASB)
-- ``sample_rate``, ``num_codebooks``, ``vocab_size``, ``vocabulary`` [K, C, D]
+- ``sample_rate``, ``num_codebooks`` (settable: the first K codebooks are used),
+  ``vocab_size``, ``vocabulary`` [K, C, D], ``bitrate`` (kbps), and the Encodec
+  names ``num_heads``, ``num_tokens``, ``emb_dim``, ``bandwidth``
 
-Inputs are ``[B, S]`` or ``[B, 1, S]`` at ``sample_rate``; ``length`` is relative.
+Inputs are ``[B, S]`` or ``[B, 1, S]`` floats in [-1, 1] at ``sample_rate`` (a
+tensor or a numpy array); ``length`` holds relative lengths in (0, 1]. The
+DAC-style call ``codec(wavs, n_quantizers=K)`` goes through
+:class:`speechbrain_dsl.inference.codec.DACStyleCodec`.
 """
 
 import contextlib
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
+import torchaudio
 from speechbrain.dataio.dataio import clean_padding_
 from torch import nn
 
 from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
 from speechbrain_dsl.nnet.dsl import DSLOutput, length_mask
+
+# Waveforms are expected in [-1, 1]. Filtering, resampling and mixing overshoot
+# that a little, so peaks up to MAX_PEAK pass; larger ones (int16-scaled floats,
+# 0..255 bytes) would be encoded into garbage and are refused.
+MAX_PEAK = 2.0
+
+# DASB's ``sig_to_tokens`` keywords for discrete SSL tokenizers. A codec's tokens
+# are frame-aligned codebook indices: these are accepted only as no-ops.
+_SSL_ONLY_OPTIONS = ("deduplicates", "bpe_tokenizers")
 
 
 @dataclass
@@ -78,11 +95,14 @@ class DSLCodec(nn.Module):
     >>> out = codec(torch.randn(3, 800))
     >>> out.wav_hat.shape, out.tokens.shape
     (torch.Size([3, 1, 800]), torch.Size([3, 100, 2]))
-    >>> tokens, emb = codec.eval().encode(torch.randn(3, 800))
+    >>> tokens, emb = codec.eval().encode(torch.randn(3, 800) * 0.1)
     >>> tokens.shape, emb.shape
     (torch.Size([3, 100, 2]), torch.Size([3, 100, 2, 8]))
     >>> codec.decode(tokens).shape
     torch.Size([3, 1, 800])
+    >>> codec.num_codebooks = 1  # a tokenizer on the first codebook only
+    >>> codec.encode(torch.randn(3, 800) * 0.1)[0].shape, codec.bitrate
+    (torch.Size([3, 100, 1]), 8.0)
     """
 
     def __init__(self, encoder, quantizer, decoder, sample_rate=16000, input_scale=1.0):
@@ -93,7 +113,7 @@ class DSLCodec(nn.Module):
         self.sample_rate = sample_rate
         self.input_scale = float(input_scale)
         self.hop_length = encoder.hop
-        self.num_codebooks = quantizer.num_quantizers
+        self.num_codebooks = None  # all of them
         self.vocab_size = quantizer.codebook_size
         self.last_routing = None
 
@@ -108,9 +128,60 @@ class DSLCodec(nn.Module):
         return isinstance(self.encoder, DSLEncoder)
 
     @property
-    def vocabulary(self):
-        """The codebooks ``[K, vocab_size, D]`` (a copy; the RVQ owns them)."""
-        return self.quantizer.codebooks
+    def num_codebooks(self) -> int:
+        """Codebooks the tokenizer uses (the first K of the RVQ); all by default.
+
+        Applies to ``encode``, ``sig_to_tokens``, ``vocabulary``,
+        ``get_pretrained_embeddings`` and decoding; set None for all of them.
+        """
+        return self._num_codebooks
+
+    @num_codebooks.setter
+    def num_codebooks(self, value: Optional[int]):
+        total = self.quantizer.num_quantizers
+        if value is None:
+            value = total
+        if not _is_int(value) or not 1 <= value <= total:
+            raise ValueError(
+                f"num_codebooks: expected an int in 1..{total} (this codec has {total} "
+                f"codebooks) or None for all, got {value!r}"
+            )
+        self._num_codebooks = int(value)
+
+    @property
+    def frame_rate(self) -> float:
+        """Token frames per second."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        """Bitrate of the tokens in kbps: frames/s x ``num_codebooks`` x log2(``vocab_size``)."""
+        return self.frame_rate * self.num_codebooks * math.log2(self.vocab_size) / 1000
+
+    @property
+    def bandwidth(self) -> float:
+        """Encodec's name for :attr:`bitrate` (kbps)."""
+        return self.bitrate
+
+    @property
+    def num_heads(self) -> int:
+        """Encodec's name for :attr:`num_codebooks`."""
+        return self.num_codebooks
+
+    @property
+    def num_tokens(self) -> int:
+        """Encodec's name for :attr:`vocab_size`."""
+        return self.vocab_size
+
+    @property
+    def emb_dim(self) -> int:
+        """Size ``D`` of a codebook vector."""
+        return self.quantizer.dim
+
+    @property
+    def vocabulary(self) -> torch.Tensor:
+        """The codebooks in use, ``[num_codebooks, vocab_size, D]`` (a copy; the RVQ owns them)."""
+        return self.quantizer.codebooks[: self.num_codebooks]
 
     @property
     def mode(self):
@@ -136,20 +207,71 @@ class DSLCodec(nn.Module):
             raise ValueError("threshold needs a DSL encoder; this codec has none")
         self.encoder.dsl.threshold = float(value)
 
-    def check_input(self, inputs, sample_rate=None, name="inputs"):
-        """Validates a waveform batch and returns it as ``[B, 1, S]``.
+    def check_input(
+        self,
+        inputs: Union[torch.Tensor, np.ndarray],
+        sample_rate: Optional[int] = None,
+        name: str = "inputs",
+        check_range: bool = False,
+        resample: bool = False,
+    ) -> torch.Tensor:
+        """Validates a waveform batch and returns it as ``[B, 1, S]`` at the codec's rate.
 
-        Raises ValueError for a wrong rank, non-finite values, fewer samples than
-        one hop, or a declared sample rate other than the codec's.
+        Arguments
+        ---------
+        inputs : torch.Tensor or numpy.ndarray
+            ``[B, S]`` or ``[B, 1, S]`` floating-point samples.
+        sample_rate : int, optional
+            Rate of ``inputs`` in Hz; None means the codec's own.
+        name : str
+            The argument's name in error messages.
+        check_range : bool
+            Refuse peaks above ``MAX_PEAK`` (a waveform belongs in [-1, 1]). The
+            encode entry points check; the training pass does not.
+        resample : bool
+            Resample from ``sample_rate`` instead of refusing another rate.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, 1, S']`` in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            For another sample rate (unless ``resample``), a non-float dtype, a
+            wrong rank, an empty batch, NaN or inf, peaks out of range, or fewer
+            samples than one hop.
+
+        Example
+        -------
+        >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder, SoundStreamDecoder
+        >>> from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
+        >>> codec = DSLCodec(
+        ...     SoundStreamEncoder(channels=2, multipliers=(2,), strides=(8,), emb_dim=8),
+        ...     ResidualVectorQuantizer(dim=8, num_quantizers=2, codebook_size=16),
+        ...     SoundStreamDecoder(emb_dim=8, channels=2, multipliers=(2,), strides=(8,)),
+        ... )
+        >>> codec.check_input(np.zeros((2, 800)), sample_rate=8000, resample=True).shape
+        torch.Size([2, 1, 1600])
+        >>> codec.check_input(torch.full((1, 800), 30000.0), check_range=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: inputs: expected a waveform in [-1, 1], got a peak of 30000 (int16 PCM scale? divide by 32768)
         """
-        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+        rate = self.sample_rate if sample_rate is None else _check_rate(sample_rate)
+        if rate != self.sample_rate and not resample:
             raise ValueError(
                 f"{name}: declared sample rate {sample_rate} Hz, but this codec "
                 f"expects {self.sample_rate} Hz; resample first (e.g. "
                 f"torchaudio.functional.resample)"
             )
+        if isinstance(inputs, np.ndarray):
+            inputs = torch.from_numpy(np.ascontiguousarray(inputs))
         if not torch.is_tensor(inputs):
-            raise ValueError(f"{name}: expected a torch.Tensor, got {type(inputs)}")
+            raise ValueError(
+                f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(inputs)}"
+            )
         if not inputs.is_floating_point():
             raise ValueError(
                 f"{name}: expected a floating-point waveform in [-1, 1], got {inputs.dtype} "
@@ -164,15 +286,64 @@ class DSLCodec(nn.Module):
             )
         if inputs.shape[0] == 0:
             raise ValueError(f"{name}: the batch is empty (shape {tuple(inputs.shape)})")
+        if not bool(torch.isfinite(inputs).all()):
+            raise ValueError(f"{name}: contains NaN or inf values")
+        if check_range and inputs.numel():
+            peak = float(inputs.abs().max())
+            if peak > MAX_PEAK:
+                hint = " (int16 PCM scale? divide by 32768)" if peak > 256 else ""
+                raise ValueError(
+                    f"{name}: expected a waveform in [-1, 1], got a peak of {peak:g}{hint}"
+                )
+        inputs = inputs.to(self.decoder_dtype)
+        if rate != self.sample_rate:
+            inputs = torchaudio.functional.resample(inputs, rate, self.sample_rate)
         if inputs.shape[-1] < self.hop_length:
             raise ValueError(
                 f"{name}: {inputs.shape[-1]} samples is shorter than one hop "
                 f"({self.hop_length} samples = "
                 f"{1000 * self.hop_length / self.sample_rate:.0f} ms)"
             )
-        if not bool(torch.isfinite(inputs).all()):
-            raise ValueError(f"{name}: contains NaN or inf values")
-        return inputs.to(self.decoder_dtype)
+        return inputs
+
+    @staticmethod
+    def check_length(
+        length: Any, batch_size: int, name: str = "length"
+    ) -> Optional[torch.Tensor]:
+        """Relative lengths as a float tensor ``[batch_size]`` (None stays None).
+
+        Raises
+        ------
+        ValueError
+            Unless ``length`` holds ``batch_size`` values in (0, 1].
+
+        Example
+        -------
+        >>> DSLCodec.check_length([1.0, 0.5], 2)
+        tensor([1.0000, 0.5000])
+        >>> DSLCodec.check_length(torch.tensor([1.0, 1.5]), 2, name="wav_lens")
+        Traceback (most recent call last):
+        ...
+        ValueError: wav_lens: relative lengths must be in (0, 1], got values in [1, 1.5]
+        """
+        if length is None:
+            return None
+        if isinstance(length, (np.ndarray, list, tuple)):
+            length = torch.as_tensor(np.asarray(length, dtype=np.float32))
+        if not torch.is_tensor(length):
+            raise ValueError(f"{name}: expected a tensor of relative lengths, got {type(length)}")
+        if length.dim() != 1 or length.shape[0] != batch_size:
+            raise ValueError(
+                f"{name}: expected one relative length per item, shape [{batch_size}], got "
+                f"shape {tuple(length.shape)}"
+            )
+        length = length.float()
+        if not bool(((length > 0) & (length <= 1)).all()):
+            raise ValueError(
+                f"{name}: relative lengths must be in (0, 1], got values in "
+                f"[{float(length.min()):g}, {float(length.max()):g}]"
+            )
+        return length
 
     def encode_features(self, wav, lengths=None, route=None):
         """Encoder output ``[B, D, T]`` and the DSL output (None for a baseline)."""
@@ -183,13 +354,24 @@ class DSLCodec(nn.Module):
             return out.emb, out
         return self.encoder(wav), None
 
-    def forward(self, wav, lengths=None):
-        """Encodes, quantizes and decodes ``wav`` [B, S] or [B, 1, S].
+    def forward(self, wav, lengths=None, n_quantizers: Optional[int] = None):
+        """Encodes, quantizes and decodes ``wav`` [B, S] or [B, 1, S] (the training pass).
+
+        ``n_quantizers`` is refused with a pointer to the DAC-style wrapper: a
+        recipe written for SpeechBrain's DAC calls ``codec(wavs, n_quantizers=K)``
+        for tokens, which this pass does not return.
 
         Returns
         -------
         CodecOutput
         """
+        if n_quantizers is not None:
+            raise ValueError(
+                "n_quantizers: DSLCodec.forward is the training pass; for DAC-style "
+                "calls codec(wavs, n_quantizers=K) load the codec with "
+                "speechbrain_dsl.inference.codec.DACStyleCodec (or call "
+                "sig_to_tokens(wavs, num_codebooks=K))"
+            )
         wav = self.check_input(wav)
         emb, dsl = self.encode_features(wav, lengths)
         emb = emb.transpose(1, 2)
@@ -212,9 +394,21 @@ class DSLCodec(nn.Module):
         finally:
             self.train(was_training)
 
-    def embed(self, inputs, length=None, sample_rate=None):
-        """Continuous encoder embeddings ``[B, T, D]`` (for probes), routed per ``mode``."""
-        wav = self.check_input(inputs, sample_rate)
+    def embed(
+        self,
+        inputs: Union[torch.Tensor, np.ndarray],
+        length: Optional[torch.Tensor] = None,
+        sample_rate: Optional[int] = None,
+    ) -> torch.Tensor:
+        """Continuous encoder embeddings ``[B, T, D]`` (for probes), routed per ``mode``.
+
+        ``inputs`` are checked by :meth:`check_input` (range included) and
+        ``length`` by :meth:`check_length`; another ``sample_rate`` is refused.
+        """
+        wav = self.check_input(inputs, sample_rate, check_range=True)
+        length = self.check_length(length, wav.shape[0])
+        if length is not None:
+            length = length.to(wav.device)
         with self._inference():
             emb, _ = self.encode_features(wav, length)
         emb = emb.transpose(1, 2)
@@ -222,12 +416,25 @@ class DSLCodec(nn.Module):
             clean_padding_(emb, length)
         return emb
 
-    def encode(self, inputs, length=None, sample_rate=None):
-        """Tokens ``[B, T, K]`` and their codebook vectors ``[B, T, K, D]``."""
+    def encode(
+        self,
+        inputs: Union[torch.Tensor, np.ndarray],
+        length: Optional[torch.Tensor] = None,
+        sample_rate: Optional[int] = None,
+    ):
+        """Tokens ``[B, T, num_codebooks]`` (long) and their codebook vectors ``[B, T, K, D]``.
+
+        The signature of SpeechBrain's Encodec wrapper, ``encode(inputs, length)``.
+        """
         emb = self.embed(inputs, length, sample_rate)
         with self._inference():
             _, tokens, _ = self.quantizer(emb)
-        return tokens, self.quantizer.codes(tokens)
+        tokens = tokens[..., : self.num_codebooks]
+        return tokens, self.embeddings(tokens)
+
+    def embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Codebook vectors ``[B, T, K, D]`` of tokens ``[B, T, K]`` (Encodec's ``embeddings``)."""
+        return self.quantizer.codes(self.check_tokens(tokens))
 
     def predict_distances(self, inputs, length=None):
         """The switch's predicted distance per segment ``[B, segments]``; runs no tail."""
@@ -237,43 +444,185 @@ class DSLCodec(nn.Module):
         with self._inference():
             return self.encoder.predict_distances(wav, length)
 
-    def decode(self, tokens, length=None):
-        """Waveform ``[B, 1, T * hop]`` from tokens ``[B, T, K]``."""
-        if tokens.dim() != 3 or tokens.shape[-1] > self.num_codebooks:
+    def check_tokens(self, tokens: torch.Tensor, name: str = "tokens") -> torch.Tensor:
+        """Validates tokens ``[B, T, K<=num_codebooks]`` and returns them as long."""
+        if not torch.is_tensor(tokens) or tokens.dim() != 3 or not (
+            1 <= tokens.shape[-1] <= self.num_codebooks
+        ):
+            shape = tuple(tokens.shape) if torch.is_tensor(tokens) else type(tokens)
             raise ValueError(
-                f"tokens: expected [batch, frames, K<={self.num_codebooks}], got "
-                f"{tuple(tokens.shape)}"
+                f"{name}: expected [batch, frames, K] with 1 <= K <= num_codebooks="
+                f"{self.num_codebooks}{self._codebooks_note()}, got {shape}"
             )
         if tokens.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"tokens: expected an integer tensor, got {tokens.dtype}")
+            raise ValueError(f"{name}: expected an integer tensor, got {tokens.dtype}")
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
             raise ValueError(
-                f"tokens: values must be in [0, vocab_size={self.vocab_size}), got "
+                f"{name}: values must be in [0, vocab_size={self.vocab_size}), got "
                 f"[{int(tokens.min())}, {int(tokens.max())}]"
             )
+        return tokens.long()
+
+    def decode(self, tokens: torch.Tensor, length: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Waveform ``[B, 1, T * hop]`` from tokens ``[B, T, K]`` (the first K codebooks)."""
+        tokens = self.check_tokens(tokens)
         with self._inference():
-            audio = self.decoder(self.quantizer.decode(tokens.long()).transpose(1, 2))
+            latents = self.quantizer.decode(tokens).transpose(1, 2)
+        return self.decode_latents(latents, length)
+
+    def decode_latents(
+        self, latents: torch.Tensor, length: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Waveform ``[B, 1, T * hop]`` from quantized latents ``[B, D, T]`` (summed codebook vectors).
+
+        ``length`` (relative) zeroes the padding of shorter items.
+        """
+        length = self.check_length(length, latents.shape[0])
+        with self._inference():
+            audio = self.decoder(latents.to(self.decoder_dtype))
         audio = audio / self.input_scale
         if length is not None:
-            clean_padding_(audio, length, len_dim=-1)
+            clean_padding_(audio, length.to(audio.device), len_dim=-1)
         return audio
 
     # DASB tokenizer interface --------------------------------------------------
-    def sig_to_tokens(self, signal, lengths=None, num_codebooks=None):
-        """Tokens ``[B, T, K']`` of ``signal`` [B, S] (first ``num_codebooks``)."""
+    @torch.no_grad()
+    def sig_to_tokens(
+        self,
+        signal: Union[torch.Tensor, np.ndarray],
+        lengths: Optional[torch.Tensor] = None,
+        num_codebooks: Union[int, Sequence[int], None] = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Tokens ``[B, T, K]`` (long) of ``signal`` ``[B, S]``, in eval mode.
+
+        Arguments
+        ---------
+        signal : torch.Tensor or numpy.ndarray
+            ``[B, S]`` at ``sample_rate``, in [-1, 1].
+        lengths : torch.Tensor, optional
+            Relative lengths ``[B]`` in (0, 1].
+        num_codebooks : int or list of int, optional
+            The first ``num_codebooks`` codebooks, or these codebook indices; all
+            (``self.num_codebooks``) by default. More than that is an error.
+        **kwargs
+            Other keywords of DASB's contract; ``deduplicates`` and
+            ``bpe_tokenizers`` (discrete SSL options) only as no-ops.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        _refuse_ssl_options(kwargs)
+        index = self._select_codebooks(num_codebooks)
         tokens, _ = self.encode(signal, lengths)
-        return tokens[..., :num_codebooks] if num_codebooks else tokens
+        return tokens[..., index]
 
-    def tokens_to_sig(self, tokens):
-        """Waveform ``[B, S]`` from tokens ``[B, T, K']``."""
-        return self.decode(tokens).squeeze(1)
+    @torch.no_grad()
+    def tokens_to_sig(
+        self, tokens: torch.Tensor, length: Optional[torch.Tensor] = None, **kwargs
+    ) -> torch.Tensor:
+        """Waveform ``[B, S]`` from tokens ``[B, T, K]``, in eval mode; ``length`` zeroes padding.
 
-    def get_pretrained_embeddings(self, vocab_size=None, num_codebooks=None):
-        """Codebook vectors flattened to ``[K' * vocab_size, D]`` (DASB layout)."""
-        vocab_size = vocab_size or self.vocab_size
-        num_codebooks = num_codebooks or self.num_codebooks
-        return self.vocabulary[:num_codebooks, :vocab_size].reshape(-1, self.vocabulary.shape[-1])
+        Other keywords of DASB's contract are accepted and ignored.
+        """
+        return self.decode(tokens, length).squeeze(1)
+
+    @torch.no_grad()
+    def get_pretrained_embeddings(
+        self,
+        vocab_size: Optional[int] = None,
+        num_codebooks: Union[int, Sequence[int], None] = None,
+        device: Union[str, torch.device] = "cpu",
+        **kwargs,
+    ) -> torch.Tensor:
+        """Codebook vectors as ``[K * vocab_size, D]``, codebook-major (row ``k * C + c``).
+
+        That is the layout of DASB's embedding layers, which look token ``c`` of
+        codebook ``k`` up at row ``k * C + c``.
+
+        Arguments
+        ---------
+        vocab_size : int, optional
+            Must equal ``self.vocab_size`` when given.
+        num_codebooks : int or list of int, optional
+            As in :meth:`sig_to_tokens`.
+        device : str or torch.device
+            Where the returned tensor lives.
+        **kwargs
+            Other keywords of DASB's contract, ignored.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        if vocab_size is not None and vocab_size != self.vocab_size:
+            raise ValueError(
+                f"vocab_size: this codec has {self.vocab_size} entries per codebook, got "
+                f"{vocab_size!r}"
+            )
+        index = self._select_codebooks(num_codebooks)
+        with self._inference():
+            vectors = self.vocabulary[index]
+        return vectors.reshape(-1, vectors.shape[-1]).to(device)
+
+    def _select_codebooks(self, num_codebooks, name: str = "num_codebooks") -> List[int]:
+        """Indices meant by DASB's ``num_codebooks`` (None, a count or a list of indices)."""
+        available = self.num_codebooks
+        if num_codebooks is None:
+            return list(range(available))
+        if _is_int(num_codebooks):
+            if not 1 <= num_codebooks <= available:
+                raise ValueError(
+                    f"{name}: expected 1..{available} codebooks{self._codebooks_note()}, "
+                    f"got {num_codebooks}"
+                )
+            return list(range(int(num_codebooks)))
+        if isinstance(num_codebooks, (list, tuple)) and num_codebooks and all(
+            _is_int(i) for i in num_codebooks
+        ):
+            index = [int(i) for i in num_codebooks]
+            if not all(0 <= i < available for i in index) or len(set(index)) != len(index):
+                raise ValueError(
+                    f"{name}: expected distinct codebook indices in [0, {available})"
+                    f"{self._codebooks_note()}, got {list(num_codebooks)}"
+                )
+            return index
+        raise ValueError(
+            f"{name}: expected None, an int or a list of codebook indices, got {num_codebooks!r}"
+        )
+
+    def _codebooks_note(self) -> str:
+        total = self.quantizer.num_quantizers
+        if self.num_codebooks == total:
+            return ""
+        return f" (the tokenizer uses num_codebooks={self.num_codebooks} of this codec's {total})"
 
     def frames_for(self, num_samples):
         """Frames produced for ``num_samples`` input samples."""
         return math.ceil(num_samples / self.hop_length)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_rate(sample_rate) -> int:
+    """A sample rate in Hz as an int, or a ValueError."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or (
+        sample_rate <= 0 or not float(sample_rate).is_integer()
+    ):
+        raise ValueError(f"sample_rate: expected a positive whole number of Hz, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _refuse_ssl_options(kwargs):
+    """Accepts DASB's discrete-SSL keywords only when they ask for nothing."""
+    for key in _SSL_ONLY_OPTIONS:
+        value = kwargs.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(v for v in values):
+            raise ValueError(
+                f"{key}: codec tokens are frame-aligned codebook indices; {key} (an option "
+                f"of DASB's discrete SSL tokenizers) is not supported, got {value!r}"
+            )
