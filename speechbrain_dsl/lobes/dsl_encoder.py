@@ -91,3 +91,50 @@ def _input_channels(module):
         if isinstance(m, nn.Conv1d):
             return m.in_channels
     return None
+
+
+def baseline_to_dsl_state(state, split_after, prefix="encoder."):
+    """Renames a baseline codec's encoder weights to those of a :class:`DSLEncoder`.
+
+    A baseline encoder stores stage ``i`` as ``stages.i``; a DSL encoder split
+    after block ``split_after`` stores the same tensors as ``base.i`` (stages up to
+    the split) and ``dsl.full_tail.j`` (the rest). Other keys pass unchanged. With
+    the mask at its identity init, the DSL codec's full pass then computes exactly
+    what the baseline computed: the starting point of the retrofit recipe.
+
+    Arguments
+    ---------
+    state : dict
+        A baseline codec's state dict.
+    split_after : int
+    prefix : str
+        Where the encoder's keys start.
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
+    >>> from speechbrain_dsl.nnet.dsl import Switch, Mask
+    >>> baseline = SoundStreamEncoder(channels=2, multipliers=(2, 4), strides=(2, 4), emb_dim=8)
+    >>> full = SoundStreamEncoder(channels=2, multipliers=(2, 4), strides=(2, 4), emb_dim=8)
+    >>> light = SoundStreamEncoder(2, channels=2, multipliers=(1,), strides=(8,), emb_dim=8)
+    >>> enc = DSLEncoder(full, light, Switch(2), Mask(2), split_after=0, segment_frames=10)
+    >>> state = baseline_to_dsl_state(baseline.state_dict(), split_after=0, prefix="")
+    >>> missing, unexpected = enc.load_state_dict(state, strict=False)
+    >>> unexpected
+    []
+    >>> x = torch.randn(1, 1, 800)
+    >>> enc.dsl.mode = "full"
+    >>> torch.equal(enc.eval()(x).emb, baseline(x))
+    True
+    """
+    cut = 1 + split_after
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith(prefix + "stages."):
+            index, rest = key[len(prefix + "stages."):].split(".", 1)
+            index = int(index)
+            key = (f"{prefix}base.{index}.{rest}" if index < cut
+                   else f"{prefix}dsl.full_tail.{index - cut}.{rest}")
+        renamed[key] = value
+    return renamed

@@ -61,6 +61,8 @@ class CausalConv1d(nn.Conv1d):
     stride : int
     dilation : int
     bias : bool
+    groups : int
+        ``groups = in_channels`` makes it depthwise.
 
     Example
     -------
@@ -70,7 +72,7 @@ class CausalConv1d(nn.Conv1d):
     """
 
     def __init__(
-        self, in_channels, out_channels, kernel_size, stride=1, dilation=1, bias=True
+        self, in_channels, out_channels, kernel_size, stride=1, dilation=1, bias=True, groups=1
     ):
         effective_kernel = (kernel_size - 1) * dilation + 1
         if effective_kernel < stride:
@@ -88,10 +90,11 @@ class CausalConv1d(nn.Conv1d):
             dilation=dilation,
             bias=bias,
             padding=effective_kernel - stride,
+            groups=groups,
         )
         self.hop = stride
         self.lookback = effective_kernel - 1
-        self.pointwise = kernel_size == 1 and stride == 1
+        self.pointwise = kernel_size == 1 and stride == 1 and groups == 1
 
     def forward(self, x):
         """Convolves ``x`` [batch, channels, time] causally."""

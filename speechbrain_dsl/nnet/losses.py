@@ -27,7 +27,10 @@ class MultiScaleMelLoss(nn.Module):
     n_ffts : sequence of int
         Window sizes (SoundStream: 64 ... 2048).
     n_mels : int
-        Mel bands, capped at ``n_fft // 8`` so small windows have no empty bands.
+        Most mel bands at any scale; each scale gets ``min(n_mels, n_fft // 8)`` so
+        small windows have no empty bands and large ones resolve more (128 bands
+        at 1024 and 2048 are ~90 Hz apart at 4 kHz; 64 bands were ~180 Hz, coarser
+        than the harmonics of a 100-200 Hz voice).
     eps : float
 
     Example
@@ -65,6 +68,112 @@ class MultiScaleMelLoss(nn.Module):
             log_diff = torch.log(a + self.eps) - torch.log(b + self.eps)
             total = total + (n / 2) ** 0.5 * log_diff.square().mean(dim=-2).sqrt().mean()
         return total / len(self.n_ffts)
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Log-magnitude L1 plus spectral convergence on linear-frequency STFTs.
+
+    At 16 kHz an ``n_fft`` of 1024 has bins 15.6 Hz apart, fine enough to see the
+    harmonics of any voice, which mel scales blur above ~1 kHz. Both terms are
+    invariant to the signal's level, so quiet and loud speech weigh the same.
+
+    Arguments
+    ---------
+    n_ffts : sequence of int
+        Window sizes; the hop is a quarter of each.
+    eps : float
+        Added to magnitudes before the log.
+
+    Example
+    -------
+    >>> loss = MultiResolutionSTFTLoss(n_ffts=(256, 512))
+    >>> x = torch.randn(2, 1, 4000)
+    >>> float(loss(x, x))
+    0.0
+    >>> bool(loss(x, 0.5 * x) > 0)
+    True
+    """
+
+    def __init__(self, n_ffts=(512, 1024, 2048), eps=1e-5):
+        super().__init__()
+        self.n_ffts = tuple(n_ffts)
+        self.eps = eps
+        for n in self.n_ffts:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    def forward(self, wav_hat, wav):
+        """Loss between ``wav_hat`` and ``wav``, both ``[B, 1, S]`` or ``[B, S]``."""
+        total = 0.0
+        with torch.autocast(wav.device.type, enabled=False):
+            wav_hat, wav = wav_hat.reshape(-1, wav_hat.shape[-1]).float(), wav.reshape(-1, wav.shape[-1]).float()
+            for n in self.n_ffts:
+                window = getattr(self, f"window_{n}")
+                a = torch.stft(wav_hat, n, n // 4, window=window, return_complex=True).abs()
+                b = torch.stft(wav, n, n // 4, window=window, return_complex=True).abs()
+                log_l1 = F.l1_loss(torch.log(a + self.eps), torch.log(b + self.eps))
+                convergence = torch.linalg.norm(a - b) / torch.linalg.norm(b).clamp(min=self.eps)
+                total = total + log_l1 + convergence
+        return total / len(self.n_ffts)
+
+
+class GANLoss(nn.Module):
+    """Hinge adversarial and feature-matching terms around one discriminator.
+
+    Hides how real and fake audio go through the discriminator (one batched
+    forward, split after), so a training step only says which side it wants:
+
+    - :meth:`discriminator_loss`: the discriminator's hinge loss; the fake audio
+      is detached.
+    - :meth:`generator_loss`: ``(adversarial, feature)`` for the generator; the
+      discriminator's parameters get no gradient from it.
+
+    Arguments
+    ---------
+    discriminator : nn.Module
+        Returns ``(scores, features)`` lists, as the discriminators here do. Give
+        the unwrapped module under DDP for the generator side.
+
+    Example
+    -------
+    >>> from speechbrain_dsl.lobes.discriminators import MultiResolutionSTFTDiscriminator
+    >>> gan = GANLoss(MultiResolutionSTFTDiscriminator(n_ffts=(128,), channels=4))
+    >>> real, fake = torch.randn(2, 1, 1600), torch.randn(2, 1, 1600, requires_grad=True)
+    >>> loss_d = gan.discriminator_loss(fake, real)
+    >>> adversarial, feature = gan.generator_loss(fake, real)
+    >>> adversarial.backward()
+    >>> fake.grad is not None, all(p.grad is None for p in gan.discriminator.parameters())
+    (True, True)
+    """
+
+    def __init__(self, discriminator):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def _split(self, fake, real, discriminator=None):
+        # One forward for both: DDP allows one forward per backward.
+        scores, feats = (discriminator or self.discriminator)(torch.cat([fake, real]))
+        fake_scores, real_scores = zip(*(s.chunk(2) for s in scores))
+        fake_feats = [[f.chunk(2)[0] for f in fs] for fs in feats]
+        real_feats = [[f.chunk(2)[1] for f in fs] for fs in feats]
+        return fake_scores, real_scores, fake_feats, real_feats
+
+    def discriminator_loss(self, fake, real, discriminator=None):
+        """Hinge loss of the discriminator on ``fake`` (detached) vs ``real``.
+
+        ``discriminator`` overrides the held one for this call: under DDP, pass
+        the wrapped module so its gradients are all-reduced.
+        """
+        fake_scores, real_scores, _, _ = self._split(fake.detach(), real, discriminator)
+        return discriminator_adversarial_loss(fake_scores, real_scores)
+
+    def generator_loss(self, fake, real):
+        """``(adversarial, feature)`` terms; gradients reach ``fake`` only."""
+        self.discriminator.requires_grad_(False)
+        try:
+            fake_scores, _, fake_feats, real_feats = self._split(fake, real)
+        finally:
+            self.discriminator.requires_grad_(True)
+        return generator_adversarial_loss(fake_scores), feature_matching_loss(fake_feats, real_feats)
 
 
 _hinge_g, _hinge_d, _feature = HingeGLoss(), HingeDLoss(), MelganFeatureLoss()

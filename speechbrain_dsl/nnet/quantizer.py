@@ -34,7 +34,16 @@ class ResidualVectorQuantizer(nn.Module):
         Initialise codebooks with k-means on the first training batch.
     kmeans_iters : int
     threshold_ema_dead_code : float
-        Codes whose EMA usage falls below this are replaced by batch vectors.
+        Absolute dead-code threshold (EMA count per step) when ``dead_code_usage``
+        is None. vector-quantize-pytorch's default of 2 is meant for batches with
+        many more vectors than codes: with 800 frames for 1024 codes a used code
+        averages 0.78 and nearly every code is re-sampled every step.
+    dead_code_usage : float or None
+        Relative rule (the default in our recipes): a code is dead when its EMA
+        usage falls under ``dead_code_usage`` x the usage of a uniformly used
+        codebook (``frames in the batch / codebook_size``), and a replaced code
+        restarts at uniform usage. At 0.1 and decay 0.99 a code must go unused for
+        ~230 steps before it is replaced.
     quantize_dropout : bool
         Train with a random number of quantizers (bitrate scalability).
     commitment_weight : float
@@ -61,8 +70,13 @@ class ResidualVectorQuantizer(nn.Module):
         threshold_ema_dead_code=2,
         quantize_dropout=True,
         commitment_weight=1.0,
+        dead_code_usage=None,
     ):
         super().__init__()
+        if dead_code_usage is not None and not 0 < dead_code_usage < 1:
+            raise ValueError(f"dead_code_usage must be in (0, 1), got {dead_code_usage}")
+        self.dead_code_usage = dead_code_usage
+        self.replaced_codes = 0  # codes re-sampled by the last training forward
         self.num_quantizers = num_quantizers
         self.codebook_size = codebook_size
         self.dim = dim
@@ -77,6 +91,17 @@ class ResidualVectorQuantizer(nn.Module):
             quantize_dropout=quantize_dropout,
             commitment_weight=commitment_weight,
         )
+        self._codebooks = [layer._codebook for layer in self.rvq.layers]
+        for codebook in self._codebooks:
+            codebook.replace = self._counting(codebook.replace)
+
+    def _counting(self, replace):
+        # vector-quantize-pytorch reports no replacements: count them on the way in.
+        def counted(batch_samples, batch_mask, seq_mask=None):
+            self.replaced_codes += int(batch_mask.sum())
+            return replace(batch_samples, batch_mask, seq_mask)
+
+        return counted
 
     def forward(self, x, mask=None):
         """Quantizes ``x`` [batch, frames, dim].
@@ -96,6 +121,14 @@ class ResidualVectorQuantizer(nn.Module):
         commitment : torch.Tensor
             Scalar commitment loss summed over quantizers.
         """
+        if self.training:
+            self.replaced_codes = 0
+            if self.dead_code_usage is not None:
+                frames = x.shape[0] * x.shape[1] if mask is None else int(mask.sum())
+                uniform = frames / self.codebook_size
+                for codebook in self._codebooks:
+                    codebook.threshold_ema_dead_code = self.dead_code_usage * uniform
+                    codebook.reset_cluster_size = uniform
         quantized, tokens, losses = self.rvq(x, mask=mask)
         return quantized, tokens, losses.sum()
 

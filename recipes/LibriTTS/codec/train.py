@@ -19,6 +19,7 @@ full-pass mel distance) in full, light and mixed mode.
 """
 
 import json
+import logging
 import math
 import os
 import random
@@ -36,18 +37,22 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain_dsl.calibration import threshold_for_share
 from speechbrain_dsl.metrics import mel_distance, si_snr, visqol
 from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask
-from speechbrain_dsl.nnet.losses import (
-    discriminator_adversarial_loss,
-    feature_matching_loss,
-    generator_adversarial_loss,
-)
+from speechbrain_dsl.retrofit import init_codec_from
 
+logger = logging.getLogger(__name__)
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from libritts_prepare import find_libritts_root, prepare_libritts  # noqa: E402
 
 
 class CodecBrain(sb.Brain):
-    """Trains codec and discriminators with separate optimizers."""
+    """Trains codec and discriminator with separate optimizers.
+
+    Every generator term is weighted by one ``loss_weights`` dict from the YAML;
+    :class:`~speechbrain_dsl.nnet.losses.GANLoss` hides the real/fake plumbing.
+    With ``retrofit_distill_steps > 0`` the first steps train only the DSL (mask,
+    switch and light tail) against the frozen encoder, running encoder forwards
+    only (retrofit stage a); later steps fine-tune everything end to end (stage b).
+    """
 
     @property
     def codec(self):
@@ -59,8 +64,6 @@ class CodecBrain(sb.Brain):
         """One optimizer and LR scheduler each for the generator and discriminator."""
         if self.grad_accumulation_factor != 1:
             raise ValueError("this recipe does not support grad_accumulation_factor != 1")
-        if self.precision != "fp32":
-            raise ValueError(f"this recipe trains in fp32 only, got --precision={self.precision}")
         self.optimizer_g = self.hparams.opt_class_generator(self.modules.codec.parameters())
         self.optimizer_d = self.hparams.opt_class_discriminator(
             self.modules.discriminator.parameters()
@@ -75,76 +78,104 @@ class CodecBrain(sb.Brain):
             self.checkpointer.add_recoverable("scheduler_d", self.scheduler_d)
 
     def fit_batch(self, batch):
-        """One discriminator step (once adversarial training is on), one generator step."""
+        """One training step: DSL distillation (retrofit stage a) or codec + GAN."""
         wav, lens = batch.sig
         wav, lens = wav.to(self.device)[:, None], lens.to(self.device)
-        out = self.modules.codec(wav, lens)
-        wav_hat = out.wav_hat[..., : wav.shape[-1]]
-        adversarial = self.optimizer_step >= self.hparams.adversarial_start_step
-
-        loss_d = None
-        if adversarial:
-            # Real and fake in one forward: DDP allows one forward per backward.
-            scores, _ = self.modules.discriminator(torch.cat([wav_hat.detach(), wav]))
-            fake, real = zip(*(s.chunk(2) for s in scores))
-            loss_d = discriminator_adversarial_loss(fake, real)
-            self._step(self.optimizer_d, self.scheduler_d, loss_d, self.modules.discriminator)
-
-        terms = self.generator_losses(out, wav, wav_hat, lens, adversarial)
+        if self.hparams.gain is not None:
+            wav = self.hparams.gain(wav, lens)
+        distilling = self.optimizer_step < self.hparams.retrofit_distill_steps
+        self._freeze_all_but_dsl(distilling)
+        if distilling:
+            terms = self.distillation_losses(wav, lens)
+        else:
+            terms = self.codec_step(wav, lens)
         self._step(self.optimizer_g, self.scheduler_g, terms["loss"], self.modules.codec)
+        self.scaler.update()
         self.optimizer_step += 1
-        if loss_d is not None:
-            terms["loss_d"] = loss_d
         for key, value in terms.items():
             if key != "loss":  # the epoch's mean loss is SpeechBrain's stage_loss
                 self.term_sums[key] = self.term_sums.get(key, 0.0) + float(value.detach())
                 self.term_counts[key] = self.term_counts.get(key, 0) + 1
+        if getattr(self.codec.quantizer, "replaced_codes", None) is not None and not distilling:
+            self.term_sums["codes_replaced"] = (
+                self.term_sums.get("codes_replaced", 0.0) + self.codec.quantizer.replaced_codes)
+            self.term_counts["codes_replaced"] = self.term_counts.get("codes_replaced", 0) + 1
         return terms["loss"].detach().cpu()
+
+    def codec_step(self, wav, lens):
+        """Discriminator step (once adversarial training is on), then generator terms."""
+        with self.training_ctx:
+            out = self.modules.codec(wav, lens)
+        wav_hat = out.wav_hat[..., : wav.shape[-1]].float()
+        adversarial = self.optimizer_step >= self.hparams.adversarial_start_step
+        loss_d = None
+        if adversarial:
+            with self.training_ctx:
+                loss_d = self.hparams.gan_loss.discriminator_loss(
+                    wav_hat, wav, self.modules.discriminator)
+            self._step(self.optimizer_d, self.scheduler_d, loss_d, self.modules.discriminator)
+        terms = self.generator_losses(out, wav, wav_hat, lens, adversarial)
+        if loss_d is not None:
+            terms["loss_d"] = loss_d.detach()
+        return terms
+
+    def generator_losses(self, out, wav, wav_hat, lens, adversarial):
+        """Generator terms and ``loss``, their sum weighted by ``loss_weights``."""
+        terms = {
+            "mel": self.modules.mel_loss(wav_hat, wav),
+            "stft": self.modules.stft_loss(wav_hat, wav),
+            "commitment": out.commitment,
+        }
+        if adversarial:
+            with self.training_ctx:
+                terms["adversarial"], terms["feature"] = self.hparams.gan_loss.generator_loss(
+                    wav_hat, wav)
+        if out.dsl is not None:
+            terms.update(self._dsl_terms(out.dsl, lens))
+        terms["loss"] = self._weighted_sum(terms)
+        return terms
+
+    def distillation_losses(self, wav, lens):
+        """Retrofit stage a: the DSL's terms (Eqs. 2-4) from encoder forwards only."""
+        with self.training_ctx:
+            _, dsl = self.codec.encode_features(wav, lens)
+        terms = self._dsl_terms(dsl, lens)
+        terms["loss"] = self._weighted_sum(terms)
+        return terms
+
+    def _dsl_terms(self, dsl, lens):
+        parts = self.hparams.dsl_loss(dsl, lens)
+        return {f"dsl_{k}": v for k, v in parts.items() if k != "loss"}
+
+    def _weighted_sum(self, terms):
+        weights = self.hparams.loss_weights
+        return sum(weights[k] * v for k, v in terms.items() if weights.get(k, 0) != 0)
+
+    def _freeze_all_but_dsl(self, distilling):
+        """Stage a trains mask, switch and light tail only; stage b trains everything."""
+        if getattr(self, "_distilling", None) == distilling:
+            return
+        self._distilling = distilling
+        codec = self.codec
+        codec.requires_grad_(not distilling)
+        if distilling:
+            dsl = codec.encoder.dsl
+            for part in (dsl.mask, dsl.switch, dsl.light_tail):
+                part.requires_grad_(True)
 
     def _step(self, optimizer, scheduler, loss, module):
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # always: under DDP every rank must join the all-reduce
+        self.scaler.scale(loss).backward()  # always: under DDP every rank must join
         if not torch.isfinite(loss):
             self.check_loss_isfinite(loss)  # counts, and raises once patience is spent
             optimizer.zero_grad(set_to_none=True)
             return
+        self.scaler.unscale_(optimizer)
         if self.skip_nonfinite_grads:
             self.check_gradients()
         torch.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
-        optimizer.step()
+        self.scaler.step(optimizer)
         scheduler.step()
-
-    def generator_losses(self, out, wav, wav_hat, lens, adversarial):
-        """Weighted generator loss terms; ``loss`` is their sum."""
-        hp = self.hparams
-        terms = {
-            "mel": hp.mel_loss(wav_hat, wav),
-            "commitment": out.commitment,
-        }
-        loss = hp.mel_weight * terms["mel"] + out.commitment  # weighted by the RVQ
-        if adversarial:
-            # Gradients must reach the generator only: run the unwrapped
-            # discriminator with frozen parameters (no DDP sync, no wasted grads).
-            disc = self.modules.discriminator
-            disc = disc.module if hasattr(disc, "module") else disc
-            disc.requires_grad_(False)
-            try:
-                scores, feats = disc(torch.cat([wav_hat, wav]))
-            finally:
-                disc.requires_grad_(True)
-            fake_scores = [s.chunk(2)[0] for s in scores]
-            fake_feats = [[f.chunk(2)[0] for f in fs] for fs in feats]
-            real_feats = [[f.chunk(2)[1] for f in fs] for fs in feats]
-            terms["adversarial"] = generator_adversarial_loss(fake_scores)
-            terms["feature"] = feature_matching_loss(fake_feats, real_feats)
-            loss = loss + hp.adversarial_weight * terms["adversarial"]
-            loss = loss + hp.feature_weight * terms["feature"]
-        if out.dsl is not None:
-            dsl = hp.dsl_loss(out.dsl, lens)
-            terms.update({f"dsl_{k}": v for k, v in dsl.items() if k != "loss"})
-            loss = loss + dsl["loss"]
-        terms["loss"] = loss
-        return terms
 
     # --- validation and test -------------------------------------------------
     def on_stage_start(self, stage, epoch=None):
@@ -189,12 +220,21 @@ class CodecBrain(sb.Brain):
             codec.mode = mode
             tokens, _ = codec.encode(wav, lens)
             wav_hat = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
-            self._add(f"mel_{mode}", mel_distance(wav_hat, wav, lens))
+            mel = mel_distance(wav_hat, wav, lens)
+            self._add(f"mel_{mode}", mel)
             self._add(f"sisnr_{mode}", si_snr(wav_hat, wav, lens))
             if use_visqol:
-                self._add(f"visqol_{mode}", visqol(wav_hat[picked], wav[picked], lens[picked]))
+                scores = visqol(wav_hat[picked], wav[picked], lens[picked])
+                self._add(f"visqol_{mode}", scores)
             if mode == "full":
-                self.stats["mel_loss"].append(float(self.hparams.mel_loss(wav_hat, wav)))
+                lsd = mel_distance(wav_hat, wav, lens, n_mels=None)
+                self._add("lsd_full", lsd)
+                self.stats["mel_loss"].append(float(self.modules.mel_loss(wav_hat, wav)))
+                if use_visqol:  # per-utterance pairs: does each distance track ViSQOL?
+                    self._add("pair_visqol", scores)
+                    self._add("pair_mel", mel[picked])
+                    self._add("pair_lsd", lsd[picked])
+                    self._add("level_error_db", self.level_errors(wav[picked], lens[picked]))
             if mode == "mixed":
                 out = codec.last_routing
                 self._add("light_share", out.route[out.segment_mask].float())
@@ -208,6 +248,28 @@ class CodecBrain(sb.Brain):
             codec.mode = "mixed"
         return torch.tensor(self.stats["mel_loss"][-1])
 
+    def level_errors(self, wav, lens):
+        """|output level - input level| in dB, for ``wav`` set to each ``level_check_dbfs``.
+
+        The gain is capped so peaks stay under 1; the error is against the level
+        actually fed in.
+        """
+        codec = self.codec
+        valid = length_mask(lens, wav.shape[-1], wav.device, wav.shape[0])
+
+        def level_db(x):
+            return 10 * torch.log10(((x.square() * valid).sum(-1) / valid.sum(-1)).clamp(min=1e-16))
+
+        errors = []
+        for dbfs in self.hparams.level_check_dbfs:
+            gain = 10 ** ((dbfs - level_db(wav)) / 20)
+            gain = torch.minimum(gain, 0.99 / wav.abs().amax(-1).clamp(min=1e-8))
+            scaled = wav * gain[:, None]
+            tokens, _ = codec.encode(scaled, lens)
+            out = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
+            errors.append((level_db(out) - level_db(scaled)).abs())
+        return torch.stack(errors)
+
     def _add(self, key, values):
         self.stats.setdefault(key, []).extend(values.flatten().tolist())
 
@@ -216,8 +278,15 @@ class CodecBrain(sb.Brain):
         summary = {}
         for key, values in self.stats.items():
             values = [v for v in values if v == v]  # drop NaN (silent references)
-            if values and key not in ("predicted", "true_distance"):
+            if values and key not in ("predicted", "true_distance") and not key.startswith("pair_"):
                 summary[key] = sum(values) / len(values)
+        pairs = [v == v for v in self.stats.get("pair_visqol", [])]
+        if sum(pairs) > 2:
+            for name in ("mel", "lsd"):
+                # Distances fall as ViSQOL rises: report -rho so 1 means "tracks ViSQOL".
+                x = [v for v, ok in zip(self.stats[f"pair_{name}"], pairs) if ok]
+                y = [v for v, ok in zip(self.stats["pair_visqol"], pairs) if ok]
+                summary[f"visqol_spearman_{name}"] = -float(spearmanr(x, y).statistic)
         if len(self.stats.get("predicted", [])) > 2:
             summary["switch_spearman"] = float(
                 spearmanr(self.stats["predicted"], self.stats["true_distance"]).statistic
@@ -341,6 +410,11 @@ def main(argv):
             save_dir=hparams["tensorboard_logs"]
         )
 
+    if hparams["init_from"]:
+        # A checkpoint in save_folder, if any, still wins: fit() recovers it.
+        fresh = init_codec_from(hparams["codec"], hparams["init_from"])
+        logger.info("initialised the codec from %s (kept fresh: %d DSL tensors)",
+                    hparams["init_from"], len(fresh))
     brain = CodecBrain(
         modules=hparams["modules"],
         hparams=hparams,

@@ -1,0 +1,62 @@
+"""Start a codec from a trained one: resume a lost run, or insert a DSL into a baseline.
+
+``init_codec_from(codec, source)`` loads the weights of a packaged codec folder
+(or a ``codec.ckpt`` file) into ``codec``. When ``codec`` has a DSL and the
+source is a baseline, the encoder's weights are renamed to the DSL layout
+(:func:`~speechbrain_dsl.lobes.dsl_encoder.baseline_to_dsl_state`) and only the
+DSL's own parts (mask, switch, light tail, threshold) keep their fresh init. With
+the mask at identity, the new codec's full pass equals the baseline's exactly.
+"""
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
+
+DSL_ONLY_PREFIXES = ("encoder.dsl.mask.", "encoder.dsl.switch.", "encoder.dsl.light_tail.",
+                     "encoder.dsl.calibrated_threshold")
+
+
+def init_codec_from(codec, source):
+    """Loads weights from ``source`` (a packaged folder or a ``codec.ckpt``) into ``codec``.
+
+    Returns the list of keys left at their initial values (DSL-only parts when a
+    baseline is retrofitted, else empty). Raises ValueError naming the file when
+    the weights do not fit: unknown or missing keys, other shapes, non-finite values.
+    """
+    path = Path(source)
+    path = path / "codec.ckpt" if path.is_dir() else path
+    if not path.is_file():
+        raise ValueError(f"init_from: no codec weights at {path} (expected a packaged "
+                         f"folder holding codec.ckpt, or the file itself)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"init_from: cannot read {path}: {err}") from None
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"init_from: {path} holds no state dict")
+    retrofit = codec.has_dsl and any(k.startswith("encoder.stages.") for k in state)
+    if retrofit:
+        state = baseline_to_dsl_state(state, codec.encoder.split_after)
+    expected = codec.state_dict()
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    allowed_missing = [k for k in missing if retrofit and k.startswith(DSL_ONLY_PREFIXES)]
+    problems = []
+    if unknown:
+        problems.append(f"unknown keys {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+    if set(missing) - set(allowed_missing):
+        rest = sorted(set(missing) - set(allowed_missing))
+        problems.append(f"missing keys {rest[:5]}{' ...' if len(rest) > 5 else ''}")
+    for key in set(state) & set(expected):
+        if state[key].shape != expected[key].shape:
+            problems.append(f"{key}: shape {tuple(state[key].shape)}, expected "
+                            f"{tuple(expected[key].shape)}")
+        elif state[key].is_floating_point() and not bool(torch.isfinite(state[key]).all()):
+            problems.append(f"{key}: non-finite values")
+    if problems:
+        raise ValueError(f"init_from: {path} does not fit this codec: " + "; ".join(problems[:8]))
+    codec.load_state_dict(state, strict=False)
+    return allowed_missing
