@@ -1,28 +1,420 @@
-"""A SpeechBrain Checkpointer whose checkpoints appear all at once.
+"""Checkpoints that appear all at once, carry their checksums and RNG states, and
+weights that load strictly.
 
 SpeechBrain's ``Checkpointer`` writes a checkpoint's meta file first and its
 parameter files after. A process killed in between (SIGKILL, OOM, preemption)
 leaves a folder that looks complete, and the next ``recover_if_possible()`` loads
-it and fails on a truncated file. :class:`AtomicCheckpointer` writes into a hidden
-``.partial-CKPT+...`` folder and renames it when every file is on disk, so resume
-only ever sees complete checkpoints; leftovers of killed saves are removed.
+it and fails on a truncated file. :class:`AtomicCheckpointer`:
+
+- writes into a hidden ``.partial-CKPT+...`` folder and renames it when every file
+  is on disk (and synced), so resume only ever sees complete checkpoints; the
+  leftovers of killed saves are removed when a checkpointer is created and before
+  every save, and a save that fails removes its own;
+- writes a ``SHA256SUMS`` manifest into every checkpoint (``sha256sum -c`` reads
+  it) and checks it before loading;
+- saves the random-number states (python, numpy, torch, CUDA; per rank) as the
+  ``rng`` recoverable, so a run killed and resumed draws the same numbers as one
+  that never stopped (see :class:`RandomState`);
+- on recovery, skips a checkpoint that fails its checksum or does not load, with
+  a warning naming it, and loads the previous intact one;
+- loads every ``torch.nn.Module`` with :func:`load_state_strict`: every key
+  present with its shape, no unknown key, all values finite;
+- reports a full disk as ``OSError(ENOSPC)`` naming the file being written.
+
+:func:`load_state_strict` is also what :func:`load_codec`, the packager and
+``DSLCodecInterface.from_hparams`` use: each failure is a ``ValueError`` naming the
+file and what is wrong with it.
 """
 
+import errno
+import hashlib
 import logging
+import os
 import pickle
+import random
+import re
 import shutil
 from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
 
+import numpy as np
+import speechbrain.dataio.dataloader  # noqa: F401  (patches the DataLoader iterator first)
 import torch
-from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
-from speechbrain.utils.distributed import ddp_barrier, if_main_process
+import yaml
+from speechbrain.utils.checkpoints import (
+    DEFAULT_LOAD_HOOKS,
+    DEFAULT_SAVE_HOOKS,
+    METAFNAME,
+    PARAMFILE_EXT,
+    Checkpoint,
+    Checkpointer,
+    get_default_hook,
+    torch_recovery,
+)
+from speechbrain.utils.distributed import (
+    ddp_barrier,
+    ddp_broadcast,
+    get_rank,
+    if_main_process,
+)
+from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+from speechbrain_dsl.atomic import write_text
 
 PARTIAL_PREFIX = ".partial-"
+MANIFEST = "SHA256SUMS"
+LOW_SPACE_BYTES = 16 * 2**20  # a failed write with less than this free is a full disk
+PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
+_warned = set()  # (what, path) already warned about, to warn once per process
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (or weights file) that fails its checksum or does not load."""
+
+
+def _warn_once(key, message):
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message)
+
+
+# --- sha256 manifests ------------------------------------------------------------
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: PathLike, names: Optional[Iterable[str]] = None) -> Path:
+    """Writes ``folder/SHA256SUMS`` for ``names`` (default: every visible file there).
+
+    The format is ``sha256sum``'s (``<hex>  <name>`` per line), so
+    ``sha256sum -c SHA256SUMS`` checks a folder by hand.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.ckpt").write_bytes(b"abc")
+    >>> print(write_manifest(folder).read_text(), end="")
+    ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  a.ckpt
+    >>> verify_manifest(folder)
+    True
+    """
+    folder = Path(folder)
+    if names is None:
+        names = [p.name for p in folder.iterdir()
+                 if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")]
+    lines = [f"{sha256_file(folder / name)}  {name}\n" for name in sorted(names)]
+    return write_text(folder / MANIFEST, "".join(lines))
+
+
+def read_manifest(folder: PathLike) -> Optional[Dict[str, str]]:
+    """``{file name: sha256}`` of ``folder/SHA256SUMS``; None if there is none."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"checksum manifest {path} cannot be read: {err}") from None
+    sums = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line.strip())
+        if match is None:
+            raise CheckpointError(f"checksum manifest {path} is corrupt (line {number}: "
+                                  f"{line[:80]!r})")
+        sums[match.group(2)] = match.group(1)
+    if not sums:
+        raise CheckpointError(f"checksum manifest {path} is empty")
+    return sums
+
+
+def verify_manifest(folder: PathLike, names: Optional[Iterable[str]] = None,
+                    require: bool = False) -> bool:
+    """Checks the files of ``folder`` against its ``SHA256SUMS``.
+
+    Every file the manifest lists (or only ``names``, which must all be listed)
+    must exist with its recorded sha256. Returns True when checked, False when
+    the folder has no manifest (a ``CheckpointError``, a ``ValueError``, if
+    ``require``); any mismatch raises a ``CheckpointError`` naming the file.
+    """
+    folder = Path(folder)
+    sums = read_manifest(folder)
+    if sums is None:
+        if require:
+            raise CheckpointError(f"{folder} has no {MANIFEST} checksum manifest")
+        return False
+    for name in sums if names is None else names:
+        path = folder / name
+        if name not in sums:
+            raise CheckpointError(f"{path} is not listed in the checksum manifest "
+                                  f"{folder / MANIFEST}")
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing (listed in {folder / MANIFEST})")
+        if sha256_file(path) != sums[name]:
+            raise CheckpointError(f"{path} fails its sha256 checksum (corrupted or modified "
+                                  f"since it was written; {folder / MANIFEST})")
+    return True
+
+
+# --- strict weights ----------------------------------------------------------------
+
+
+def check_state_dict(module: torch.nn.Module, state, source: PathLike) -> None:
+    """Raises a ``ValueError`` naming ``source`` unless ``state`` fits ``module`` exactly.
+
+    Every key of ``module.state_dict()`` must be present with the same shape,
+    there must be no other key, and every floating-point value must be finite.
+    """
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a state dict")
+    expected = module.state_dict()
+    problems = []
+    missing = [k for k in expected if k not in state]
+    unknown = [k for k in state if k not in expected]
+    if missing:
+        problems.append(f"{len(missing)} missing key(s) ({_some(missing)})")
+    if unknown:
+        problems.append(f"{len(unknown)} unknown key(s) ({_some(unknown)})")
+    shapes, nontensor, nonfinite = [], [], []
+    for key, value in state.items():
+        if key not in expected:
+            continue
+        if not torch.is_tensor(value):
+            nontensor.append(f"{key}: {type(value).__name__}")
+        elif value.shape != expected[key].shape:
+            shapes.append(f"{key}: {tuple(value.shape)} instead of {tuple(expected[key].shape)}")
+        elif value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            nonfinite.append(key)
+    if nontensor:
+        problems.append(f"{len(nontensor)} value(s) not tensors ({_some(nontensor)})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es) ({_some(shapes)})")
+    if nonfinite:
+        problems.append(f"NaN or infinite values in {len(nonfinite)} tensor(s) ({_some(nonfinite)})")
+    if problems:
+        raise CheckpointError(f"{source} does not fit {type(module).__name__}: "
+                              + "; ".join(problems))
+
+
+def _some(items, shown=3):
+    return ", ".join(items[:shown]) + (f", ... {len(items) - shown} more" if len(items) > shown else "")
+
+
+def load_weights(path: PathLike):
+    """``torch.load(path, weights_only=True)`` with a ``ValueError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, UnicodeDecodeError, pickle.UnpicklingError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot load {path}: not an intact weights file ({reason})") from None
+
+
+def load_state_strict(module: torch.nn.Module, path: PathLike, verify: bool = True) -> torch.nn.Module:
+    """Loads ``path`` into ``module`` strictly; returns ``module``.
+
+    The file is read with ``weights_only=True`` (it cannot run code); if its
+    folder (or, for a symlink, its target's folder) has a ``SHA256SUMS``
+    manifest, the file must be listed there with the same sha256 (``verify``).
+    Then every key of the module must be present with its shape, no unknown
+    key is allowed and all floating-point values must be finite. Each failure
+    is a ``ValueError`` (:class:`CheckpointError`) naming the file.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "layer.ckpt"
+    >>> torch.save({"weight": torch.ones(2, 2)}, path)
+    >>> load_state_strict(torch.nn.Linear(2, 2), path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    speechbrain_dsl.checkpoints.CheckpointError: .../layer.ckpt does not fit Linear: 1 missing key(s) (bias)
+    """
+    path = Path(path)
+    if verify:
+        _verify_one(path)
+    state = load_weights(path)
+    check_state_dict(module, state, path)
+    module.load_state_dict(state, strict=True)
+    return module
+
+
+def _verify_one(path: Path) -> None:
+    """Checks ``path`` against the manifest of its folder (or of its symlink target's)."""
+    for candidate in dict.fromkeys((path, path.resolve())):
+        if (candidate.parent / MANIFEST).is_file():
+            verify_manifest(candidate.parent, [candidate.name])
+            return
+    _warn_once(("no manifest", str(path.parent)),
+               f"{path.parent} has no {MANIFEST} checksum manifest: {path.name} is loaded "
+               f"without an integrity check (only key, shape and finiteness checks)")
+
+
+# --- random-number states ----------------------------------------------------------
+
+
+def capture_rng_state() -> dict:
+    """The states of python's ``random``, numpy's global and torch's (CPU, CUDA) RNGs."""
+    key, pos, has_gauss, gauss = np.random.get_state()[1:]
+    state = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict, source: PathLike = "the RNG state") -> None:
+    """Sets the RNGs to a :func:`capture_rng_state` result (``ValueError`` if malformed)."""
+    try:
+        version, internal, gauss = state["python"]
+        numpy = state["numpy"]
+        numpy_state = ("MT19937", numpy["key"].numpy().astype(np.uint32), int(numpy["pos"]),
+                       int(numpy["has_gauss"]), float(numpy["gauss"]))
+        python_state = (int(version), tuple(int(x) for x in internal), gauss)
+        torch_state = state["torch"]
+        if not (torch.is_tensor(torch_state) and torch_state.dtype == torch.uint8):
+            raise TypeError("torch state is not a byte tensor")
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise CheckpointError(f"{source} is not a valid RNG state ({err})") from None
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            logger.warning(f"{source}: saved with {len(cuda)} CUDA devices, now "
+                           f"{torch.cuda.device_count()}; CUDA RNG states not restored")
+
+
+class RandomState:
+    """The ``rng`` recoverable: python, numpy, torch and CUDA RNG states, per rank.
+
+    :class:`AtomicCheckpointer` adds it by itself (``save_rng_state=True``). Rank
+    0 writes ``rng.ckpt``, rank ``r`` ``rng.rank<r>.state`` next to it.
+    Loading sets the RNGs at once. For an intra-epoch checkpoint, a SpeechBrain
+    ``SaveableDataLoader`` that resumes mid-epoch draws a random seed when its
+    iterator is created (a draw the uninterrupted run made at the start of the
+    epoch), so the states are set again right after that, before the first
+    batch is read: a run resumed from any checkpoint then draws exactly the
+    numbers of the uninterrupted run (``num_workers=0``; a
+    ``ReproducibleRandomSampler``, SpeechBrain's default for ``shuffle=True``,
+    keeps the batch order, which depends on the epoch only).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "rng.ckpt"
+    >>> rng = RandomState()
+    >>> rng.save(path)
+    >>> first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    >>> rng.load(path, end_of_epoch=True)
+    >>> (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
+    True
+    """
+
+    def __init__(self):
+        self.last_loaded = None
+
+    @staticmethod
+    def _rank_path(path: Path) -> Path:
+        rank = get_rank() or 0
+        return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}.state")
+
+    def save(self, path: PathLike) -> None:
+        """Writes this process's RNG states (called on every rank)."""
+        torch.save(capture_rng_state(), self._rank_path(Path(path)))
+
+    def load(self, path: PathLike, end_of_epoch: bool = True) -> None:
+        """Sets the RNGs to the states saved in ``path`` (this rank's file)."""
+        path = Path(path)
+        own = self._rank_path(path)
+        if not own.is_file():
+            logger.warning(f"{own} not found (the number of processes changed?): "
+                           f"using the RNG states of rank 0")
+            own = path
+        state = load_weights(own)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{own} is not a valid RNG state (a {type(state).__name__})")
+        restore_rng_state(state, own)
+        self.last_loaded = (state, own)
+
+
+_ITERATOR_INIT = "_speechbrain_dsl_rng_wrapped"
+if not getattr(_BaseDataLoaderIter.__init__, _ITERATOR_INIT, False):
+    _inner_iterator_init = _BaseDataLoaderIter.__init__
+
+    def _iterator_init_then_restore_rng(self, loader, *args, **kwargs):
+        """Creates the iterator, then sets RNG states left pending by a resume."""
+        _inner_iterator_init(self, loader, *args, **kwargs)
+        pending = loader.__dict__.pop("_speechbrain_dsl_pending_rng", None)
+        if pending is not None:
+            restore_rng_state(*pending)
+
+    setattr(_iterator_init_then_restore_rng, _ITERATOR_INIT, True)
+    _BaseDataLoaderIter.__init__ = _iterator_init_then_restore_rng
+
+
+# --- the checkpointer --------------------------------------------------------------
+
+
+def _free_bytes(path: Path) -> Optional[int]:
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return None
+
+
+def _disk_full_error(err: BaseException, path: Path) -> Optional[OSError]:
+    """An ``OSError(ENOSPC)`` naming ``path`` if ``err`` is a write that ran out of space."""
+    full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(err)
+    if not full and isinstance(err, (OSError, RuntimeError)):
+        if "No space left" in text or "Disk quota" in text:
+            full = True
+        elif any(s in text for s in ("iostream error", "file write failed", "PytorchStreamWriter",
+                                     "unexpected pos")):
+            free = _free_bytes(path)
+            full = free is not None and free < LOW_SPACE_BYTES
+    if not full:
+        return None
+    free = _free_bytes(path)
+    where = f"{free / 2**20:.1f} MiB free there" if free is not None else "free space unknown"
+    first_line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return OSError(errno.ENOSPC, f"No space left on device while saving checkpoint file {path} "
+                                 f"({where}; the write failed with: {first_line}). Free some "
+                                 f"space or choose another save folder", str(path))
 
 
 class AtomicCheckpointer(Checkpointer):
-    """Drop-in ``Checkpointer`` with all-or-nothing checkpoints (same arguments).
+    """Drop-in ``Checkpointer``: all-or-nothing, checksummed, RNG-carrying checkpoints.
+
+    Parameters are those of SpeechBrain's ``Checkpointer``, plus:
+
+    save_rng_state : bool
+        Add the :class:`RandomState` recoverable ``rng`` (default True; a
+        checkpoint without it, from an older version, still loads).
+    clear_partial : bool
+        Remove ``.partial-*`` leftovers of killed saves now (default True; set
+        False to only read a folder another process may be saving into).
 
     Example
     -------
@@ -30,38 +422,221 @@ class AtomicCheckpointer(Checkpointer):
     >>> folder = tempfile.mkdtemp()
     >>> ckpt = AtomicCheckpointer(folder, {"layer": torch.nn.Linear(2, 2)})
     >>> saved = ckpt.save_checkpoint()
-    >>> saved.path.name.startswith("CKPT+"), saved.paramfiles["layer"].exists()
-    (True, True)
+    >>> saved.path.name.startswith("CKPT+"), sorted(p.name for p in saved.path.iterdir())
+    (True, ['CKPT.yaml', 'SHA256SUMS', 'layer.ckpt', 'rng.ckpt'])
+    >>> ckpt.recover_if_possible().path == saved.path
+    True
     """
 
-    def _new_checkpoint_dirpath(self):
-        final = super()._new_checkpoint_dirpath()
-        return final.with_name(PARTIAL_PREFIX + final.name)
+    def __init__(self, checkpoints_dir, recoverables=None, custom_load_hooks=None,
+                 custom_save_hooks=None, allow_partial_load=False, save_rng_state=True,
+                 clear_partial=True):
+        super().__init__(checkpoints_dir, recoverables, custom_load_hooks, custom_save_hooks,
+                         allow_partial_load)
+        if clear_partial and if_main_process():
+            self.remove_partial_checkpoints()
+        if save_rng_state:
+            self.add_recoverable("rng", RandomState(), optional_load=True)
 
-    def _custom_checkpoint_dirpath(self, name):
-        final = super()._custom_checkpoint_dirpath(name)
-        return final.with_name(PARTIAL_PREFIX + final.name)
+    @property
+    def rng(self) -> Optional[RandomState]:
+        """The ``rng`` recoverable, if any."""
+        return self.recoverables.get("rng")
 
-    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=20):
-        """Saves like ``Checkpointer.save_checkpoint``, then publishes the folder."""
+    # saving
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+        """Saves like ``Checkpointer.save_checkpoint``, all at once (see the module doc).
+
+        The files go to a ``.partial-`` folder, get a ``SHA256SUMS`` manifest, are
+        synced and the folder is renamed. A failed save removes its folder; a
+        full disk raises ``OSError(ENOSPC)`` naming the file.
+        """
+        partial = None
         if if_main_process():
             self.remove_partial_checkpoints()
-        partial = super().save_checkpoint(meta, end_of_epoch, name, logging.DEBUG)
-        ddp_barrier()  # every process has written its files
-        if partial is None:  # not the main process
-            return None
-        final = partial.path.with_name(partial.path.name[len(PARTIAL_PREFIX) :])
-        partial.path.rename(final)
+            final = (self._new_checkpoint_dirpath() if name is None
+                     else self._custom_checkpoint_dirpath(name))
+            partial = final.with_name(PARTIAL_PREFIX + final.name)
+        partial = ddp_broadcast(partial, src=0)
+        current = partial
+        try:
+            if if_main_process():
+                os.makedirs(partial)
+                current = partial / METAFNAME
+                saved_meta = self._save_checkpoint_metafile(current, meta, end_of_epoch)
+            ddp_barrier()  # the folder exists for every process
+            paramfiles = {}
+            for key, obj in self.recoverables.items():
+                current = paramfiles[key] = partial / f"{key}{PARAMFILE_EXT}"
+                self._save_one(key, obj, current)
+            ddp_barrier()  # every process has written its files
+            if not if_main_process():
+                return None
+            current = partial / MANIFEST
+            write_manifest(partial)
+            _sync_folder(partial)
+            final = partial.with_name(partial.name[len(PARTIAL_PREFIX):])
+            current = final
+            partial.rename(final)
+            _sync_folder(final.parent)
+        except BaseException as err:
+            if if_main_process() and partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            full = _disk_full_error(err, current)
+            if full is not None:
+                raise full from err
+            if isinstance(err, Exception) and hasattr(err, "add_note"):
+                err.add_note(f"while saving checkpoint file {current}")
+            raise
         kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
         logger.log(verbosity, f"Saved an {kind} checkpoint in {final}")
-        paramfiles = {k: final / p.name for k, p in partial.paramfiles.items()}
-        return Checkpoint(final, partial.meta, paramfiles)
+        return Checkpoint(final, saved_meta, {k: final / p.name for k, p in paramfiles.items()})
 
-    def remove_partial_checkpoints(self):
+    def _save_one(self, key, obj, path):
+        if key in self.custom_save_hooks:
+            self.custom_save_hooks[key](obj, path)
+            return
+        if isinstance(obj, RandomState):
+            obj.save(path)  # on every rank
+            return
+        hook = get_default_hook(obj, DEFAULT_SAVE_HOOKS)
+        if hook is None:
+            raise RuntimeError(f"Don't know how to save {type(obj)} ({key}). Register a default "
+                               f"hook or add a custom hook for this object.")
+        hook(obj, path)
+
+    def remove_partial_checkpoints(self) -> List[Path]:
         """Deletes folders left by saves that were killed before they finished."""
+        removed = []
         if self.checkpoints_dir.is_dir():
             for path in self.checkpoints_dir.glob(PARTIAL_PREFIX + "*"):
                 shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        if removed:
+            logger.info(f"Removed {len(removed)} unfinished checkpoint folder(s) in "
+                        f"{self.checkpoints_dir}")
+        return removed
+
+    # listing
+
+    def list_checkpoints(self):
+        """The checkpoints whose ``CKPT.yaml`` parses; others are named in a warning."""
+        checkpoints = []
+        for ckpt_dir in self._list_checkpoint_dirs():
+            meta_path = ckpt_dir / METAFNAME
+            try:
+                meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+                if not isinstance(meta, dict) or not isinstance(meta.get("unixtime"), (int, float)):
+                    raise ValueError("no 'unixtime' entry")
+            except (OSError, ValueError, yaml.YAMLError) as err:
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                _warn_once(("meta", str(meta_path)),
+                           f"skipping checkpoint {ckpt_dir}: its {METAFNAME} is unreadable "
+                           f"or corrupt ({reason})")
+                continue
+            paramfiles = {p.stem: p for p in ckpt_dir.iterdir() if p.suffix == PARAMFILE_EXT}
+            checkpoints.append(Checkpoint(ckpt_dir, meta, paramfiles))
+        return checkpoints
+
+    # loading
+
+    def recover_if_possible(self, importance_key=None, max_key=None, min_key=None,
+                            ckpt_predicate=None):
+        """Loads the best checkpoint that is intact; returns it (None if there is none).
+
+        Candidates are taken in ``find_checkpoints`` order (the latest first by
+        default); one that fails its checksum or does not load is skipped with
+        a warning naming it. If none loads, a ``CheckpointError`` lists them.
+        """
+        candidates = self.find_checkpoints(importance_key, max_key, min_key, ckpt_predicate)
+        if not candidates:
+            logger.info("Would load a checkpoint here, but none found yet.")
+            return None
+        failures = []
+        for candidate in candidates:
+            try:
+                self.load_checkpoint(candidate)
+            except CheckpointError as err:
+                failures.append(str(err))
+                logger.warning(f"skipping checkpoint {candidate.path}: {err}")
+                continue
+            if failures:
+                logger.warning(f"resumed from the older intact checkpoint {candidate.path} "
+                               f"after skipping {len(failures)} broken one(s)")
+            return candidate
+        raise CheckpointError(f"no intact checkpoint in {self.checkpoints_dir}: "
+                              + " | ".join(failures))
+
+    def load_checkpoint(self, checkpoint):
+        """Checks the manifest and loads every recoverable (``CheckpointError`` if broken)."""
+        self._call_load_hooks(checkpoint)
+
+    def _call_load_hooks(self, checkpoint):
+        path = checkpoint.path
+        logger.info(f"Loading a checkpoint from {path}")
+        if not verify_manifest(path):
+            _warn_once(("no manifest", str(path)),
+                       f"checkpoint {path} has no {MANIFEST} (written by an older version): "
+                       f"loaded without an integrity check")
+        end_of_epoch = checkpoint.meta.get("end-of-epoch", True)
+        for key, obj in self.recoverables.items():
+            loadpath = checkpoint.paramfiles.get(key)
+            if loadpath is None:
+                if self.allow_partial_load or "dataloader" in key or self.optional_recoverables.get(key):
+                    logger.debug(f"checkpoint {path} has no {key}{PARAMFILE_EXT}; skipped")
+                    continue
+                raise CheckpointError(f"checkpoint {path} lacks {key}{PARAMFILE_EXT}")
+            try:
+                self._load_one(key, obj, loadpath, end_of_epoch)
+            except CheckpointError:
+                raise
+            except Exception as err:  # any loader's failure means: this checkpoint is broken
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise CheckpointError(f"cannot load {loadpath}: {type(err).__name__}"
+                                      + (f": {first}" if first else "")) from err
+        rng = self.rng
+        if not end_of_epoch and rng is not None and rng.last_loaded is not None:
+            for obj in self.recoverables.values():  # see RandomState
+                if getattr(obj, "_speechbrain_recovery_skip_to", None) is not None:
+                    obj._speechbrain_dsl_pending_rng = rng.last_loaded
+        if rng is not None:
+            rng.last_loaded = None
+
+    def _load_one(self, key, obj, path, end_of_epoch):
+        if key in self.custom_load_hooks:
+            self.custom_load_hooks[key](obj, path, end_of_epoch)
+        elif isinstance(obj, RandomState):
+            obj.load(path, end_of_epoch)
+        else:
+            hook = get_default_hook(obj, DEFAULT_LOAD_HOOKS)
+            if hook is torch_recovery and isinstance(obj, torch.nn.Module):
+                load_state_strict(obj, path, verify=False)  # the manifest was checked
+            elif hook is not None:
+                hook(obj, path, end_of_epoch)
+            else:
+                raise RuntimeError(f"Don't know how to load {type(obj)} ({key}). Register a "
+                                   f"default hook or add a custom hook for this object.")
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsyncs the files of ``folder`` and the folder itself (best effort on odd file systems)."""
+    paths = [p for p in folder.iterdir() if p.is_file()] + [folder]
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+                raise
+        finally:
+            os.close(fd)
+
+
+# --- codec checkpoints -------------------------------------------------------------
 
 
 def find_codec_checkpoint(path, min_key="mel_full"):
@@ -78,7 +653,7 @@ def find_codec_checkpoint(path, min_key="mel_full"):
         return path / "codec.ckpt"
     if not path.is_dir():
         raise ValueError(f"codec checkpoint not found: {path}")
-    checkpointer = Checkpointer(path)
+    checkpointer = AtomicCheckpointer(path, save_rng_state=False, clear_partial=False)
     found = checkpointer.find_checkpoint(min_key=min_key) if any(
         min_key in c.meta for c in checkpointer.list_checkpoints()
     ) else checkpointer.find_checkpoint()
@@ -90,8 +665,9 @@ def find_codec_checkpoint(path, min_key="mel_full"):
 def load_codec(model_yaml, checkpoint, overrides=None):
     """Builds the codec of ``model_yaml`` and loads weights (and threshold) from ``checkpoint``.
 
-    Weights are read with ``torch.load(weights_only=True)``: a checkpoint cannot run
-    code. A truncated or foreign file raises ValueError naming it.
+    Weights are loaded with :func:`load_state_strict` (``weights_only=True``: a
+    checkpoint cannot run code; checksum, keys, shapes and finiteness checked):
+    a corrupt, truncated or foreign file raises a ValueError naming it.
     """
     from hyperpyyaml import load_hyperpyyaml
 
@@ -100,10 +676,5 @@ def load_codec(model_yaml, checkpoint, overrides=None):
         raise ValueError(f"model YAML not found: {model_yaml}")
     with open(model_yaml) as f:
         codec = load_hyperpyyaml(f, overrides or {})["codec"]
-    ckpt = find_codec_checkpoint(checkpoint)
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        codec.load_state_dict(state)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ValueError(f"cannot load codec weights from {ckpt}: {err}") from None
+    load_state_strict(codec, find_codec_checkpoint(checkpoint))
     return codec.eval()

@@ -42,6 +42,10 @@ class DSLCodecInterface(Pretrained):
                 if not (folder / name).is_file():
                     raise ValueError(f"packaged codec folder {folder} is missing {name}")
         try:
+            if folder.is_dir():  # checksums, keys, shapes, finite values: ValueErrors naming files
+                from speechbrain_dsl.inference.package import load_packaged
+
+                return load_packaged(cls, folder, hparams_file, **kwargs)
             return super().from_hparams(source=str(source), hparams_file=hparams_file, **kwargs)
         except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot load {folder / 'codec.ckpt'}: {err}") from None
