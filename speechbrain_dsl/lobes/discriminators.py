@@ -40,7 +40,7 @@ class STFTResolutionDiscriminator(nn.Module):
     (torch.Size([2, 1]), 5)
     """
 
-    def __init__(self, n_fft=1024, channels=16, strides=((1, 4), (2, 2), (1, 2), (2, 2)),
+    def __init__(self, n_fft=1024, channels=16, strides=((2, 4), (1, 2), (2, 2), (1, 2)),
                  kernel_size=(3, 9)):
         super().__init__()
         self.n_fft = n_fft
@@ -88,7 +88,7 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
     """
 
     def __init__(self, n_ffts=(512, 1024, 2048), channels=16,
-                 strides=((1, 4), (2, 2), (1, 2), (2, 2))):
+                 strides=((2, 4), (1, 2), (2, 2), (1, 2))):
         super().__init__()
         self.discriminators = nn.ModuleList(
             STFTResolutionDiscriminator(n, channels, strides) for n in n_ffts

@@ -1,0 +1,170 @@
+"""Seconds per training step of the LibriTTS codec recipe: the previous configuration vs today's.
+
+``previous`` is the recipe as it was (SoundStream waveform decoder, 64 mel bands,
+no STFT loss, SoundStream's STFT + multi-scale waveform discriminators); ``default``
+is the recipe's YAML as shipped. Both run the recipe's own ``CodecBrain.fit_batch``
+on the same random batch (``--batch`` x ``--seconds`` s of audio at 16 kHz), with
+the same thread count, in one process, timed round-robin; the median of
+``--repeats`` steps is reported. A ``generator`` step is the codec's forward and
+backward with the reconstruction losses; a ``gan`` step adds the discriminator's
+step and the adversarial and feature terms.
+
+The breakdown times each part's forward + backward on its own (same batch):
+encoder (with RVQ and, for the DSL, both tails and the switch), decoder, the
+reconstruction losses and the discriminator (its own step plus the generator-side
+pass). ``--precision bf16`` runs the same steps under bf16 autocast.
+
+    python benchmarks/train_step.py [--json] [--repeats 5] [--model dsl|baseline]
+        [--precision fp32|bf16] [--threads 1]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "LibriTTS" / "codec"
+sys.path.insert(0, str(RECIPE))
+from train import CodecBrain  # noqa: E402
+
+PREVIOUS = {
+    "decoder_type": "soundstream",
+    "discriminator_type": "soundstream",
+    "mel_bands": 64,
+    "loss_weights": {"mel": 1.0, "stft": 0.0, "commitment": 1.0, "adversarial": 1.0,
+                     "feature": 10.0, "dsl_compression": 1e-4, "dsl_switch": 1.0, "dsl_light": 1.0},
+}
+
+
+def build(config, model, precision, out):
+    """A CodecBrain for ``config`` (``previous`` or ``default``) with fresh weights."""
+    overrides = {"data_folder": "unused", "output_folder": str(out)}
+    if config == "previous":
+        overrides.update(PREVIOUS)
+        if model == "baseline":
+            overrides["loss_weights"] = {k: v for k, v in PREVIOUS["loss_weights"].items()
+                                         if not k.startswith("dsl")}
+    torch.manual_seed(0)
+    with open(RECIPE / "hparams" / f"codec_{model}.yaml") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    brain = CodecBrain(modules=hparams["modules"], hparams=hparams,
+                       run_opts={"device": "cpu", "precision": precision})
+    brain.init_optimizers()
+    brain.optimizer_step = 0
+    brain.term_sums, brain.term_counts = {}, {}
+    return brain
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def step(brain, batch, gan):
+    brain.optimizer_step = brain.hparams.adversarial_start_step if gan else 0
+    brain.fit_batch(batch)
+
+
+def breakdown(brain, wav, lens):
+    """Forward + backward seconds of each part alone: encoder, decoder, losses, discriminator."""
+    codec, hp = brain.codec, brain.hparams
+    parts = {}
+
+    def encoder():
+        emb, dsl = codec.encode_features(wav, lens)
+        q, _, commit = codec.quantizer(emb.transpose(1, 2))
+        loss = q.square().mean() + commit
+        if dsl is not None:
+            loss = loss + brain._weighted_sum(brain._dsl_terms(dsl, lens))
+        loss.backward()
+
+    with torch.no_grad():
+        emb = codec.encode_features(wav, lens)[0]
+    emb = emb.detach().requires_grad_(True)
+    with torch.no_grad():
+        fake = codec.decoder(emb)[..., : wav.shape[-1]] / codec.input_scale
+    fake = fake.detach().requires_grad_(True)
+
+    def decoder():
+        (codec.decoder(emb) ** 2).mean().backward()
+
+    def losses():
+        (brain.modules.mel_loss(fake, wav) + brain.modules.stft_loss(fake, wav)).backward()
+
+    def discriminator():
+        hp.gan_loss.discriminator_loss(fake, wav).backward()
+        adversarial, feature = hp.gan_loss.generator_loss(fake, wav)
+        (adversarial + feature).backward()
+
+    with brain.training_ctx:
+        for name, fn in (("encoder", encoder), ("decoder", decoder), ("losses", losses),
+                         ("discriminator", discriminator)):
+            parts[name] = timed(fn)
+    return parts
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=("dsl", "baseline"), default="baseline")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    samples = int(16000 * args.seconds)
+    wav = 0.1 * torch.randn(args.batch, samples, generator=gen)
+    lens = torch.ones(args.batch)
+    batch = SimpleNamespace(sig=(wav, lens))
+    configs = ("previous", "default")
+    rows, times, parts = [], {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        brains = {c: build(c, args.model, args.precision, Path(tmp) / c) for c in configs}
+        for brain in brains.values():  # warm-up: k-means init, allocator, one GAN step
+            step(brain, batch, gan=False)
+            step(brain, batch, gan=True)
+        for _ in range(args.repeats):
+            for config, brain in brains.items():
+                for kind in ("generator", "gan"):
+                    times.setdefault((config, kind), []).append(
+                        timed(lambda: step(brain, batch, kind == "gan")))
+        for config, brain in brains.items():
+            parts[config] = breakdown(brain, wav[:, None], lens)
+    for (config, kind), values in times.items():
+        rows.append({"config": config, "step": kind, "seconds": statistics.median(values),
+                     "model": args.model, "precision": args.precision, "threads": args.threads,
+                     "batch": f"{args.batch} x {args.seconds:g} s",
+                     **({"breakdown": parts[config]} if kind == "gan" else {})})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"codec_{args.model}.yaml, batch {args.batch} x {args.seconds:g} s, {args.precision}, "
+          f"{args.threads} thread(s), median of {args.repeats} steps")
+    print(f"| config | generator step (s) | GAN step (s) | GAN / generator | "
+          f"encoder | decoder | losses | discriminator |")
+    print("|---|---|---|---|---|---|---|---|")
+    for config in configs:
+        g, d = times[config, "generator"], times[config, "gan"]
+        g, d = statistics.median(g), statistics.median(d)
+        p = parts[config]
+        print(f"| {config} | {g:.2f} | {d:.2f} | {d / g:.2f}x | {p['encoder']:.2f} | "
+              f"{p['decoder']:.2f} | {p['losses']:.2f} | {p['discriminator']:.2f} |")
+    prev, new = (statistics.median(times[c, "gan"]) for c in configs)
+    print(f"GAN step: default is {prev / new:.2f}x cheaper than previous")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
