@@ -188,6 +188,9 @@ class CodecBrain(sb.Brain):
                else self.hparams.test_visqol_max_utterances)
         self.visqol_every = max(1, math.ceil(size / cap)) if cap else 1
         self.position = 0
+        subsets = {sb.Stage.VALID: self.hparams.valid_subsets,
+                   sb.Stage.TEST: self.hparams.test_subsets}.get(stage, [])
+        self.several_subsets = len(subsets) > 1
         if stage == sb.Stage.VALID and self.codec.has_dsl:
             self.calibrate()
 
@@ -212,6 +215,7 @@ class CodecBrain(sb.Brain):
         codec.eval()
         wav, lens = batch.sig
         wav, lens = wav.to(self.device), lens.to(self.device)
+        subsets = [Path(path).parts[-4] for path in batch.wav]  # <subset>/<spk>/<chap>/<wav>
         positions = torch.arange(self.position, self.position + wav.shape[0])
         self.position += wav.shape[0]
         picked = (positions % self.visqol_every == 0).nonzero().flatten()
@@ -226,6 +230,11 @@ class CodecBrain(sb.Brain):
             if use_visqol:
                 scores = visqol(wav_hat[picked], wav[picked], lens[picked])
                 self._add(f"visqol_{mode}", scores)
+            if self.several_subsets:  # e.g. generated vs recorded speech, side by side
+                for i, subset in enumerate(subsets):
+                    self._add(f"mel_{mode}@{subset}", mel[i])
+                    if use_visqol and i in picked:
+                        self._add(f"visqol_{mode}@{subset}", scores[picked.tolist().index(i)])
             if mode == "full":
                 lsd = mel_distance(wav_hat, wav, lens, n_mels=None)
                 self._add("lsd_full", lsd)
@@ -372,7 +381,7 @@ def dataio_prepare(hparams, root):
             json_path=Path(hparams["manifest_folder"]) / f"{split}.json",
             replacements={"data_root": str(root)},
             dynamic_items=[train_audio if split == "train" else eval_audio],
-            output_keys=["id", "sig"],
+            output_keys=["id", "sig", "wav"],
         )
     for split in ("valid", "test"):
         datasets[split] = datasets[split].filtered_sorted(sort_key="duration")
