@@ -434,7 +434,9 @@ class DSLCodec(nn.Module):
 
     def embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """Codebook vectors ``[B, T, K, D]`` of tokens ``[B, T, K]`` (Encodec's ``embeddings``)."""
-        return self.quantizer.codes(self.check_tokens(tokens))
+        tokens = self.check_tokens(tokens)
+        # the RVQ fills codebooks past K with zero vectors: keep the K asked for
+        return self.quantizer.codes(tokens)[:, :, : tokens.shape[-1]]
 
     def predict_distances(self, inputs, length=None):
         """The switch's predicted distance per segment ``[B, segments]``; runs no tail."""
@@ -514,7 +516,7 @@ class DSLCodec(nn.Module):
         torch.Tensor
         """
         _refuse_ssl_options(kwargs)
-        index = self._select_codebooks(num_codebooks)
+        index = self.select_codebooks(num_codebooks)
         tokens, _ = self.encode(signal, lengths)
         return tokens[..., index]
 
@@ -561,13 +563,35 @@ class DSLCodec(nn.Module):
                 f"vocab_size: this codec has {self.vocab_size} entries per codebook, got "
                 f"{vocab_size!r}"
             )
-        index = self._select_codebooks(num_codebooks)
+        index = self.select_codebooks(num_codebooks)
         with self._inference():
             vectors = self.vocabulary[index]
         return vectors.reshape(-1, vectors.shape[-1]).to(device)
 
-    def _select_codebooks(self, num_codebooks, name: str = "num_codebooks") -> List[int]:
-        """Indices meant by DASB's ``num_codebooks`` (None, a count or a list of indices)."""
+    def select_codebooks(
+        self, num_codebooks: Union[int, Sequence[int], None], name: str = "num_codebooks"
+    ) -> List[int]:
+        """Codebook indices meant by DASB's ``num_codebooks``: None, a count or a list.
+
+        Only the ``self.num_codebooks`` codebooks in use can be asked for; more is
+        a ValueError naming ``name``.
+
+        Example
+        -------
+        >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder, SoundStreamDecoder
+        >>> from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
+        >>> codec = DSLCodec(
+        ...     SoundStreamEncoder(channels=2, multipliers=(2,), strides=(8,), emb_dim=8),
+        ...     ResidualVectorQuantizer(dim=8, num_quantizers=3, codebook_size=16),
+        ...     SoundStreamDecoder(emb_dim=8, channels=2, multipliers=(2,), strides=(8,)),
+        ... )
+        >>> codec.select_codebooks(None), codec.select_codebooks(2), codec.select_codebooks([2, 0])
+        ([0, 1, 2], [0, 1], [2, 0])
+        >>> codec.select_codebooks(4)
+        Traceback (most recent call last):
+        ...
+        ValueError: num_codebooks: expected 1..3 codebooks, got 4
+        """
         available = self.num_codebooks
         if num_codebooks is None:
             return list(range(available))

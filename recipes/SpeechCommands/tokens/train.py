@@ -1,43 +1,49 @@
 #!/usr/bin/env python3
-"""Keyword spotting on discrete audio tokens, DASB style: the tokenizer is chosen in YAML.
+"""Keyword spotting on discrete audio tokens, written the way DASB recipes are.
 
     python train.py hparams/tokens_dsl.yaml --data_folder=/path/to/speech_commands_v0.02 \
-        --tokenizer_source=/path/to/packaged/dsl-codec
+        --tokenizer_source=../../../pretrained/dsl-codec-16k
 
-The recipe only uses the tokenizer interface SpeechBrain's codec wrappers share:
-``encode(wavs, lengths) -> (tokens [B, T, K], emb)``, ``num_codebooks``,
-``vocab_size``, ``sample_rate`` and (optionally) ``get_pretrained_embeddings``.
-Swapping the tokenizer (ours with or without DSL, or SpeechBrain's Encodec / DAC
-wrappers where their weights are available) is a change of the ``tokenizer`` entry
-in the YAML. The tokenizer is frozen; a ``TokenClassifier`` is trained on the
-12-class task (10 words, _silence_, _unknown_).
+1. Extraction, once: every clip becomes tokens through the tokenizer's
+   ``sig_to_tokens(wavs, lens, num_codebooks=K)`` and is saved under
+   ``tokens_folder`` (``<split>.pt``: utterance id -> ``[T, K]``), together with
+   ``get_pretrained_embeddings(vocab_size, K, device=...)`` (``embeddings.pt``).
+   A later run reads them back unless the tokenizer (its weights and settings),
+   ``K`` or the audio changed (``extraction.json`` holds the key).
+2. Training: a ``TokenClassifier`` on the saved tokens of the ``K`` codebooks,
+   its embedding table (``K * vocab_size`` rows, codebook-major) initialised from
+   the saved codebook vectors; 12 classes (10 words, _silence_, _unknown_).
+
+The recipe knows the tokenizer only through DASB's contract (``sample_rate``,
+``sig_to_tokens``, ``get_pretrained_embeddings``), so the codec is swapped by
+changing the ``tokenizer`` lines of the YAML, for any tokenizer with that
+contract (ours, DASB's Encodec / DAC / SpeechTokenizer wrappers).
 """
 
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
-import soundfile as sf
 import speechbrain as sb
 import torch
-import torchaudio
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_dsl.atomic import atomic_path, write_json
+from speechbrain_dsl.embedding_cache import audio_key, codec_fingerprint, read_clip
+
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from speech_commands_prepare import prepare_speech_commands  # noqa: E402
+from speech_commands_prepare import SPLITS, prepare_speech_commands  # noqa: E402
 
 
 class TokenKWSBrain(sb.Brain):
-    """Frozen tokenizer -> tokens -> TokenClassifier."""
+    """Saved tokens -> TokenClassifier."""
 
     def compute_forward(self, batch, stage):
-        wav, lens = batch.sig
-        wav, lens = wav.to(self.device), lens.to(self.device)
-        with torch.no_grad():
-            tokens, _ = self.hparams.tokenizer.encode(wav, lens)
-        return self.modules.probe(tokens, lens)
+        tokens, lens = batch.tokens
+        return self.modules.model(tokens.to(self.device), lens.to(self.device))
 
     def compute_objectives(self, log_probs, batch, stage):
         labels = batch.label_encoded.data.to(self.device).flatten()
@@ -62,25 +68,85 @@ class TokenKWSBrain(sb.Brain):
             self.hparams.train_logger.log_stats({"Epoch loaded": self.hparams.epoch_counter.current},
                                                 test_stats=stats)
             if if_main_process():
-                path = Path(self.hparams.output_folder) / "test_metrics.json"
-                path.with_suffix(".tmp").write_text(json.dumps(stats, indent=2))
-                os.replace(path.with_suffix(".tmp"), path)
+                write_json(Path(self.hparams.output_folder) / "test_metrics.json", stats)
 
 
-def dataio_prepare(hparams):
-    """Datasets reading 1-s clips (or _silence_ slices) at the tokenizer's rate."""
-    rate = hparams["tokenizer"].sample_rate
+def extraction_key(tokenizer, manifests, num_codebooks, vocab_size):
+    """What the saved tokens depend on: the tokenizer, its settings, K and the audio."""
+    digest = hashlib.sha256()
+    settings = {name: getattr(tokenizer, name, None)
+                for name in ("mode", "threshold", "num_codebooks", "sample_rate")}
+    digest.update(f"{type(tokenizer).__qualname__}|{settings}|{num_codebooks}|{vocab_size}"
+                  .encode())
+    digest.update(codec_fingerprint(tokenizer).encode())
+    for split in SPLITS:
+        entries = json.loads(Path(manifests[split]).read_text())
+        for utt in sorted(entries):
+            digest.update(f"{split}|{utt}|{audio_key(entries[utt])}".encode())
+    return digest.hexdigest()[:16]
+
+
+def extract_tokens(tokenizer, manifests, folder, num_codebooks, vocab_size, batch_size, device):
+    """Tokens of every clip (``sig_to_tokens``) and the codebook vectors, saved once.
+
+    Returns
+    -------
+    tokens : dict
+        ``{split: {utterance id: LongTensor [T, K]}}``.
+    embeddings : torch.Tensor
+        ``[K * vocab_size, D]``, from ``get_pretrained_embeddings``.
+    """
+    folder = Path(folder)
+    key = extraction_key(tokenizer, manifests, num_codebooks, vocab_size)
+    meta = folder / "extraction.json"
+    if meta.is_file() and json.loads(meta.read_text()).get("key") == key:
+        return ({split: torch.load(folder / f"{split}.pt") for split in SPLITS},
+                torch.load(folder / "embeddings.pt"))
+    rate = tokenizer.sample_rate
+    tokens = {}
+    for split in SPLITS:
+        entries = json.loads(Path(manifests[split]).read_text())
+        ids = sorted(entries)
+        tokens[split] = {}
+        for first in range(0, len(ids), batch_size):
+            batch = ids[first : first + batch_size]
+            clips = [read_clip(entries[u]["wav"], rate, entries[u]["start"], entries[u]["stop"])
+                     [:rate] for u in batch]
+            sizes = torch.tensor([len(clip) for clip in clips])
+            wavs = torch.zeros(len(batch), int(sizes.max()))
+            for row, clip in enumerate(clips):
+                wavs[row, : len(clip)] = clip
+            lens = sizes / sizes.max()
+            batch_tokens = tokenizer.sig_to_tokens(wavs.to(device), lens.to(device),
+                                                   num_codebooks=num_codebooks).cpu()
+            for utt, utt_tokens in zip(batch, sb.utils.data_utils.undo_padding(batch_tokens,
+                                                                                lens)):
+                tokens[split][utt] = torch.as_tensor(utt_tokens, dtype=torch.long)
+        with atomic_path(folder / f"{split}.pt", suffix=".pt") as tmp:
+            torch.save(tokens[split], tmp)
+    embeddings = tokenizer.get_pretrained_embeddings(vocab_size, num_codebooks,
+                                                     device=device).cpu()
+    with atomic_path(folder / "embeddings.pt", suffix=".pt") as tmp:
+        torch.save(embeddings, tmp)
+    write_json(meta, {"key": key, "num_codebooks": num_codebooks, "vocab_size": vocab_size,
+                      "sample_rate": rate})
+    return tokens, embeddings
+
+
+def init_embeddings(embedding, vectors):
+    """Copies the codebook vectors into the model's embedding table (same layout)."""
+    if vectors.shape != embedding.weight.shape:
+        raise ValueError(
+            f"pretrained embeddings {tuple(vectors.shape)} do not fit the embedding table "
+            f"{tuple(embedding.weight.shape)} (num_codebooks * vocab_size, emb_dim): set "
+            f"emb_dim to the tokenizer's vector size, or pretrain_embeddings: False")
+    with torch.no_grad():
+        embedding.weight.copy_(vectors)
+
+
+def dataio_prepare(hparams, manifests, tokens):
+    """Datasets of saved tokens (``[T, K]`` per utterance) and encoded labels."""
     label_encoder = sb.dataio.encoder.CategoricalEncoder()
-
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio(wav, start, stop):
-        samples, sr = sf.read(wav, start=start, stop=None if stop < 0 else stop,
-                              dtype="float32", always_2d=True)
-        samples = torch.from_numpy(samples).mean(1)
-        if sr != rate:
-            samples = torchaudio.functional.resample(samples, sr, rate)
-        return samples[:rate]
 
     @sb.utils.data_pipeline.takes("label")
     @sb.utils.data_pipeline.provides("label", "label_encoded")
@@ -89,10 +155,15 @@ def dataio_prepare(hparams):
         yield label_encoder.encode_label_torch(name)
 
     datasets = {}
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
+        @sb.utils.data_pipeline.takes("id")
+        @sb.utils.data_pipeline.provides("tokens")
+        def token_pipeline(utt, table=tokens[split]):
+            return table[utt]
+
         datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            Path(hparams["manifest_folder"]) / f"{split}.json",
-            dynamic_items=[audio, label], output_keys=["id", "sig", "label_encoded"])
+            manifests[split], dynamic_items=[token_pipeline, label],
+            output_keys=["id", "tokens", "label_encoded"])
     label_encoder.load_or_create(Path(hparams["save_folder"]) / "labels.txt",
                                  from_didatasets=[datasets["train"]], output_key="label")
     return datasets
@@ -104,12 +175,22 @@ def main(argv):
         hparams = load_hyperpyyaml(fin, overrides)
     torch.set_num_threads(hparams["cpu_threads"])
     sb.create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
+    manifests = prepare_speech_commands(hparams["data_folder"], hparams["manifest_folder"],
+                                        task="12", skip_prep=True)
     run_on_main(prepare_speech_commands, kwargs={
         "data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
         "task": "12"})
-    datasets = dataio_prepare(hparams)
     brain = TokenKWSBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
                           hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    tokenizer = hparams["tokenizer"].to(brain.device)
+    extract = dict(tokenizer=tokenizer, manifests=manifests, folder=hparams["tokens_folder"],
+                   num_codebooks=hparams["num_codebooks"], vocab_size=hparams["vocab_size"],
+                   batch_size=hparams["extract_batch_size"], device=brain.device)
+    run_on_main(extract_tokens, kwargs=extract)
+    tokens, embeddings = extract_tokens(**extract)  # reads back what the main process saved
+    if hparams["pretrain_embeddings"]:
+        init_embeddings(hparams["model"].embedding, embeddings)  # checkpoints override it
+    datasets = dataio_prepare(hparams, manifests, tokens)
     loader = {"batch_size": hparams["batch_size"]}
     brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
               train_loader_kwargs={**loader, "shuffle": True}, valid_loader_kwargs=loader)
