@@ -665,16 +665,27 @@ def find_codec_checkpoint(path, min_key="mel_full"):
 def load_codec(model_yaml, checkpoint, overrides=None):
     """Builds the codec of ``model_yaml`` and loads weights (and threshold) from ``checkpoint``.
 
+    ``model_yaml=None`` takes the model definition that travels with the weights:
+    the ``hyperparams.yaml`` of a packaged folder. A checkpoint without one (a
+    recipe's ``CKPT+`` folder) needs ``model_yaml``.
+
     Weights are loaded with :func:`load_state_strict` (``weights_only=True``: a
     checkpoint cannot run code; checksum, keys, shapes and finiteness checked):
     a corrupt, truncated or foreign file raises a ValueError naming it.
     """
     from hyperpyyaml import load_hyperpyyaml
 
+    ckpt = find_codec_checkpoint(checkpoint)
+    if model_yaml is None:
+        model_yaml = ckpt.parent / "hyperparams.yaml"
+        if not model_yaml.is_file():
+            raise ValueError(
+                f"{ckpt} has no hyperparams.yaml beside it (not a packaged folder): "
+                f"name the model definition with model_yaml")
     model_yaml = Path(model_yaml)
     if not model_yaml.is_file():
         raise ValueError(f"model YAML not found: {model_yaml}")
     with open(model_yaml) as f:
         codec = load_hyperpyyaml(f, overrides or {})["codec"]
-    load_state_strict(codec, find_codec_checkpoint(checkpoint))
+    load_state_strict(codec, ckpt)
     return codec.eval()

@@ -147,10 +147,12 @@ class Demo:
             raise RuntimeError(f"stage {stage} failed (exit {code}); see {log}:\n{tail}")
 
     def eval_codec(self):
-        """The DSL codec the evaluation stages use: the reference model if shipped."""
+        """The DSL codec the evaluation stages use (the reference model if shipped),
+        its description and its model definition (``null``: the packaged folder's own)."""
         if (PRETRAINED_DSL / "codec.ckpt").is_file():
-            return PRETRAINED_DSL, "reference model `pretrained/dsl-codec-16k`"
-        return self.out / "train" / "dsl" / "save", "the demo's own short-trained DSL codec"
+            return PRETRAINED_DSL, "reference model `pretrained/dsl-codec-16k`", "null"
+        return (self.out / "train" / "dsl" / "save", "the demo's own short-trained DSL codec",
+                ROOT / "hparams" / "soundstream_dsl.yaml")
 
     # -- stages ----------------------------------------------------------------
     def stage_corpora(self):
@@ -198,13 +200,13 @@ class Demo:
         return {"sweep": sweep, "line": line}
 
     def stage_routing(self):
-        codec, source = self.eval_codec()
+        codec, source, model_yaml = self.eval_codec()
         folder = self.out / "routing"
         n = self.size["routing_clips"]
         self.command("routing", ["evaluate.py", "hparams/evaluate.yaml",
                                  f"--data_folder={self.data / 'AudioSet'}",
-                                 f"--codec_checkpoint={codec}", f"--output_folder={folder}",
-                                 f"--max_clips_per_class={n}",
+                                 f"--codec_checkpoint={codec}", f"--model_yaml={model_yaml}",
+                                 f"--output_folder={folder}", f"--max_clips_per_class={n}",
                                  f"--sweep_max_clips_per_class={min(n, 4)}",
                                  f"--wall_repeats={self.size['bench_repeats']}"],
                      ROOT / "recipes" / "AudioSet" / "routing")
@@ -217,10 +219,11 @@ class Demo:
         return {"results": results, "codec": source, "line": line}
 
     def _probe(self, stage, recipe, data, extra):
-        codec, source = self.eval_codec()
+        codec, source, model_yaml = self.eval_codec()
         folder = self.out / stage
         self.command(stage, ["train.py", "hparams/probe.yaml", f"--data_folder={data}",
-                             f"--codec_checkpoint={codec}", f"--output_folder={folder}",
+                             f"--codec_checkpoint={codec}", f"--model_yaml={model_yaml}",
+                             f"--output_folder={folder}",
                              f"--number_of_epochs={self.size['probe_epochs']}", *extra],
                      ROOT / "recipes" / recipe / "probe")
         results = json.loads((folder / "results.json").read_text())["results"]

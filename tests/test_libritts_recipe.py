@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from speechbrain_dsl.data.synthetic import make_libritts
+from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
 from speechbrain_dsl.metrics import mel_distance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,3 +222,36 @@ def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
     # 8 training utterances over 2 processes with batch size 2: 2 steps each.
     assert checkpoints(out / "save")[-1][1]["optimizer_step"] == 2
     assert "train adversarial" in (out / "train_log.txt").read_text()
+
+
+def _codec_state(save_folder):
+    ckpt = sorted(Path(save_folder).glob("CKPT+*"), key=lambda p: p.stat().st_mtime)[-1]
+    return torch.load(ckpt / "codec.ckpt", weights_only=True)
+
+
+def test_retrofit_stage_a_trains_only_the_dsl_then_stage_b_trains_everything(
+        tmp_path, corpus, packaged_baseline_codec):
+    baseline = torch.load(packaged_baseline_codec / "codec.ckpt", weights_only=True)
+    out = tmp_path / "retrofit"
+    common = [*FAST, "--batch_size=2", f"--init_from={packaged_baseline_codec}",
+              "--adversarial_start_step=3"]
+    # Stage a only: one epoch is 4 steps (2 train speakers x 4 utterances / batch 2).
+    result = run_recipe("codec_dsl_retrofit.yaml", corpus, out, *common, "--retrofit_distill_steps=100")
+    assert result.returncode == 0, result.stderr[-3000:]
+    distilled = _codec_state(out / "save")
+    renamed = baseline_to_dsl_state(baseline, split_after=0)
+    assert {k for k in renamed if k.startswith("encoder.dsl.full_tail.")}
+    moved = {k for k, v in distilled.items() if k in renamed and not torch.equal(v, renamed[k])}
+    assert not moved  # encoder, quantizer and decoder frozen
+    assert not torch.all(distilled["encoder.dsl.mask.weight"] == 1.0)  # left its identity init
+    log = (out / "train_log.txt").read_text()
+    assert "train dsl_light" in log and "train mel" not in log
+    # Stage b: the same command with distillation over trains the whole codec.
+    out_b = tmp_path / "finetune"
+    result = run_recipe("codec_dsl_retrofit.yaml", corpus, out_b, *common, "--retrofit_distill_steps=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tuned = _codec_state(out_b / "save")
+    assert not torch.equal(tuned["decoder.embed.weight"], baseline["decoder.embed.weight"])
+    log = (out_b / "train_log.txt").read_text()
+    assert "train mel" in log and "train adversarial" in log
+

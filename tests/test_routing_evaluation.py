@@ -53,8 +53,8 @@ def test_load_codec_restores_weights_and_threshold_and_rejects_bad_files(tmp_pat
     assert loaded.threshold == pytest.approx(0.1234)
     assert not loaded.training
     ckpt = find_codec_checkpoint(tmp_path / "save")
-    torch.testing.assert_close(loaded.state_dict()["decoder.layers.0.weight"],
-                               codec.state_dict()["decoder.layers.0.weight"])
+    torch.testing.assert_close(loaded.state_dict()["decoder.embed.weight"],
+                               codec.state_dict()["decoder.embed.weight"])
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(ckpt.read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated.ckpt"):
@@ -71,7 +71,8 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
     AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint()
     out = tmp_path / "out"
     cmd = [sys.executable, "evaluate.py", "hparams/evaluate.yaml", f"--data_folder={data}",
-           f"--codec_checkpoint={tmp_path / 'save'}", f"--output_folder={out}",
+           f"--codec_checkpoint={tmp_path / 'save'}", f"--model_yaml={MODEL}",
+           f"--output_folder={out}",
            "--clip_seconds=2.0", "--wall_repeats=1", "--sweep_shares=[0.0,0.5,1.0]",
            "--sweep_max_clips_per_class=2"]
     result = subprocess.run(cmd, cwd=ROOT / "recipes" / "AudioSet" / "routing",
