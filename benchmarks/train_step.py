@@ -1,7 +1,8 @@
 """Seconds per training step of the LibriTTS codec recipe: the previous configuration vs today's.
 
 ``previous`` is the recipe as it was (SoundStream waveform decoder, 64 mel bands,
-no STFT loss, SoundStream's STFT + multi-scale waveform discriminators); ``default``
+no STFT loss, SoundStream's STFT + multi-scale waveform discriminators from step
+2,000, no gain augmentation, the absolute dead-code rule); ``default``
 is the recipe's YAML as shipped. Both run the recipe's own ``CodecBrain.fit_batch``
 on the same random batch (``--batch`` x ``--seconds`` s of audio at 16 kHz), with
 the same thread count, in one process, timed round-robin; the median of
@@ -39,6 +40,9 @@ PREVIOUS = {
     "decoder_type": "soundstream",
     "discriminator_type": "soundstream",
     "mel_bands": 64,
+    "adversarial_start_step": 2000,
+    "gain": None,
+    "rvq_dead_code_usage": None,
     "loss_weights": {"mel": 1.0, "stft": 0.0, "commitment": 1.0, "adversarial": 1.0,
                      "feature": 10.0, "dsl_compression": 1e-4, "dsl_switch": 1.0, "dsl_light": 1.0},
 }
