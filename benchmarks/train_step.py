@@ -15,8 +15,14 @@ encoder (with RVQ and, for the DSL, both tails and the switch), decoder, the
 reconstruction losses and the discriminator (its own step plus the generator-side
 pass). ``--precision bf16`` runs the same steps under bf16 autocast.
 
+``--variants`` instead times the default configuration's generator and GAN steps
+under CPU settings, round-robin in one process: ``fp32`` (1 thread, the
+reference), ``bf16`` (autocast), ``threads2`` (2 intra-op threads) and
+``compile`` (``torch.compile`` of the codec).
+
     python benchmarks/train_step.py [--json] [--repeats 5] [--model dsl|baseline]
         [--precision fp32|bf16] [--threads 1]
+    python benchmarks/train_step.py --variants fp32 bf16 threads2 compile
 """
 
 import argparse
@@ -116,6 +122,49 @@ def breakdown(brain, wav, lens):
     return parts
 
 
+def compare_variants(args):
+    """Generator/GAN step seconds of the default configuration under CPU settings."""
+    wav = 0.1 * torch.randn(args.batch, int(16000 * args.seconds),
+                            generator=torch.Generator().manual_seed(0))
+    batch = SimpleNamespace(sig=(wav, torch.ones(args.batch)))
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        brains = {}
+        for variant in args.variants:
+            brain = build("default", args.model, "bf16" if variant == "bf16" else "fp32",
+                          Path(tmp) / variant)
+            if variant == "compile":
+                brain.modules.codec = torch.compile(brain.modules.codec)
+            brains[variant] = brain
+        threads = {v: 2 if v == "threads2" else args.threads for v in brains}
+        for variant, brain in brains.items():  # warm-up (and compilation)
+            torch.set_num_threads(threads[variant])
+            step(brain, batch, gan=False)
+            step(brain, batch, gan=True)
+        for _ in range(args.repeats):
+            for variant, brain in brains.items():
+                torch.set_num_threads(threads[variant])
+                for kind in ("generator", "gan"):
+                    times.setdefault((variant, kind), []).append(
+                        timed(lambda: step(brain, batch, kind == "gan")))
+    rows = [{"config": "default", "variant": v, "step": k, "seconds": statistics.median(t),
+             "model": args.model, "batch": f"{args.batch} x {args.seconds:g} s"}
+            for (v, k), t in times.items()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    reference = args.variants[0]
+    print(f"default codec_{args.model}.yaml, batch {args.batch} x {args.seconds:g} s, median of "
+          f"{args.repeats} steps; ratios against {reference}")
+    print("| variant | generator step (s) | GAN step (s) | generator ratio | GAN ratio |")
+    print("|---|---|---|---|---|")
+    for variant in args.variants:
+        g, d = (statistics.median(times[variant, k]) for k in ("generator", "gan"))
+        g0, d0 = (statistics.median(times[reference, k]) for k in ("generator", "gan"))
+        print(f"| {variant} | {g:.2f} | {d:.2f} | {g / g0:.2f}x | {d / d0:.2f}x |")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("dsl", "baseline"), default="baseline")
@@ -125,8 +174,11 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--variants", nargs="+", choices=("fp32", "bf16", "threads2", "compile"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.variants:
+        return compare_variants(args)
     gen = torch.Generator().manual_seed(0)
     samples = int(16000 * args.seconds)
     wav = 0.1 * torch.randn(args.batch, samples, generator=gen)
