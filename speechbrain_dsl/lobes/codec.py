@@ -475,8 +475,9 @@ class DSLCodec(nn.Module):
     def decode_latents(
         self, latents: torch.Tensor, length: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Waveform ``[B, 1, T * hop]`` from quantized latents ``[B, D, T]`` (summed codebook vectors).
+        """Waveform ``[B, 1, T * hop]`` from quantized latents ``[B, D, T]``.
 
+        The latents are the summed codebook vectors (what the RVQ outputs);
         ``length`` (relative) zeroes the padding of shorter items.
         """
         length = self.check_length(length, latents.shape[0])
@@ -636,7 +637,9 @@ def _check_rate(sample_rate) -> int:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or (
         sample_rate <= 0 or not float(sample_rate).is_integer()
     ):
-        raise ValueError(f"sample_rate: expected a positive whole number of Hz, got {sample_rate!r}")
+        raise ValueError(
+            f"sample_rate: expected a positive whole number of Hz, got {sample_rate!r}"
+        )
     return int(sample_rate)
 
 
