@@ -8,6 +8,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dsl.lobes.codec import CodecOutput, DSLCodec
 from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
+from speechbrain_dsl.lobes.vocos import VocosDecoder
 from speechbrain_dsl.lobes.soundstream import SoundStreamDecoder, SoundStreamEncoder
 from speechbrain_dsl.nnet.dsl import DSLLoss, DynamicSwitchLayer, Mask, Switch
 from speechbrain_dsl.nnet.losses import MultiScaleMelLoss
@@ -347,7 +348,9 @@ def test_dsl_yaml_instantiates_the_documented_model():
     assert isinstance(codec, DSLCodec) and codec.has_dsl
     assert isinstance(hp["encoder"], DSLEncoder) and codec.encoder is hp["encoder"]
     assert isinstance(codec.quantizer, ResidualVectorQuantizer)
-    assert isinstance(codec.decoder, SoundStreamDecoder)
+    assert isinstance(codec.decoder, VocosDecoder)  # the paper's: decoder_type=soundstream
+    assert codec.decoder.hop == codec.hop_length
+    assert isinstance(load_hparams(decoder_type="soundstream")["codec"].decoder, SoundStreamDecoder)
     assert (codec.sample_rate, codec.hop_length) == (16000, 320)
     assert (codec.num_codebooks, codec.vocab_size) == (8, 1024)
     dsl = hp["encoder"].dsl
