@@ -90,8 +90,16 @@ def test_decoder_sample_depends_on_its_own_frame():
         assert max(used) == n // TINY_HOP
 
 
-def test_default_decoder_is_causal(default_hparams):
-    dec = default_hparams["decoder"]
+def test_default_decoder_looks_ahead_only_its_stated_lookahead(default_hparams):
+    dec = default_hparams["decoder"]  # frame-rate convs are causal; the inverse STFT looks ahead
+    emb = torch.randn(1, 64, 6)
+    assert_prefix_causal(dec, emb, 3, keep=3 * 320 - dec.head.lookahead)
+
+
+def test_soundstream_decoder_is_causal():
+    from conftest import load_hparams
+
+    dec = load_hparams(decoder_type="soundstream")["decoder"]
     emb = torch.randn(1, 64, 6)
     assert_prefix_causal(dec, emb, 3, keep=3 * 320)
 
