@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from speechbrain.utils.train_logger import FileTrainLogger
 
 from speechbrain_dsl.data.synthetic import make_libritts
 from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
@@ -142,10 +143,16 @@ def test_prepare_rejects_missing_subset_empty_folder_and_bad_audio(tmp_path, cor
 
 
 def test_recipe_debug_run_trains_validates_calibrates_and_tests(tmp_path, corpus):
+    """Also: numba compiling ViSQOL's kernels (an empty cache) keeps out of log.txt."""
     out = tmp_path / "run"
     result = run_recipe("codec_dsl.yaml", corpus, out, "--debug", "--batch_size=2", "--valid_max_seconds=1.0",
-                        "--valid_visqol_max_utterances=2", "--adversarial_start_step=1")
+                        "--valid_visqol_max_utterances=2", "--adversarial_start_step=1",
+                        env={"NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "numba_cache").rglob("*.nbi")), "numba compiled nothing: the check is void"
+    log = (out / "log.txt").read_text()
+    assert len(log) < 100_000 and " - numba." not in log  # 7.5 MB of numba DEBUG dumps otherwise
+    assert "visqol" in log and "speechbrain.core - INFO" in log  # the recipe's own records stay
     metrics = json.loads((out / "test_metrics.json").read_text())
     for key in ("mel_full", "mel_light", "mel_mixed", "sisnr_mixed", "visqol_full",
                 "visqol_mixed", "light_share", "sparsity", "switch_spearman", "threshold"):
@@ -163,16 +170,31 @@ def test_baseline_recipe_runs_the_same_pipeline_without_dsl(tmp_path, corpus):
     assert "mel_full" in metrics and "light_share" not in metrics
 
 
-def test_killed_run_resumes_with_the_same_number_of_optimizer_steps(tmp_path, corpus):
-    args = (*FAST, "--batch_size=1", "--ckpt_interval_minutes=0", "--ckpt_interval_steps=2")
-    reference = run_recipe("codec_dsl.yaml", corpus, tmp_path / "ref", *args)
+def step_log(path):
+    """``[(optimizer_step, loss text)]`` of a ``step_log_file`` (complete lines only)."""
+    text = Path(path).read_text() if Path(path).exists() else ""
+    return [tuple(line.split()) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+def test_killed_run_resumes_bit_exact_with_the_same_losses_and_logs(tmp_path, corpus):
+    """SIGKILL mid-epoch (while a checkpoint is written, if it can), resume: per-step
+    losses, the epoch's logged term means, validation and test metrics are those
+    of an uninterrupted run bit for bit (CPU, one thread). Adversarial training
+    starts at step 3, so both optimizers, the random gain, the random crops and
+    the RVQ initialisation all matter."""
+    args = (*FAST, "--batch_size=1", "--ckpt_interval_minutes=0", "--ckpt_interval_steps=2",
+            "--adversarial_start_step=3")
+    reference = run_recipe("codec_dsl.yaml", corpus, tmp_path / "ref", *args,
+                           f"--step_log_file={tmp_path / 'ref' / 'steps.txt'}")
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = checkpoints(tmp_path / "ref" / "save")[-1][1]["optimizer_step"]
     assert expected == 8  # 8 training utterances, batch size 1, one epoch
+    losses = step_log(tmp_path / "ref" / "steps.txt")
+    assert [int(step) for step, _ in losses] == list(range(1, 9))
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "train.py", "hparams/codec_dsl.yaml", f"--data_folder={corpus}",
-           f"--output_folder={out}", *args]
+           f"--output_folder={out}", *args, f"--step_log_file={out / 'steps.txt'}"]
     proc = subprocess.Popen(cmd, cwd=RECIPE, env=dict(os.environ, OMP_NUM_THREADS="1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Kill once a checkpoint exists, preferably while the next one is being
@@ -189,13 +211,23 @@ def test_killed_run_resumes_with_the_same_number_of_optimizer_steps(tmp_path, co
     proc.wait()
     saved = checkpoints_safe(out / "save")
     assert saved and all(meta.get("brain_intra_epoch_ckpt") for meta, _ in saved)
-    assert saved[-1][1]["optimizer_step"] < expected
+    resume_step = saved[-1][1]["optimizer_step"]
+    assert resume_step < expected
+    before_kill = step_log(out / "steps.txt")
+    assert before_kill == losses[: len(before_kill)] and len(before_kill) >= resume_step
 
-    resumed = run_recipe("codec_dsl.yaml", corpus, out, *args)
+    resumed = run_recipe("codec_dsl.yaml", corpus, out, *args, f"--step_log_file={out / 'steps.txt'}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = checkpoints(out / "save")[-1]
     assert not final[0].get("brain_intra_epoch_ckpt")
     assert final[1]["optimizer_step"] == expected
+    # The resumed run redid the steps after its checkpoint, with the same losses
+    # to the last bit (the file holds repr(float) of each loss).
+    assert step_log(out / "steps.txt")[len(before_kill):] == losses[resume_step:]
+    # The epoch's means (of every term, over the steps before and after the
+    # kill), validation and test metrics: the same text.
+    assert (out / "train_log.txt").read_text() == (tmp_path / "ref" / "train_log.txt").read_text()
+    assert (out / "test_metrics.json").read_text() == (tmp_path / "ref" / "test_metrics.json").read_text()
 
 
 def checkpoints_safe(save_folder):
@@ -217,11 +249,20 @@ def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
     out = tmp_path / "ddp"
     result = run_recipe("codec_dsl.yaml", corpus, out, *FAST, "--batch_size=2",
                         "--distributed_backend=gloo", "--adversarial_start_step=0",
-                        launcher=torchrun)
+                        f"--step_log_file={out / 'steps.txt'}", launcher=torchrun)
     assert result.returncode == 0, result.stderr[-3000:]
     # 8 training utterances over 2 processes with batch size 2: 2 steps each.
     assert checkpoints(out / "save")[-1][1]["optimizer_step"] == 2
-    assert "train adversarial" in (out / "train_log.txt").read_text()
+    log = (out / "train_log.txt").read_text()
+    assert "train adversarial" in log
+    # The logged training loss is the mean over both processes' steps.
+    ranks = [[float(loss) for _, loss in step_log(out / name)] for name in ("steps.txt", "steps.rank1.txt")]
+    assert [len(r) for r in ranks] == [2, 2]
+    means = [sum(r) / len(r) for r in ranks]
+    logged = re.search(r"train loss: ([^,]+),", log).group(1)
+    shown = FileTrainLogger(save_file=None)._item_to_string
+    assert shown("x", sum(means) / 2) == f"x: {logged}"
+    assert shown("x", means[0]) != f"x: {logged}"  # else this check could not fail
 
 
 def _codec_state(save_folder):

@@ -16,12 +16,19 @@ the switch threshold (the ``target_light_share`` quantile of the switch's
 predictions on the validation set), so every checkpoint carries the threshold it
 was validated with; the test stage evaluates the best checkpoint (lowest
 full-pass mel distance) in full, light and mixed mode.
+
+Before anything is built or prepared, every hyperparameter is checked against
+``HPARAM_RULES`` (a ``ValueError`` names each bad ``key=value`` and what was
+expected); the crop lengths are checked against the codec's hop and the losses'
+FFT windows once the YAML is loaded, and a batch size that leaves an epoch
+without optimizer steps is refused once the manifests exist, before training.
+With ``step_log_file`` set, every optimizer step appends ``<step> <loss>`` to
+that file (one file per process), e.g. to compare a resumed run with one that
+never stopped.
 """
 
-import json
 import logging
 import math
-import os
 import random
 import sys
 from pathlib import Path
@@ -32,16 +39,73 @@ import torch
 import torchaudio
 from hyperpyyaml import load_hyperpyyaml
 from scipy.stats import spearmanr
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import get_rank, if_main_process, run_on_main
 
+from speechbrain_dsl.atomic import write_json
 from speechbrain_dsl.calibration import threshold_for_share
 from speechbrain_dsl.metrics import mel_distance, si_snr, visqol
 from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask
+from speechbrain_dsl.recipe_utils import (
+    RunningMeans,
+    boolean,
+    check_hparams_file,
+    check_manifest,
+    integer,
+    list_of,
+    number,
+    optional,
+    quiet_third_party_loggers,
+    text,
+    weights,
+)
 from speechbrain_dsl.retrofit import init_codec_from
 
 logger = logging.getLogger(__name__)
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from libritts_prepare import find_libritts_root, prepare_libritts  # noqa: E402
+
+LOSS_TERMS = ("mel", "stft", "commitment", "adversarial", "feature", "dsl_compression",
+              "dsl_switch", "dsl_light")
+EVAL_MODES = ("full", "light", "mixed")
+#: What each hyperparameter must be (keys a YAML does not use are skipped).
+HPARAM_RULES = {
+    "seed": integer(),
+    "train_subsets": list_of(text()),
+    "valid_subsets": list_of(text()),
+    "test_subsets": list_of(text()),
+    "skip_prep": boolean(),
+    "skip_bad_audio": boolean(),
+    "sample_rate": integer(low=1),
+    "train_crop_seconds": number(above=0),
+    "valid_max_seconds": number(above=0),
+    "batch_size": integer(low=1),
+    "valid_batch_size": integer(low=1),
+    "num_workers": integer(low=0),
+    "number_of_epochs": integer(low=1),
+    "lr_generator": number(above=0),
+    "lr_discriminator": number(above=0),
+    "adam_betas": list_of(number(low=0, below=1)),
+    "lr_decay_per_step": number(above=0, high=1),
+    "max_grad_norm": number(above=0),
+    "adversarial_start_step": integer(low=0),
+    "retrofit_distill_steps": integer(low=0),
+    "init_from": optional(text()),
+    "ckpt_interval_minutes": number(low=0),
+    "keep_checkpoints": integer(low=0),
+    "cpu_threads": integer(low=1),
+    "mel_bands": integer(low=1),
+    "loss_weights": weights(LOSS_TERMS, number(low=0)),
+    "target_light_share": number(above=0, below=1),
+    "valid_visqol": boolean(),
+    "valid_visqol_max_utterances": optional(integer(low=1)),
+    "test_visqol_max_utterances": optional(integer(low=1)),
+    "level_check_dbfs": list_of(number(high=0)),
+    "eval_modes": list_of(text(), EVAL_MODES),
+    "use_tensorboard": boolean(),
+    "segment_frames": integer(low=1),
+    "threshold": number(),
+    "step_log_file": optional(text()),
+}
 
 
 class CodecBrain(sb.Brain):
@@ -52,7 +116,18 @@ class CodecBrain(sb.Brain):
     With ``retrofit_distill_steps > 0`` the first steps train only the DSL (mask,
     switch and light tail) against the frozen encoder, running encoder forwards
     only (retrofit stage a); later steps fine-tune everything end to end (stage b).
+
+    The per-term means of an epoch (``term_means``, the logged ``train`` stats) are
+    a checkpoint recoverable: a run resumed from an intra-epoch checkpoint logs
+    the same epoch means as one that never stopped; under DDP they are the means
+    over all processes.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.term_means = RunningMeans()
+        if self.checkpointer is not None:  # optional: older checkpoints lack it
+            self.checkpointer.add_recoverable("train_terms", self.term_means, optional_load=True)
 
     @property
     def codec(self):
@@ -92,15 +167,31 @@ class CodecBrain(sb.Brain):
         self._step(self.optimizer_g, self.scheduler_g, terms["loss"], self.modules.codec)
         self.scaler.update()
         self.optimizer_step += 1
+        loss = terms["loss"].detach().cpu()
+        if torch.isfinite(loss):  # like SpeechBrain's stage loss, which skips them
+            self.term_means.add("loss", loss)
         for key, value in terms.items():
-            if key != "loss":  # the epoch's mean loss is SpeechBrain's stage_loss
-                self.term_sums[key] = self.term_sums.get(key, 0.0) + float(value.detach())
-                self.term_counts[key] = self.term_counts.get(key, 0) + 1
+            if key != "loss":
+                self.term_means.add(key, value.detach())
         if getattr(self.codec.quantizer, "replaced_codes", None) is not None and not distilling:
-            self.term_sums["codes_replaced"] = (
-                self.term_sums.get("codes_replaced", 0.0) + self.codec.quantizer.replaced_codes)
-            self.term_counts["codes_replaced"] = self.term_counts.get("codes_replaced", 0) + 1
-        return terms["loss"].detach().cpu()
+            self.term_means.add("codes_replaced", self.codec.quantizer.replaced_codes)
+        self._log_step(loss)
+        return loss
+
+    def _log_step(self, loss):
+        """Appends ``<optimizer_step> <loss>`` (exact: ``repr``) to ``step_log_file``.
+
+        Rank ``r > 0`` writes ``<stem>.rank<r><suffix>``. A resumed run appends
+        too: the steps between the last checkpoint and the kill appear twice.
+        """
+        path = getattr(self.hparams, "step_log_file", None)
+        if not path:
+            return
+        path, rank = Path(path), get_rank() or 0
+        if rank:
+            path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{self.optimizer_step} {float(loss)!r}\n")
 
     def codec_step(self, wav, lens):
         """Discriminator step (once adversarial training is on), then generator terms."""
@@ -181,7 +272,6 @@ class CodecBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         """Resets metric accumulators; calibrates the switch before validation."""
         self.stats = {"mel_loss": []}
-        self.term_sums, self.term_counts = {}, {}
         # ViSQOL on an evenly spaced subset (the sets are sorted by duration).
         size = {sb.Stage.VALID: self.valid_size, sb.Stage.TEST: self.test_size}.get(stage, 1)
         cap = (self.hparams.valid_visqol_max_utterances if stage == sb.Stage.VALID
@@ -307,8 +397,9 @@ class CodecBrain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs metrics, saves checkpoints (VALID) and writes test metrics (TEST)."""
         if stage == sb.Stage.TRAIN:
-            self.train_stats = {"loss": stage_loss}
-            self.train_stats.update({k: v / self.term_counts[k] for k, v in self.term_sums.items()})
+            means = self.term_means.means()  # over all processes (a collective under DDP)
+            self.train_stats = {"loss": means.pop("loss", stage_loss), **means}
+            self.term_means.reset()
             return
         summary = self.summarize()
         if stage == sb.Stage.VALID:
@@ -335,10 +426,7 @@ class CodecBrain(sb.Brain):
                 test_stats=summary,
             )
             if if_main_process():
-                path = Path(self.hparams.test_metrics_file)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(summary, indent=2))
-                os.replace(tmp, path)
+                write_json(self.hparams.test_metrics_file, summary)
 
 
 def dataio_prepare(hparams, root):
@@ -377,8 +465,10 @@ def dataio_prepare(hparams, root):
 
     datasets = {}
     for split in ("train", "valid", "test"):
+        manifest = Path(hparams["manifest_folder"]) / f"{split}.json"
+        check_manifest(manifest, ("wav", "duration"))  # a broken manifest is named
         datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=Path(hparams["manifest_folder"]) / f"{split}.json",
+            json_path=manifest,
             replacements={"data_root": str(root)},
             dynamic_items=[train_audio if split == "train" else eval_audio],
             output_keys=["id", "sig", "wav"],
@@ -388,12 +478,51 @@ def dataio_prepare(hparams, root):
     return datasets
 
 
+def min_samples(hparams):
+    """``(samples, why)``: the shortest audio the codec, losses and discriminator take.
+
+    One hop of the codec, and more than half the largest FFT window of the
+    losses and discriminator (their STFTs pad by reflection, which needs it).
+    """
+    n_ffts = [0]
+    for name in ("mel_loss", "stft_loss", "discriminator"):
+        for module in hparams[name].modules():
+            n_ffts.append(getattr(module, "n_fft", 0) or 0)
+            n_ffts.extend(getattr(module, "n_ffts", ()) or ())
+    hop, n_fft = hparams["codec"].hop_length, max(int(n) for n in n_ffts)
+    why = f"one codec hop ({hop} samples) and more than half the largest FFT window ({n_fft})"
+    return max(hop, n_fft // 2 + 1), why
+
+
+def check_lengths(hparams):
+    """Refuses crop lengths the codec and losses cannot take (before data preparation)."""
+    need, why = min_samples(hparams)
+    rate = hparams["sample_rate"]
+    for key in ("train_crop_seconds", "valid_max_seconds"):
+        if int(hparams[key] * rate) < need:
+            raise ValueError(f"{key}={hparams[key]!r}: expected at least {need / rate:.3f} s "
+                             f"({need} samples at sample_rate={rate}: {why})")
+
+
+def check_steps_per_epoch(num_utterances, batch_size, manifest):
+    """Refuses a run whose epochs would make no optimizer step (``drop_last=True``)."""
+    processes = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    per_process = num_utterances // processes
+    if per_process // batch_size == 0:
+        raise ValueError(
+            f"batch_size={batch_size}: expected at most {per_process}, the training utterances "
+            f"per process ({manifest} holds {num_utterances}, {processes} process(es)); the "
+            f"last incomplete batch is dropped, so an epoch would make no optimizer step")
+
+
 def main(argv):
-    """Parses arguments, prepares data, trains, calibrates and tests."""
+    """Checks the hyperparameters, prepares data, trains, calibrates and tests."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_hparams_file(hparams_file, overrides, HPARAM_RULES)
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    check_lengths(hparams)
     if (run_opts.get("device") or "cpu").startswith("cpu"):
         torch.set_num_threads(hparams["cpu_threads"])
     sb.create_experiment_directory(
@@ -401,6 +530,7 @@ def main(argv):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    quiet_third_party_loggers()
     root = find_libritts_root(Path(hparams["data_folder"]))
     run_on_main(
         prepare_libritts,
@@ -411,9 +541,12 @@ def main(argv):
             "valid_subsets": hparams["valid_subsets"],
             "test_subsets": hparams["test_subsets"],
             "skip_prep": hparams["skip_prep"],
+            "skip_bad_audio": hparams["skip_bad_audio"],
         },
     )
     datasets = dataio_prepare(hparams, root)
+    check_steps_per_epoch(len(datasets["train"]), hparams["batch_size"],
+                          Path(hparams["manifest_folder"]) / "train.json")
     if hparams["use_tensorboard"] and if_main_process():
         hparams["tensorboard_logger"] = sb.utils.train_logger.TensorboardLogger(
             save_dir=hparams["tensorboard_logs"]
