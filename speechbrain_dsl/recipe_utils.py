@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import reprlib
 from numbers import Real
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
@@ -129,6 +130,14 @@ def text() -> Check:
     return lambda value: None if isinstance(value, str) else "a string"
 
 
+def one_of(*choices) -> Check:
+    """One of ``choices`` (``True`` is not ``1`` here)."""
+    def check(value):
+        ok = not isinstance(value, bool) and any(value == c and type(value) is type(c) for c in choices)
+        return None if ok else f"one of {', '.join(map(repr, choices))}"
+    return check
+
+
 def optional(check: Check) -> Check:
     """``null`` or whatever ``check`` accepts."""
     def optional_check(value):
@@ -183,10 +192,18 @@ def check_hparams(values: Mapping[str, Any], rules: Mapping[str, Check],
         if key in values:
             expected = check(values[key])
             if expected is not None:
-                problems.append(f"{key}={values[key]!r}: expected {expected}")
+                problems.append(f"{key}={_show(values[key])}: expected {expected}")
     if problems:
         what = "bad hyperparameter" + ("s" if len(problems) > 1 else "")
         raise ValueError(f"{what} in {source}: " + "; ".join(problems))
+
+
+def _show(value) -> str:
+    """``repr(value)``, shortened for long lists and mappings."""
+    shorten = reprlib.Repr()
+    shorten.maxlist = shorten.maxdict = 4
+    shorten.maxstring = shorten.maxother = 80
+    return shorten.repr(value)
 
 
 def check_hparams_file(hparams_file: PathLike, overrides, rules: Mapping[str, Check]) -> Dict[str, Any]:
@@ -213,6 +230,23 @@ def check_manifest(path: PathLike, fields: Iterable[str] = ("wav",)) -> dict:
             raise ValueError(f"manifest {path}: entry {utt!r} lacks the field(s) "
                              f"{', '.join(missing)}")
     return entries
+
+
+#: The hyperparameters both probe recipes (Speech Commands, LibriCount) share.
+PROBE_RULES = {
+    "seed": integer(),
+    "skip_prep": boolean(),
+    "cpu_threads": integer(low=1),
+    "model_yaml": optional(text()),
+    "codec_checkpoint": text(),
+    "threshold": optional(number()),
+    "encode_batch_size": integer(low=1),
+    "modes": list_of(text(), ("full", "light", "mixed")),
+    "features": one_of("embedding", "tokens"),
+    "number_of_epochs": integer(low=1),
+    "batch_size": integer(low=1),
+    "lr": number(above=0),
+}
 
 
 # --- logging -----------------------------------------------------------------------

@@ -38,11 +38,28 @@ from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.data.audio import audio_info, read_json
 from speechbrain_dsl.efficiency import executed_macs, part_costs, predicted_mac_ratio
 from speechbrain_dsl.metrics import mel_distance, segment_mel_distance, si_snr, visqol
+from speechbrain_dsl.recipe_utils import (
+    boolean, check_hparams_file, integer, list_of, number, optional, quiet_third_party_loggers, text)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from audioset_prepare import prepare_audioset  # noqa: E402
 
 CLASSES = ("silence", "speech")
+HPARAM_RULES = {
+    "seed": integer(),
+    "model_yaml": optional(text()),
+    "codec_checkpoint": text(),
+    "threshold": optional(number()),
+    "clip_seconds": number(above=0),
+    "max_clips_per_class": integer(low=1),
+    "batch_size": integer(low=1),
+    "cpu_threads": integer(low=1),
+    "visqol": boolean(),
+    "wall_repeats": integer(low=1),
+    "max_mel_drop": number(above=0),
+    "sweep_shares": list_of(number(low=0, high=1)),
+    "sweep_max_clips_per_class": integer(low=1),
+}
 
 
 def _auroc(positive, score):
@@ -323,6 +340,8 @@ def write_report(results, hp, counts, checkpoint, out_dir):
 def main(argv):
     """Prepares the data, loads the codec, evaluates and writes the report."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_hparams_file(hparams_file, overrides, HPARAM_RULES)
+    quiet_third_party_loggers()
     with open(hparams_file) as fin:
         hp = load_hyperpyyaml(fin, overrides)
     torch.set_num_threads(hp["cpu_threads"])

@@ -13,7 +13,6 @@ mode and cached. Output: ``results.md``, ``results.json`` and PNGs in
 ``output_folder``.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -26,8 +25,11 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
+from speechbrain_dsl.data.audio import read_json
 from speechbrain_dsl.efficiency import mode_macs_per_second, part_costs
 from speechbrain_dsl.embedding_cache import EmbeddingCache
+from speechbrain_dsl.recipe_utils import (
+    PROBE_RULES, check_hparams_file, integer, number, quiet_third_party_loggers)
 from speechbrain_dsl.probing import (
     feature_dataset, load_frozen_codec, probe_factory, run_key, side_by_side, train_probe)
 
@@ -53,18 +55,28 @@ def count_metrics(predictions, max_count):
     }
 
 
+HPARAM_RULES = {
+    **PROBE_RULES,
+    "folds": integer(low=2),
+    "max_count": integer(low=1),
+    "clip_seconds": number(above=0),
+}
+
+
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_hparams_file(hparams_file, overrides, HPARAM_RULES)
     with open(hparams_file) as fin:
         hp = load_hyperpyyaml(fin, overrides)
     torch.set_num_threads(hp["cpu_threads"])
     sb.create_experiment_directory(hp["output_folder"], hparams_file, overrides)
+    quiet_third_party_loggers()
     out = Path(hp["output_folder"])
     manifest_file = Path(hp["manifest_folder"]) / "libricount.json"
     run_on_main(prepare_libricount, kwargs={
         "data_folder": hp["data_folder"], "save_json": manifest_file, "folds": hp["folds"],
         "seed": hp["seed"], "skip_prep": hp["skip_prep"]})
-    manifest = json.loads(manifest_file.read_text())
+    manifest = read_json(manifest_file, "manifest", expect=dict)
     too_many = sorted({e["count"] for e in manifest.values() if e["count"] > hp["max_count"]})
     if too_many:
         raise ValueError(f"{manifest_file}: counts {too_many} exceed max_count={hp['max_count']}")

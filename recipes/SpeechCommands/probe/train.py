@@ -19,7 +19,6 @@ gate (same weights) and the probe MACs saved. Everything goes to
 ``output_folder``: ``results.md``, ``results.json`` and the PNGs.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -31,10 +30,13 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
+from speechbrain_dsl.data.audio import read_json
 from speechbrain_dsl.efficiency import count_macs, mode_macs_per_second, part_costs
 from speechbrain_dsl.embedding_cache import EmbeddingCache
 from speechbrain_dsl.lobes.probes import ConvProbe
 from speechbrain_dsl.nnet.dsl import GatedCompression, GatedCompressionLoss, GatedNetwork
+from speechbrain_dsl.recipe_utils import (
+    PROBE_RULES, boolean, check_hparams_file, number, one_of, quiet_third_party_loggers)
 from speechbrain_dsl.probing import (
     ProbeBrain, feature_dataset, load_frozen_codec, probe_factory, run_key, side_by_side,
     train_probe)
@@ -175,17 +177,30 @@ def run_gated_compression(hp, features, manifests, folder, fingerprint):
     }
 
 
+HPARAM_RULES = {
+    **PROBE_RULES,
+    "task": one_of(12, 35, "12", "35"),
+    "gated_compression": boolean(),
+    "gc_threshold": number(low=0, high=1),
+    "gc_alpha": number(low=0),
+    "gc_beta": number(low=0),
+    "gc_balance": boolean(),
+}
+
+
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_hparams_file(hparams_file, overrides, HPARAM_RULES)
     with open(hparams_file) as fin:
         hp = load_hyperpyyaml(fin, overrides)
     torch.set_num_threads(hp["cpu_threads"])
     sb.create_experiment_directory(hp["output_folder"], hparams_file, overrides)
+    quiet_third_party_loggers()
     out = Path(hp["output_folder"])
     run_on_main(prepare_speech_commands, kwargs={
         "data_folder": hp["data_folder"], "save_folder": hp["manifest_folder"],
         "task": str(hp["task"]), "skip_prep": hp["skip_prep"]})
-    manifests = {s: json.loads((Path(hp["manifest_folder"]) / f"{s}.json").read_text())
+    manifests = {s: read_json(Path(hp["manifest_folder"]) / f"{s}.json", "manifest", expect=dict)
                  for s in SPLITS}
     labels = sorted({e["label"] for e in manifests["train"].values()})
     targets = {s: {u: labels.index(e["label"]) for u, e in manifests[s].items()} for s in SPLITS}
