@@ -5,10 +5,13 @@ file, key or argument: weights and packaged folders, checkpoints, the audio
 helper, the four prepare scripts and the routing evaluation's inputs.
 """
 
+import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -548,3 +551,154 @@ def test_libricount_names_metadata_of_the_wrong_type(libricount, tmp_path):
     meta.write_text('{"speakers": []}')
     with pytest.raises(ValueError, match=f"LibriCount metadata {meta}: expected a JSON list .* dict"):
         prepare_libricount(libricount, tmp_path / "m.json", folds=2)
+
+
+# --- the codec recipe: hyperparameters, manifests, batch size ----------------------
+
+CODEC_RECIPE = ROOT / "recipes" / "LibriTTS" / "codec"
+
+
+def _load_recipe(name, path):
+    """A recipe script as a module (every recipe's script is called train.py)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def codec_recipe():
+    return _load_recipe("codec_recipe_train", CODEC_RECIPE / "train.py")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--number_of_epochs=abc", r"number_of_epochs='abc': expected an integer >= 1"),
+    ("--number_of_epochs=2.5", r"number_of_epochs=2.5: expected an integer >= 1"),
+    ("--number_of_epochs=0", r"number_of_epochs=0: expected an integer >= 1"),
+    ("--lr_generator=abc", r"lr_generator='abc': expected a number > 0"),
+    ("--lr_discriminator=0", r"lr_discriminator=0: expected a number > 0"),
+    ("--lr_generator=.nan", r"lr_generator=nan: expected a number > 0"),
+    ("--batch_size=0", r"batch_size=0: expected an integer >= 1"),
+    ("--valid_batch_size=true", r"valid_batch_size=True: expected an integer >= 1"),
+    ("--train_crop_seconds=0", r"train_crop_seconds=0: expected a number > 0"),
+    ("--valid_max_seconds=-1.0", r"valid_max_seconds=-1.0: expected a number > 0"),
+    ("--target_light_share=2", r"target_light_share=2: expected a number in \(0, 1\)"),
+    ("--target_light_share=0", r"target_light_share=0: expected a number in \(0, 1\)"),
+    ("--adversarial_start_step=-1", r"adversarial_start_step=-1: expected an integer >= 0"),
+    ("--retrofit_distill_steps=-5", r"retrofit_distill_steps=-5: expected an integer >= 0"),
+    ("--loss_weights={mell: 1.0}", r"loss_weights=.*: expected only the terms mel, stft, .* \(unknown: mell\)"),
+    ("--loss_weights={stft: -4.0}", r"loss_weights=.*: expected weights that are each a number >= 0 \(stft: -4.0\)"),
+    ("--level_check_dbfs=[-20.0, 3.0]", r"level_check_dbfs=\[-20.0, 3.0\]: expected a non-empty list of items, each a number <= 0"),
+    ("--valid_visqol=maybe", r"valid_visqol='maybe': expected True or False"),
+    ("--eval_modes=[full, loud]", r"eval_modes=\['full', 'loud'\]: expected a non-empty list of items among full, light, mixed"),
+    ("--lr_decay_per_step=1.5", r"lr_decay_per_step=1.5: expected a number > 0 and <= 1"),
+])
+def test_codec_recipe_refuses_a_bad_hyperparameter_before_writing_anything(codec_recipe, tmp_path, override, message):
+    out = tmp_path / "out"
+    argv = [str(CODEC_RECIPE / "hparams" / "codec_dsl.yaml"), f"--data_folder={tmp_path}",
+            f"--output_folder={out}", override]
+    with pytest.raises(ValueError, match=r"bad hyperparameter in .*codec_dsl.yaml .*" + message):
+        codec_recipe.main(argv)
+    assert not out.exists()  # checked before the experiment folder, the data, the model
+
+
+def test_codec_recipe_names_every_bad_hyperparameter_at_once(codec_recipe, tmp_path):
+    argv = [str(CODEC_RECIPE / "hparams" / "codec_baseline.yaml"), f"--data_folder={tmp_path}",
+            "--number_of_epochs=abc", "--lr_generator=-1e-3"]
+    with pytest.raises(ValueError, match=r"bad hyperparameters in .*codec_baseline.yaml .*"
+                                         r"number_of_epochs='abc'.*; lr_generator=-0.001: expected"):
+        codec_recipe.main(argv)
+
+
+def test_codec_recipe_refuses_a_crop_shorter_than_the_losses_windows(codec_recipe, tmp_path):
+    argv = [str(CODEC_RECIPE / "hparams" / "codec_dsl.yaml"), f"--data_folder={tmp_path}",
+            f"--output_folder={tmp_path / 'out'}", "--train_crop_seconds=0.05"]
+    with pytest.raises(ValueError, match=r"train_crop_seconds=0.05: expected at least 0.064 s "
+                                         r"\(1025 samples at sample_rate=16000: one codec hop \(320"):
+        codec_recipe.main(argv)
+    assert not (tmp_path / "out" / "manifests").exists()  # before data preparation
+
+
+def test_codec_recipe_refuses_a_batch_larger_than_the_training_set_before_training(libritts, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "train.py", "hparams/codec_dsl.yaml", f"--data_folder={libritts}",
+         f"--output_folder={out}", "--batch_size=3", "--valid_visqol=False"],
+        cwd=CODEC_RECIPE, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr  # SpeechBrain logs the exception once its log is set up
+    assert re.search(r"ValueError: batch_size=3: expected at most 2, the training utterances per "
+                     r"process \(.*/manifests/train.json holds 2", output), output[-2000:]
+    assert "batch_size=3: expected at most 2" in (out / "log.txt").read_text()
+    assert (out / "manifests" / "train.json").is_file()  # refused after preparing, before training
+    assert not (out / "test_metrics.json").exists() and not list((out / "save").glob("CKPT*"))
+
+
+def _dataio_hparams(folder):
+    return {"sample_rate": 16000, "train_crop_seconds": 1.0, "valid_max_seconds": 1.0,
+            "manifest_folder": str(folder)}
+
+
+def test_codec_recipe_names_a_manifest_that_does_not_parse(codec_recipe, libritts, tmp_path):
+    paths = prepare_libritts(libritts, tmp_path / "m")
+    truncate(paths["valid"])
+    with pytest.raises(ValueError, match=f"manifest {paths['valid']} is not valid JSON \\(line"):
+        codec_recipe.dataio_prepare(_dataio_hparams(tmp_path / "m"), libritts)
+
+
+def test_codec_recipe_names_a_manifest_entry_without_its_duration(codec_recipe, libritts, tmp_path):
+    paths = prepare_libritts(libritts, tmp_path / "m")
+    entries = read_json(paths["test"])
+    utt = sorted(entries)[0]
+    del entries[utt]["duration"]
+    paths["test"].write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=f"manifest {paths['test']}: entry '{utt}' lacks the field\\(s\\) duration"):
+        codec_recipe.dataio_prepare(_dataio_hparams(tmp_path / "m"), libritts)
+
+
+# --- the probe recipes: hyperparameters and manifests ------------------------------
+
+
+def _run_probe(recipe, *args):
+    return subprocess.run([sys.executable, "train.py", "hparams/probe.yaml", *args],
+                          cwd=ROOT / "recipes" / recipe / "probe", capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+
+
+def test_speech_commands_probe_names_a_manifest_that_does_not_parse(tmp_path):
+    out = tmp_path / "out"
+    (out / "manifests").mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        (out / "manifests" / f"{split}.json").write_text("{}")
+    (out / "manifests" / "valid.json").write_text('{"yes_0": {"wav": ')
+    result = _run_probe("SpeechCommands", f"--data_folder={tmp_path}", f"--output_folder={out}",
+                        "--skip_prep=True")
+    assert result.returncode != 0
+    assert (f"ValueError: manifest {out / 'manifests' / 'valid.json'} is not valid JSON"
+            in result.stdout + result.stderr)
+
+
+def test_libricount_probe_names_a_manifest_of_the_wrong_type(tmp_path):
+    out = tmp_path / "out"
+    (out / "manifests").mkdir(parents=True)
+    (out / "manifests" / "libricount.json").write_text("[1, 2]")
+    result = _run_probe("LibriCount", f"--data_folder={tmp_path}", f"--output_folder={out}",
+                        "--skip_prep=True")
+    assert result.returncode != 0
+    assert (f"ValueError: manifest {out / 'manifests' / 'libricount.json'} holds a JSON list, "
+            f"expected a JSON object") in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("recipe, override, message", [
+    ("SpeechCommands", "--task=20", r"task=20: expected one of 12, 35, '12', '35'"),
+    ("LibriCount", "--folds=1", r"folds=1: expected an integer >= 2"),
+    ("LibriCount", "--modes=[full, loud]", r"modes=\['full', 'loud'\]: expected a non-empty list of items among"),
+])
+def test_probe_recipes_refuse_a_bad_hyperparameter_naming_it(tmp_path, recipe, override, message):
+    module = _load_recipe(f"{recipe}_probe_train", ROOT / "recipes" / recipe / "probe" / "train.py")
+    argv = [str(ROOT / "recipes" / recipe / "probe" / "hparams" / "probe.yaml"),
+            f"--data_folder={tmp_path}", f"--output_folder={tmp_path / 'out'}", override]
+    with pytest.raises(ValueError, match=r"bad hyperparameter in .*probe.yaml .*" + message):
+        module.main(argv)
+    assert not (tmp_path / "out").exists()
