@@ -41,6 +41,7 @@ from speechbrain_dsl.atomic import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DSL = ROOT / "pretrained" / "dsl-codec-16k"
+RECORDINGS_ROOT = "/usr/share"  # where Debian installs ktuberling-data and klettres-data
 STAGES = ("corpora", "train_dsl", "train_baseline", "sweep", "routing", "probe_kws",
           "probe_count", "benchmarks", "report")
 
@@ -61,6 +62,7 @@ OUTPUTS = {
 SIZES = {
     "default": {
         "libritts": {"speakers": 20, "utterances": 16}, "audioset": 16,
+        "recorded": {"max_speakers": 16, "max_utterances_per_speaker": 6},
         "commands": 20, "libricount": {"mixtures_per_count": 12, "max_count": 4},
         "train": ["--number_of_epochs=6", "--valid_visqol_max_utterances=8",
                   "--test_visqol_max_utterances=16", "--valid_max_seconds=3.0"],
@@ -69,6 +71,7 @@ SIZES = {
     },
     "quick": {
         "libritts": {"speakers": 10, "utterances": 4}, "audioset": 3,
+        "recorded": {"max_speakers": 8, "max_utterances_per_speaker": 2},
         "commands": 10, "libricount": {"mixtures_per_count": 3, "max_count": 2},
         "train": ["--debug", "--debug_persistently", "--valid_visqol_max_utterances=2", "--test_visqol_max_utterances=2",
                   "--valid_max_seconds=2.0"],
@@ -163,16 +166,47 @@ class Demo:
         synthetic.make_audioset(self.data, seed=0, clips_per_class=s["audioset"])
         synthetic.make_speech_commands(self.data, seed=0, speakers=s["commands"])
         synthetic.make_libricount(self.data, seed=0, **s["libricount"])
+        recorded = self.recorded_speech()
         counts = {name: sum(1 for _ in (self.data / name).rglob("*.wav"))
                   for name in ("LibriTTS", "AudioSet", "SpeechCommands", "LibriCount")}
-        return {"counts": counts,
-                "line": ", ".join(f"{name} {n} wavs" for name, n in counts.items())}
+        return {"counts": counts, "recorded": recorded,
+                "line": ", ".join(f"{name} {n} wavs" for name, n in counts.items())
+                + f"; {recorded}"}
+
+    def recorded_speech(self):
+        """Adds Debian's real recordings to the LibriTTS corpus when they are installed.
+
+        Without them the demo still runs on generated speech, and says what they
+        would add.
+        """
+        from speechbrain_dsl.data import recordings
+
+        try:
+            recordings.check_sources(RECORDINGS_ROOT)
+        except FileNotFoundError as err:
+            return (f"recorded speech not added ({err}); it would add real human recordings "
+                    f"(up to 41 speakers, ~20 languages, 1.4 h) to codec training and a "
+                    f"held-out recorded test set")
+        subsets = recordings.build_corpus(self.data, seed=0, source_root=RECORDINGS_ROOT,
+                                          **self.size["recorded"])["subsets"]
+        speakers, utterances, _ = subsets["train-recorded"]
+        return (f"recorded speech added: {utterances} training utterances of {speakers} speakers, "
+                f"{subsets['test-recorded'][1]} held-out test utterances")
+
+    def libritts_subsets(self):
+        """Recipe arguments training on generated and (when built) recorded speech."""
+        if not (self.data / "LibriTTS" / "train-recorded").is_dir():
+            return []
+        return ["--train_subsets=[train-clean-100,train-recorded]",
+                "--valid_subsets=[dev-clean,dev-recorded]",
+                "--test_subsets=[test-clean,test-recorded]"]
 
     def _train(self, stage, yaml, name):
         recipe = ROOT / "recipes" / "LibriTTS" / "codec"
         folder = self.out / "train" / name
         self.command(stage, ["train.py", f"hparams/{yaml}", f"--data_folder={self.data}",
-                             f"--output_folder={folder}", *self.size["train"]], recipe)
+                             f"--output_folder={folder}", *self.libritts_subsets(),
+                             *self.size["train"]], recipe)
         test = json.loads((folder / "test_metrics.json").read_text())
         line = f"test mel distance full {test['mel_full']:.2f}"
         if "mel_mixed" in test:

@@ -67,3 +67,14 @@ def test_a_different_size_in_the_same_folder_is_refused(quick_demo):
     result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.demo", "--out", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "quick" in result.stderr
+
+
+def test_demo_without_the_recordings_says_what_they_would_add(tmp_path, monkeypatch):
+    import speechbrain_dsl.demo as demo
+
+    monkeypatch.setattr(demo, "RECORDINGS_ROOT", str(tmp_path / "empty"))
+    run = demo.Demo(tmp_path / "out", "quick")
+    line = run.recorded_speech()
+    assert "not added" in line and "would add" in line
+    assert "apt-get install ktuberling-data klettres-data" in line
+    assert run.libritts_subsets() == []  # trains on generated speech only
