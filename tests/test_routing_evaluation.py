@@ -119,3 +119,43 @@ def test_sweep_trains_runs_for_each_alpha_and_placement(tmp_path):
         assert -1 <= run["spearman"] <= 1 and 0 <= run["auroc"] <= 1
     for name in ("fig6_sparsity_vs_alpha.png", "fig8_switch_placement.png"):
         assert (tmp_path / name).stat().st_size > 5000
+
+
+def test_recorded_speech_joins_as_a_third_class(tmp_path):
+    from speechbrain_dsl.data.recordings import build_corpus
+
+    build_corpus(tmp_path / "recorded", max_speakers=7, max_utterances_per_speaker=4)
+    sys.path.insert(0, str(ROOT / "recipes" / "AudioSet" / "routing"))
+    from evaluate import load_recorded_clips
+
+    ids, wav = load_recorded_clips(tmp_path / "recorded", "test-recorded", 16000, 4.0, 5)
+    assert wav.shape == (len(ids), 4 * 16000) and 1 <= len(ids) <= 5
+    speakers = [i.split("/")[1] for i in ids]
+    assert len(set(speakers)) == min(len(ids), 3)  # speakers take turns: 3 held out
+    assert all(float(w.abs().max()) > 0.01 for w in wav)  # speech, not padding
+    with pytest.raises(ValueError, match="recorded_folder: no wavs under"):
+        load_recorded_clips(tmp_path / "recorded", "train-clean-100", 16000, 4.0, 5)
+
+    data = make_audioset(tmp_path / "data", seed=5, clips_per_class=2)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "evaluate.py", "hparams/evaluate.yaml", f"--data_folder={data}",
+           f"--codec_checkpoint={packaged_untrained_dsl(tmp_path)}", f"--output_folder={out}",
+           f"--recorded_folder={tmp_path / 'recorded'}", "--clip_seconds=2.0", "--visqol=False",
+           "--wall_repeats=1", "--sweep_shares=[0.0,1.0]", "--sweep_max_clips_per_class=1",
+           "--max_clips_per_class=2"]
+    result = subprocess.run(cmd, cwd=ROOT / "recipes" / "AudioSet" / "routing",
+                            env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["classes"]) == ["silence", "speech", "recorded"]
+    assert results["classes"]["recorded"]["clips"] == 2
+    report = (out / "report.md").read_text()
+    assert "| recorded | 2 |" in report and "(fig4_routes_recorded.png)" in report
+    assert (out / "fig4_routes_recorded.png").stat().st_size > 5000
+
+
+def packaged_untrained_dsl(tmp_path):
+    from conftest import DSL_YAML, package_untrained
+
+    return package_untrained(DSL_YAML, tmp_path / "codec")

@@ -44,8 +44,11 @@ from speechbrain_dsl.recipe_utils import (
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from audioset_prepare import prepare_audioset  # noqa: E402
 
-CLASSES = ("silence", "speech")
+CLASSES = ("silence", "speech")  # AudioSet's; "recorded" joins them when recorded_folder is set
+SPEECH_CLASSES = ("speech", "recorded")
 HPARAM_RULES = {
+    "recorded_folder": optional(text()),
+    "recorded_subset": text(),
     "seed": integer(),
     "model_yaml": optional(text()),
     "codec_checkpoint": text(),
@@ -91,6 +94,45 @@ def load_clips(manifest, sample_rate, seconds, max_per_class, seed):
             raise ValueError(f"{manifest}: no {label} clips to evaluate")
         clips[label] = (ids, torch.stack(waves))
     return clips
+
+
+def load_recorded_clips(folder, subset, sample_rate, seconds, max_clips, pause=0.3):
+    """``(ids, [N, S])``: clips of real recorded speech from a LibriTTS-layout ``subset``.
+
+    Each speaker's utterances (in file order, ``pause`` seconds apart) are joined and
+    cut into clips of ``seconds``, so a clip holds one voice, as AudioSet's do; the
+    last, shorter piece of a speaker is dropped. Speakers take turns, so the first
+    ``max_clips`` clips cover as many speakers as possible.
+    """
+    root = Path(folder)
+    root = root / "LibriTTS" if (root / "LibriTTS" / subset).is_dir() else root
+    wavs = sorted((root / subset).rglob("*.wav"))
+    if not wavs:
+        raise ValueError(f"recorded_folder: no wavs under {root / subset} (expected the "
+                         f"LibriTTS layout of python -m speechbrain_dsl.data.recordings)")
+    n, gap = int(seconds * sample_rate), torch.zeros(int(pause * sample_rate))
+    per_speaker = {}
+    for path in wavs:
+        audio_info(path)  # a ValueError naming an empty, truncated, bad file
+        audio, sr = sf.read(path, dtype="float32", always_2d=True)
+        audio = torch.from_numpy(audio).mean(1)
+        if sr != sample_rate:
+            audio = torchaudio.functional.resample(audio, sr, sample_rate)
+        per_speaker.setdefault(path.relative_to(root / subset).parts[0], []).extend([audio, gap])
+    pieces = {}
+    for speaker, parts in sorted(per_speaker.items()):
+        joined = torch.cat(parts)
+        pieces[speaker] = [joined[i:i + n] for i in range(0, len(joined) - n + 1, n)]
+    ids, waves = [], []
+    for turn in range(max(map(len, pieces.values()), default=0)):
+        for speaker, clips in pieces.items():
+            if turn < len(clips) and len(ids) < max_clips:
+                ids.append(f"{subset}/{speaker}/{turn}")
+                waves.append(clips[turn])
+    if not waves:
+        raise ValueError(f"recorded_folder: {root / subset} holds no speaker with "
+                         f"{seconds} s of speech")
+    return ids, torch.stack(waves)
 
 
 @torch.no_grad()
@@ -205,13 +247,14 @@ def evaluate(codec, clips, hp, out_dir):
                               seg_samples / sr, out_dir / f"fig4_routes_{label}.png",
                               title=f"{label}: {ids[0]}")
 
-    predicted = torch.cat([encoded[c]["predicted"].flatten() for c in CLASSES])
-    true = torch.cat([encoded[c]["true"].flatten() for c in CLASSES])
-    routed = torch.cat([encoded[c]["route"].flatten() for c in CLASSES])
+    classes = list(clips)
+    predicted = torch.cat([encoded[c]["predicted"].flatten() for c in classes])
+    true = torch.cat([encoded[c]["true"].flatten() for c in classes])
+    routed = torch.cat([encoded[c]["route"].flatten() for c in classes])
     oracle = torch.zeros_like(routed)
     oracle[true.argsort()[: int(routed.sum())]] = True
-    is_speech = torch.cat([torch.full_like(encoded[c]["predicted"].flatten(), c == "speech")
-                           for c in CLASSES])
+    is_speech = torch.cat([torch.full_like(encoded[c]["predicted"].flatten(), c in SPEECH_CLASSES)
+                           for c in classes])
     results["switch"] = {
         "class_auroc": float(roc_auc_score(is_speech.numpy(), predicted.numpy())),
         "silence_light_at_speech_30": float(
@@ -224,17 +267,17 @@ def evaluate(codec, clips, hp, out_dir):
         "overall_light_share": float(routed.float().mean()),
         "light_ok_share": float((true < codec.threshold).float().mean()),
     }
-    drops = torch.cat([results["classes"][c].pop("segment_mel_drop").flatten() for c in CLASSES])
+    drops = torch.cat([results["classes"][c].pop("segment_mel_drop").flatten() for c in classes])
     thr, share = threshold_for_quality_drop(predicted, drops, hp["max_mel_drop"])
     results["quality_calibration"] = {"max_mel_drop": hp["max_mel_drop"], "threshold": thr,
                                       "light_share": share}
     results["sweep"] = sweep(codec, clips, encoded, predicted, costs, hp, gen)
 
-    plots.distance_histograms({c: encoded[c]["predicted"].flatten().numpy() for c in CLASSES},
+    plots.distance_histograms({c: encoded[c]["predicted"].flatten().numpy() for c in classes},
                               codec.threshold, out_dir / "fig3a_predicted_distance.png")
     for metric in ("visqol", "mel") if hp["visqol"] else ("mel",):
         plots.quality_bars({c: {p: results["classes"][c][p][metric] for p in ("full", "light", "mixed")}
-                            for c in CLASSES}, metric, out_dir / f"fig3bc_{metric}.png")
+                            for c in classes}, metric, out_dir / f"fig3bc_{metric}.png")
     plots.predicted_vs_true(predicted.numpy(), true.numpy(), out_dir / "fig7_predicted_vs_true.png")
     curves = {k: ([p["mac_ratio"] for p in results["sweep"]], [p[k] for p in results["sweep"]])
               for k in ("switch", "random", "oracle")}
@@ -251,14 +294,14 @@ def sweep(codec, clips, encoded, predicted, costs, hp, gen):
         threshold = threshold_for_share(predicted, share)
         point = {"share": share, "mac_ratio": predicted_mac_ratio(costs, share)}
         sums = {"switch": 0.0, "random": 0.0, "oracle": 0.0}
-        for label in CLASSES:
+        for label in clips:
             enc = {k: (v[:n] if torch.is_tensor(v) else v) for k, v in encoded[label].items()}
             wav = clips[label][1][:n]
             random_route, oracle_route = same_share_routes(enc, share, gen)
             for name, route in (("switch", enc["predicted"] < threshold),
                                 ("random", random_route), ("oracle", oracle_route)):
                 decoded = decode_routed(codec, enc, route, wav.shape[-1], hp["batch_size"])
-                sums[name] += float(mel_distance(decoded, wav).mean()) / len(CLASSES)
+                sums[name] += float(mel_distance(decoded, wav).mean()) / len(clips)
         point.update(sums)
         points.append(point)
     return points
@@ -270,7 +313,8 @@ def write_report(results, hp, counts, checkpoint, out_dir):
     metrics = ["visqol", "mel", "sisnr"] if hp["visqol"] else ["mel", "sisnr"]
     c = results["classes"]
     lines = [
-        "# Routing on AudioSet Speech vs Silence", "",
+        "# Routing on AudioSet Speech vs Silence"
+        + (" (and real recorded speech)" if "recorded" in c else ""), "",
         f"- codec checkpoint: `{checkpoint}`",
         f"- data: `{hp['segments_csv']}` ({counts}); clips cut to {hp['clip_seconds']} s, "
         f"at most {hp['max_clips_per_class']} per class",
@@ -283,7 +327,7 @@ def write_report(results, hp, counts, checkpoint, out_dir):
             f"{m} {p}" for m in metrics for p in ("full", "light", "mixed", "random", "oracle")) + " |",
         "|---" * (3 + 5 * len(metrics)) + "|",
     ]
-    for label in CLASSES:
+    for label in c:
         r = c[label]
         lines.append(f"| {label} | {r['clips']} | {r['light_share']:.1%} | " + " | ".join(
             fmt(r[p][m]) for m in metrics for p in ("full", "light", "mixed", "random", "oracle")) + " |")
@@ -293,7 +337,7 @@ def write_report(results, hp, counts, checkpoint, out_dir):
         "| class | MMAC/s full | MMAC/s mixed | MAC ratio | encoder wall time mixed/full |",
         "|---|---|---|---|---|",
     ]
-    for label in CLASSES:
+    for label in c:
         r = c[label]
         lines.append(f"| {label} | {r['mmacs_per_s_full']:.2f} | {r['mmacs_per_s_mixed']:.2f} | "
                      f"{r['mmacs_per_s_mixed'] / r['mmacs_per_s_full']:.3f} | {r['wall_ratio']:.3f} |")
@@ -317,7 +361,7 @@ def write_report(results, hp, counts, checkpoint, out_dir):
     lines.append(f"| silence segments light >= 80% | ~80% | {sil:.1%} | {'yes' if sil >= 0.8 else 'no'} |")
     lines.append(f"| speech segments light <= 40% | ~30% | {sp:.1%} | {'yes' if sp <= 0.4 else 'no'} |")
     if hp["visqol"]:
-        for label in CLASSES:
+        for label in c:
             gap = c[label]["full"]["visqol"] - c[label]["mixed"]["visqol"]
             ok = "n/a" if gap != gap else ("yes" if abs(gap) <= 0.05 else "no")
             lines.append(f"| {label}: ViSQOL full - mixed within 0.05 | 0.01 | {fmt(gap)} | {ok} |")
@@ -331,9 +375,8 @@ def write_report(results, hp, counts, checkpoint, out_dir):
     lines += ["", "## Figures", "",
               "![Fig. 3a](fig3a_predicted_distance.png)", ""]
     lines += [f"![Fig. 3b/3c {m}](fig3bc_{m}.png)" for m in (("visqol", "mel") if hp["visqol"] else ("mel",))]
-    lines += ["", "![Fig. 4 silence](fig4_routes_silence.png)", "",
-              "![Fig. 4 speech](fig4_routes_speech.png)", "",
-              "![Fig. 7](fig7_predicted_vs_true.png)", "", "![Trade-off](tradeoff.png)", ""]
+    lines += [""] + [f"![Fig. 4 {label}](fig4_routes_{label}.png)\n" for label in c]
+    lines += ["![Fig. 7](fig7_predicted_vs_true.png)", "", "![Trade-off](tradeoff.png)", ""]
     return write_text(out_dir / "report.md", "\n".join(lines))
 
 
@@ -355,6 +398,10 @@ def main(argv):
         codec.threshold = hp["threshold"]
     clips = load_clips(out_dir / "manifest.json", codec.sample_rate, hp["clip_seconds"],
                        hp["max_clips_per_class"], hp["seed"])
+    if hp["recorded_folder"]:
+        clips["recorded"] = load_recorded_clips(hp["recorded_folder"], hp["recorded_subset"],
+                                                codec.sample_rate, hp["clip_seconds"],
+                                                hp["max_clips_per_class"])
     results = evaluate(codec, clips, hp, out_dir)
     write_json(out_dir / "results.json", results)
     report = write_report(results, hp, counts, checkpoint, out_dir)
