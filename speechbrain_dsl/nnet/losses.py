@@ -167,10 +167,16 @@ class GANLoss(nn.Module):
         return discriminator_adversarial_loss(fake_scores, real_scores)
 
     def generator_loss(self, fake, real):
-        """``(adversarial, feature)`` terms; gradients reach ``fake`` only."""
+        """``(adversarial, feature)`` terms; gradients reach ``fake`` only.
+
+        Real audio goes through the discriminator without a graph (its features are
+        targets), so the backward pass costs half of a batched real + fake pass.
+        """
         self.discriminator.requires_grad_(False)
         try:
-            fake_scores, _, fake_feats, real_feats = self._split(fake, real)
+            with torch.no_grad():
+                _, real_feats = self.discriminator(real)
+            fake_scores, fake_feats = self.discriminator(fake)
         finally:
             self.discriminator.requires_grad_(True)
         return generator_adversarial_loss(fake_scores), feature_matching_loss(fake_feats, real_feats)
