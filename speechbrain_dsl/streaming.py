@@ -1,20 +1,77 @@
 """Streaming encoding with per-segment routing, equal to offline encoding.
 
-:class:`StreamingEncoder` takes audio chunks of any size. Whenever a whole routing
-segment (``segment_frames`` frames, 1 s by default) has arrived, it encodes the
-segment together with just enough past audio to cover the encoder's receptive
-field, routes it (the switch needs the whole segment), runs only the chosen tail
-and emits the segment's frames. Because every layer is causal with a known
-receptive field, the frames are the ones offline encoding of the whole stream
-produces. :meth:`StreamingEncoder.flush` emits the last, partial segment.
+:class:`StreamingEncoder` takes audio chunks of any size. Whenever whole routing
+segments (``segment_frames`` frames, 1 s by default) have arrived, it encodes
+them, each together with just enough past audio to cover the encoder's
+receptive field, routes each (the switch needs the whole segment), runs only the
+chosen tail and emits the segments' frames and tokens. Because every layer is
+causal with a known receptive field, the frames are the ones offline encoding of
+the whole stream produces. :meth:`StreamingEncoder.flush` emits the last,
+partial segment.
 
-Latency is one segment (plus compute): the price of routing per segment.
+The segments go through the exported encoder's rows
+(:class:`speechbrain_dsl.export.ExportableEncoder`), in onnxruntime or in eager
+PyTorch (``engine``): one routing implementation for both. Latency is one
+segment (plus compute): the price of routing per segment.
 """
 
-import math
+import logging
+import tempfile
+from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
+
+from speechbrain_dsl.inference.runtime import Geometry, OnnxCodec, SegmentStream, threshold_for
+
+ENGINES = ("torch", "onnxruntime")
+logger = logging.getLogger(__name__)
+
+
+def resolve_engine(source, engine: Optional[str] = None, precision: str = "fp32"):
+    """``(engine, DSLCodec or None, OnnxCodec or None)`` for a codec, interface or runtime.
+
+    ``engine=None`` picks onnxruntime when ``source`` comes with exported graphs
+    (an :class:`OnnxCodec`, an interface or tokenizer loaded with them), else
+    torch. ``engine="onnxruntime"`` for a plain ``DSLCodec`` exports its encoder
+    to a temporary folder first (tens of seconds).
+    """
+    from speechbrain_dsl.lobes.codec import DSLCodec
+
+    if engine is not None and engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
+    if isinstance(source, OnnxCodec):
+        if engine == "torch":
+            raise ValueError("engine: an OnnxCodec runs in onnxruntime only; give a DSLCodec "
+                             "for engine='torch'")
+        return "onnxruntime", None, source
+    codec = getattr(source, "codec", source) if not isinstance(source, DSLCodec) else source
+    if not isinstance(codec, DSLCodec):
+        raise ValueError(f"codec: expected a DSLCodec, DSLCodecInterface or OnnxCodec, got "
+                         f"{type(source).__name__}")
+    runtime = getattr(source, "runtime", None) or getattr(codec, "runtime", None)
+    if runtime is not None and runtime.precision != precision:
+        runtime = None
+    if engine is None:
+        engine = "onnxruntime" if runtime is not None else "torch"
+    if engine == "onnxruntime" and runtime is None:
+        runtime = export_runtime(codec, precision)
+    return engine, codec, runtime
+
+
+def export_runtime(codec, precision: str = "fp32") -> OnnxCodec:
+    """An :class:`OnnxCodec` of ``codec``'s encoder, exported to a temporary folder."""
+    from speechbrain_dsl.export import ENCODER_FILE, ExportableEncoder, export_onnx, metadata
+
+    if precision != "fp32":
+        raise ValueError(f"precision: an int8 encoder needs calibration audio; export one with "
+                         f"speechbrain_dsl.export (got precision={precision!r})")
+    if not codec.has_dsl:
+        raise ValueError("codec: the onnxruntime engine needs a codec with a DSL encoder")
+    logger.info("exporting the encoder to ONNX for the onnxruntime engine")
+    folder = tempfile.mkdtemp(prefix="dsl-onnx-")
+    path = export_onnx(ExportableEncoder(codec.eval()), f"{folder}/{ENCODER_FILE}",
+                       metadata(codec, "encoder"))
+    return OnnxCodec(path, threads=torch.get_num_threads())
 
 
 class StreamingEncoder:
@@ -22,8 +79,18 @@ class StreamingEncoder:
 
     Arguments
     ---------
-    codec : DSLCodec
+    codec : DSLCodec, DSLCodecInterface or OnnxCodec
         With a DSL encoder that routes fixed-size segments.
+    engine : str, optional
+        ``torch`` or ``onnxruntime``; by default onnxruntime when ``codec`` comes
+        with exported graphs, else torch (see :func:`resolve_engine`).
+    mode : str, optional
+        ``full``, ``light`` or ``mixed``; the codec's current mode by default
+        (``mixed`` for an OnnxCodec), read at every push.
+    threshold : float, optional
+        The codec's current threshold by default.
+    precision : str
+        ``fp32`` or ``int8`` (onnxruntime with an int8 encoder).
 
     Example
     -------
@@ -36,76 +103,77 @@ class StreamingEncoder:
     >>> offline, _ = codec.encode_features(wav[None, None])
     >>> emb.shape, torch.allclose(emb, offline[0].T, atol=1e-5)
     (torch.Size([125, 64]), True)
+    >>> stream.last_tokens.shape  # tokens of the frames the last call returned
+    torch.Size([25, 8])
     """
 
-    def __init__(self, codec):
-        if not codec.has_dsl:
-            raise ValueError("StreamingEncoder needs a codec with a DSL encoder")
-        encoder = codec.encoder
-        if encoder.dsl.segment_frames is None:
-            raise ValueError("streaming needs fixed-size routing segments (segment_frames)")
-        self.codec = codec
-        self.hop = encoder.hop
-        self.segment_samples = encoder.dsl.segment_frames * self.hop
-        dsl = encoder.dsl
-        lookback = encoder.base.lookback + encoder.base.hop * max(
-            dsl.full_tail.lookback, dsl.light_tail.lookback
-        )
-        self.context_samples = max(0, math.ceil((lookback + 1) / self.hop) - 1) * self.hop
-        self.routes = []
-        self.reset()
+    def __init__(self, codec, engine: Optional[str] = None, mode: Optional[str] = None,
+                 threshold: Optional[float] = None, precision: str = "fp32"):
+        self.engine, self.codec, self.runtime = resolve_engine(codec, engine, precision)
+        if self.codec is not None:
+            if not self.codec.has_dsl:
+                raise ValueError("codec: StreamingEncoder needs a codec with a DSL encoder")
+            if self.codec.encoder.dsl.segment_frames is None:
+                raise ValueError("codec: streaming needs fixed-size routing segments "
+                                 "(segment_frames)")
+        self._mode, self._threshold = mode, threshold
+        if self.runtime is not None:
+            rows, self.geometry = self.runtime.encode_rows, self.runtime.geometry
+        else:
+            from speechbrain_dsl.export import ExportableEncoder, metadata, torch_row_encoder
+
+            rows = torch_row_encoder(ExportableEncoder(self.codec.eval()))
+            self.geometry = Geometry.from_metadata(metadata(self.codec, "encoder"))
+        self.hop = self.geometry.hop
+        self.segment_samples = self.geometry.segment_samples
+        self.context_samples = self.geometry.context_samples
+        self.stream = SegmentStream(rows, self.geometry, 0.0)
+        self.last_tokens = torch.zeros(0, self.geometry.num_codebooks, dtype=torch.long)
+
+    @property
+    def mode(self) -> str:
+        """The routing mode pushes use."""
+        if self._mode is not None:
+            return self._mode
+        return self.codec.mode if self.codec is not None else "mixed"
+
+    @property
+    def threshold(self) -> float:
+        """The switch threshold pushes use (mixed mode)."""
+        if self._threshold is not None:
+            return float(self._threshold)
+        return self.codec.threshold if self.codec is not None else self.runtime.threshold
+
+    @property
+    def routes(self) -> List[bool]:
+        """Per emitted segment: True where the light tail ran."""
+        return self.stream.routes
+
+    @property
+    def predicted(self) -> List[float]:
+        """Per emitted segment: the switch's predicted distance."""
+        return self.stream.predicted
 
     def reset(self):
         """Starts a new stream."""
-        self.history = torch.zeros(0)
-        self.pending = torch.zeros(0)
-        self.routes = []
+        self.stream.reset()
 
-    @torch.no_grad()
-    def push(self, chunk):
-        """Adds samples ``[S]`` (or ``[1, S]``); returns the frames completed ``[T, D]``."""
-        chunk = chunk.reshape(-1).to(self.pending.dtype)
-        if not bool(torch.isfinite(chunk).all()):
-            raise ValueError("chunk: contains NaN or inf values")
-        self.pending = torch.cat([self.pending, chunk])
-        frames = []
-        while self.pending.numel() >= self.segment_samples:
-            segment, self.pending = self.pending.split(
-                [self.segment_samples, self.pending.numel() - self.segment_samples]
-            )
-            frames.append(self._encode_segment(segment))
-        return torch.cat(frames) if frames else self._empty()
+    def push(self, chunk) -> torch.Tensor:
+        """Adds samples ``[S]`` (or ``[1, S]``); returns the frames completed ``[T, D]``.
 
-    @torch.no_grad()
-    def flush(self):
+        Their tokens are in :attr:`last_tokens` ``[T, K]``.
+        """
+        if torch.is_tensor(chunk):
+            chunk = chunk.detach().cpu().float().numpy()
+        self.stream.threshold = threshold_for(self.mode, self.threshold)
+        return self._output(self.stream.push(chunk))
+
+    def flush(self) -> torch.Tensor:
         """Encodes what is left (zero-padded to a hop, as offline); ends the stream."""
-        if self.pending.numel() == 0:
-            return self._empty()
-        segment = F.pad(self.pending, (0, -self.pending.numel() % self.hop))
-        out = self._encode_segment(segment)
-        self.pending = torch.zeros(0)
-        return out
+        self.stream.threshold = threshold_for(self.mode, self.threshold)
+        return self._output(self.stream.flush())
 
-    def _empty(self):
-        return torch.zeros(0, self.codec.encoder.emb_dim)
-
-    def _encode_segment(self, segment):
-        codec, encoder = self.codec, self.codec.encoder
-        dsl = encoder.dsl
-        window = torch.cat([self.history, segment])
-        context_frames = self.history.numel() // self.hop
-        masked = dsl.mask(encoder.base(window[None, None] * codec.input_scale))
-        own = masked[..., context_frames * dsl.hop :]  # the segment's base features
-        mode = dsl.mode
-        if mode == "mixed":
-            light = bool(dsl.switch(own, own.shape[-1])[0, 0] < dsl.threshold)
-        elif mode in ("full", "light"):
-            light = mode == "light"
-        else:
-            raise ValueError(f"streaming supports modes full, light and mixed, not {mode!r}")
-        self.routes.append(light)
-        tail = dsl.light_tail if light else dsl.full_tail
-        emb = tail(masked)[0, :, context_frames:]
-        keep = min(self.context_samples, window.numel())
-        self.history = window[window.numel() - keep :]
-        return emb.T
+    def _output(self, out):
+        emb, tokens = out
+        self.last_tokens = torch.from_numpy(tokens)
+        return torch.from_numpy(emb)
