@@ -13,6 +13,20 @@ Nothing is downloaded; weights are read with ``torch.load``'s default
 - :class:`DACStyleCodec`: the call pattern of SpeechBrain's DAC
   (``codec(wavs, n_quantizers=K)``, ``quantizer.from_codes``, ``decode(z)``).
 
+Engines. A folder holding the exported graphs (``encoder.onnx``, ``decoder.onnx``,
+written by the package command) is run with onnxruntime by default on CPU
+(``engine="onnxruntime"``; :mod:`speechbrain_dsl.inference.runtime`), else with
+PyTorch (``engine="torch"``). Both give the same tokens and routes: the graph
+is the same computation, and onnxruntime's float rounding can only flip a
+route whose prediction ties the threshold, or a token whose two nearest
+codewords tie. ``oracle`` mode (both tails, for analysis) always runs in PyTorch.
+
+Long inputs. ``encode_file`` reads, resamples and encodes a file a piece at a
+time (:attr:`DSLCodecInterface.piece_seconds`, 60 s), and ``encode_batch`` cuts
+inputs longer than a piece the same way: each routing segment is encoded with
+its receptive field of past audio, so the tokens equal whole-input encoding
+while memory stays bounded (an hour of 16-kHz audio in well under 1 GiB).
+
 Example
 -------
 >>> from speechbrain_dsl.inference.codec import DSLCodecInterface
@@ -23,19 +37,24 @@ Example
 >>> tokens = codec.encode_file("speech.wav")                           # doctest: +SKIP
 """
 
+import math
 import pickle
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 from speechbrain.inference.interfaces import Pretrained
 from torch import nn
 
-from speechbrain_dsl.lobes.codec import DSLCodec
+from speechbrain_dsl.inference import runtime as rt
+from speechbrain_dsl.lobes.codec import MAX_PEAK, DSLCodec
+from speechbrain_dsl.nnet.dsl import DSLOutput
 
 REQUIRED_FILES = ("hyperparams.yaml", "codec.ckpt")
+ENGINES = ("torch", "onnxruntime")
 
 
 class DSLCodecInterface(Pretrained):
@@ -44,9 +63,14 @@ class DSLCodecInterface(Pretrained):
     Set ``mode`` (``full``, ``light``, ``mixed``), ``threshold`` and
     ``num_codebooks`` as needed; :attr:`bitrate` gives the resulting kbps and
     :meth:`routing_stats` describes the routing of the last encode call.
+    :attr:`engine` says what runs the encoder and decoder (see the module's
+    docstring).
     """
 
     MODULES_NEEDED = ["codec"]
+    piece_seconds = 60.0  # long inputs are encoded this many seconds at a time
+    runtime = None  # the OnnxCodec of the onnxruntime engine
+    _engine = "torch"
 
     @classmethod
     def from_hparams(
@@ -54,6 +78,8 @@ class DSLCodecInterface(Pretrained):
         source,
         hparams_file: str = "hyperparams.yaml",
         num_codebooks: Optional[int] = None,
+        engine: Optional[str] = None,
+        onnx_precision: str = "fp32",
         **kwargs,
     ):
         """Loads a packaged model; for a local folder, checks its files first.
@@ -66,6 +92,14 @@ class DSLCodecInterface(Pretrained):
         num_codebooks : int, optional
             Use the first ``num_codebooks`` codebooks (all by default); more than
             the codec has is a ValueError.
+        engine : str, optional
+            ``torch`` or ``onnxruntime``. By default onnxruntime when the folder
+            holds ``encoder.onnx`` and ``decoder.onnx`` (listed in its
+            ``SHA256SUMS``) and the model runs on CPU, else torch. Asking for
+            onnxruntime without the graphs is a ValueError naming the file.
+        onnx_precision : str
+            ``fp32`` or ``int8`` (``encoder.int8.onnx``; implies onnxruntime).
+            Not ``precision``: that is SpeechBrain's autocast run option.
         **kwargs
             Passed to ``Pretrained.from_hparams`` (``savedir``, ``run_opts``...).
         """
@@ -85,7 +119,54 @@ class DSLCodecInterface(Pretrained):
         except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot load {folder / 'codec.ckpt'}: {err}") from None
         interface.num_codebooks = num_codebooks
+        interface._attach_runtime(folder if folder.is_dir() else None, engine, onnx_precision)
         return interface
+
+    def _attach_runtime(self, folder: Optional[Path], engine: Optional[str], precision: str):
+        """Loads the exported graphs of ``folder`` when the engine is (or defaults to) onnxruntime."""
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
+        if precision not in rt.PRECISIONS:
+            raise ValueError(f"onnx_precision: expected one of {sorted(rt.PRECISIONS)}, got "
+                             f"{precision!r}")
+        if precision == "int8":
+            if engine == "torch":
+                raise ValueError("onnx_precision: int8 runs in onnxruntime, not with "
+                                 "engine='torch'")
+            engine = "onnxruntime"
+        names = (rt.PRECISIONS[precision], rt.DECODER_FILE)
+        if engine is None:
+            available = folder is not None and all((folder / n).is_file() for n in names)
+            on_cpu = str(self.device).startswith("cpu")
+            engine = "onnxruntime" if available and on_cpu and self.codec.has_dsl else "torch"
+        if engine == "onnxruntime":
+            if folder is None:
+                raise ValueError("engine: onnxruntime needs a local packaged folder holding "
+                                 f"{' and '.join(names)}")
+            runtime = rt.OnnxCodec.from_folder(folder, precision, threads=torch.get_num_threads())
+            exported_from = runtime.info.get("weights_sha256")
+            if exported_from != _sha256(folder / "codec.ckpt"):
+                raise ValueError(f"{folder / names[0]} was exported from other weights than "
+                                 f"{folder / 'codec.ckpt'} (package the folder again)")
+            self.runtime = runtime
+        self._engine = engine
+
+    @property
+    def engine(self) -> str:
+        """``torch`` or ``onnxruntime``: what runs encode and decode calls."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, value: str):
+        if value not in ENGINES:
+            raise ValueError(f"engine: expected one of {ENGINES}, got {value!r}")
+        if value == "onnxruntime" and self.runtime is None:
+            raise ValueError("engine: this interface was loaded without exported graphs "
+                             "(from_hparams(..., engine='onnxruntime') loads them)")
+        self._engine = value
+
+    def _onnx_runs(self) -> bool:
+        return self._engine == "onnxruntime" and self.mode in rt.MODES
 
     @property
     def codec(self):
@@ -151,25 +232,99 @@ class DSLCodecInterface(Pretrained):
         """
         wavs = self.codec.check_input(wavs, sample_rate, "wavs", check_range=True, resample=True)
         wav_lens = self.codec.check_length(wav_lens, wavs.shape[0], "wav_lens")
+        if self._onnx_runs():
+            return encode_with_runtime(self.codec, self.runtime, wavs, wav_lens,
+                                       self._piece_segments()).to(self.device)
+        if self._pieces_apply(wavs.shape[-1]):  # long input: bounded memory, same tokens
+            return encode_with_runtime(self.codec, None, wavs, wav_lens,
+                                       self._piece_segments()).to(self.device)
         wav_lens = None if wav_lens is None else wav_lens.to(self.device)
         tokens, _ = self.codec.encode(wavs.to(self.device), wav_lens)
         return tokens
+
+    def _piece_segments(self) -> int:
+        if self.piece_seconds <= 0:
+            raise ValueError(f"piece_seconds: expected > 0, got {self.piece_seconds!r}")
+        segment = self.codec.encoder.dsl.segment_frames * self.codec.hop_length
+        return max(1, round(self.piece_seconds * self.sample_rate / segment))
+
+    def _can_cut(self) -> bool:
+        """True when inputs can be encoded a segment at a time (DSL, fixed segments, no oracle)."""
+        codec = self.codec
+        return bool(codec.has_dsl and codec.encoder.dsl.segment_frames and codec.mode in rt.MODES)
+
+    def _pieces_apply(self, samples: int) -> bool:
+        """True when a torch-engine input is longer than one piece and can be cut."""
+        if not self._can_cut():
+            return False
+        segment = self.codec.encoder.dsl.segment_frames * self.codec.hop_length
+        return samples > self._piece_segments() * segment
 
     @torch.no_grad()
     def decode_batch(
         self, tokens: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Waveforms ``[B, S]`` from tokens ``[B, T, K]``; ``wav_lens`` zeroes padding."""
+        if self._engine == "onnxruntime":
+            tokens = self.codec.check_tokens(tokens)
+            wav_lens = self.codec.check_length(wav_lens, tokens.shape[0], "wav_lens")
+            audio = self.runtime.decode(tokens.cpu().numpy(),
+                                        None if wav_lens is None else wav_lens.numpy())
+            return torch.from_numpy(audio).to(self.device)
         wav_lens = None if wav_lens is None else torch.as_tensor(wav_lens).to(self.device)
         return self.codec.decode(tokens.to(self.device), wav_lens).squeeze(1)
 
-    def encode_file(self, path) -> torch.Tensor:
-        """Tokens ``[1, T, K]`` of an audio file (any rate: resampled, mixed to mono)."""
+    def encode_file(self, path, progress: Optional[bool] = None) -> torch.Tensor:
+        """Tokens ``[1, T, K]`` of an audio file (any rate: resampled, mixed to mono).
+
+        The file is read, resampled and encoded :attr:`piece_seconds` at a time
+        with the streaming encoder, so memory does not grow with its length and
+        the tokens are those of encoding it whole.
+
+        Arguments
+        ---------
+        path : str or Path
+        progress : bool, optional
+            Show a tqdm progress bar (by default when the file has more than one
+            piece and stderr is a terminal).
+        """
+        from tqdm.auto import tqdm
+
+        from speechbrain_dsl.streaming import StreamingEncoder
+
         try:
-            audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except RuntimeError as err:
+            reader = sf.SoundFile(str(path))
+        except (RuntimeError, sf.LibsndfileError) as err:
             raise ValueError(f"cannot read audio file {path}: {err}") from None
-        return self.encode_batch(torch.from_numpy(audio).mean(1)[None], sample_rate=sr)
+        with reader:
+            rate = reader.samplerate
+            target = self.sample_rate
+            resampled = math.ceil(reader.frames * target / rate)
+            if not self._can_cut() or resampled < self.codec.hop_length:
+                audio = reader.read(dtype="float32", always_2d=True)  # whole (baseline, oracle)
+                return self.encode_batch(torch.from_numpy(audio).mean(1)[None], sample_rate=rate)
+            stream = StreamingEncoder(self, engine=self._engine)
+            block = self._piece_segments() * self.codec.encoder.dsl.segment_frames
+            block_seconds = block * self.codec.hop_length / target
+            pieces = max(1, math.ceil(reader.frames / (block_seconds * rate)))
+            bar = tqdm(total=pieces, unit="piece", desc=Path(path).name, leave=False,
+                       disable=(pieces == 1 or None) if progress is None else not progress)
+            tokens = []
+            try:
+                for wav in read_blocks(reader, target, block_seconds, str(path)):
+                    stream.push(wav)
+                    tokens.append(stream.last_tokens)
+                    bar.update(1)
+                stream.flush()
+                tokens.append(stream.last_tokens)
+            finally:
+                bar.close()
+        tokens = torch.cat(tokens)[None, :, : self.codec.num_codebooks]
+        predicted = torch.tensor(stream.predicted)[None]
+        route = torch.tensor(stream.routes, dtype=torch.bool)[None]
+        self.codec.last_routing = DSLOutput(None, None, predicted, None, route,
+                                            torch.ones_like(route))
+        return tokens.to(self.device)
 
     def routing_stats(self):
         """Light share, per-segment routes and predictions of the last encode call."""
@@ -186,11 +341,162 @@ class DSLCodecInterface(Pretrained):
         }
 
 
+def _sha256(path) -> Optional[str]:
+    from speechbrain_dsl.checkpoints import sha256_file
+
+    return sha256_file(path) if Path(path).is_file() else None
+
+
+def _check_block(audio: np.ndarray, name: str) -> None:
+    """The checks ``DSLCodec.check_input`` makes on a whole input, on one block of a file."""
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{name}: contains NaN or inf values")
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > MAX_PEAK:
+        raise ValueError(f"{name}: expected a waveform in [-1, 1], got a peak of {peak:g}")
+
+
+def read_blocks(reader: sf.SoundFile, target_rate: int, block_seconds: float,
+                name: str = "audio") -> Iterator[np.ndarray]:
+    """Mono float32 blocks of an open sound file at ``target_rate``, ``block_seconds`` each.
+
+    Resampling (``torchaudio.functional.resample``) is done per block on the
+    block plus one second of audio either side, cut at whole resampling periods,
+    and the margins' output is dropped: every output sample sees the input it
+    sees when the whole file is resampled at once, so the blocks concatenate to
+    the whole file's resampled signal while memory holds one block.
+
+    Example
+    -------
+    >>> import io
+    >>> buffer = io.BytesIO()
+    >>> sf.write(buffer, np.random.default_rng(0).uniform(-0.5, 0.5, 22050 * 3), 22050,
+    ...          format="WAV", subtype="FLOAT")
+    >>> _ = buffer.seek(0)
+    >>> with sf.SoundFile(buffer) as reader:
+    ...     blocks = list(read_blocks(reader, 16000, 1.0))
+    >>> _ = buffer.seek(0)
+    >>> whole = torchaudio.functional.resample(torch.from_numpy(sf.read(buffer, dtype="float32")[0]),
+    ...                                        22050, 16000)
+    >>> [len(b) for b in blocks], np.allclose(np.concatenate(blocks), whole.numpy(), atol=1e-6)
+    ([16000, 16000, 16000], True)
+    """
+    rate, total = reader.samplerate, reader.frames
+    if rate == target_rate:
+        step = max(1, round(block_seconds * rate))
+        reader.seek(0)
+        while True:
+            audio = reader.read(step, dtype="float32", always_2d=True)
+            if not len(audio):
+                return
+            _check_block(audio, name)
+            yield torch.from_numpy(audio).mean(1).numpy()
+    gcd = math.gcd(rate, target_rate)
+    period, out_period = rate // gcd, target_rate // gcd  # input / output samples per period
+    step = max(1, round(block_seconds * rate / period)) * period
+    margin = math.ceil(rate / period) * period  # >= 1 s: far beyond the sinc kernel's reach
+    for start in range(0, total, step):
+        end = min(start + step, total)
+        left, right = max(0, start - margin), min(total, end + margin)
+        reader.seek(left)
+        audio = reader.read(right - left, dtype="float32", always_2d=True)
+        _check_block(audio, name)
+        wav = torchaudio.functional.resample(torch.from_numpy(audio).mean(1), rate, target_rate)
+        first = (start - left) // period * out_period
+        last = math.ceil(end * out_period / period) - left // period * out_period
+        yield wav[first:last].numpy()
+
+
+def encode_with_runtime(codec: DSLCodec, runtime, wavs: torch.Tensor,
+                        lengths: Optional[torch.Tensor], piece_segments: int = 60,
+                        embeddings: bool = False):
+    """Tokens ``[B, T, num_codebooks]`` of checked ``wavs`` ``[B, 1, S]`` through encoder rows.
+
+    ``runtime`` (an :class:`~speechbrain_dsl.inference.runtime.OnnxCodec`) runs
+    the rows in onnxruntime; None runs them in eager PyTorch
+    (:func:`speechbrain_dsl.export.torch_row_encoder`). Either way the input is
+    cut into pieces of ``piece_segments`` segments
+    (:func:`~speechbrain_dsl.inference.runtime.encode_in_pieces`) and
+    ``codec.last_routing`` describes the routes. With ``embeddings`` the
+    embeddings ``[B, D, T]`` are returned too.
+    """
+    if runtime is None:
+        from speechbrain_dsl.export import ExportableEncoder, metadata, torch_row_encoder
+
+        rows = torch_row_encoder(ExportableEncoder(codec))
+        geometry = rt.Geometry.from_metadata(metadata(codec, "encoder"))
+    else:
+        rows, geometry = runtime.encode_rows, runtime.geometry
+    limit = rt.threshold_for(codec.mode, codec.threshold)
+    out = rt.encode_in_pieces(rows, geometry, wavs[:, 0].detach().cpu().float().numpy(),
+                              None if lengths is None else lengths.cpu().numpy(), limit,
+                              piece_segments, embeddings)
+    tokens = torch.from_numpy(out.tokens[..., : codec.num_codebooks])
+    emb = None if out.embeddings is None else torch.from_numpy(out.embeddings)
+    codec.last_routing = DSLOutput(emb, None, torch.from_numpy(out.predicted), None,
+                                   torch.from_numpy(out.route), torch.from_numpy(out.segment_mask))
+    return (tokens, emb) if embeddings else tokens
+
+
+class OnnxRuntimeCodec(DSLCodec):
+    """A tokenizer ``DSLCodec`` whose encode, embed and decode calls run in onnxruntime.
+
+    What :func:`load_tokenizer` returns for ``engine="onnxruntime"`` (the codec
+    re-classed, weights untouched): the same interface and the same tokens;
+    set :attr:`engine` to ``torch`` to run PyTorch again. ``oracle`` mode and
+    ``decode_latents`` (DAC's ``decode(z)``) run in PyTorch.
+    """
+
+    runtime = None
+    engine = "torch"
+    piece_segments = 60
+
+    @classmethod
+    def attach(cls, codec: DSLCodec, runtime) -> "OnnxRuntimeCodec":
+        """Makes ``codec`` run its tokenizer calls with ``runtime`` (an ``OnnxCodec``)."""
+        codec.__class__ = cls
+        codec.runtime, codec.engine = runtime, "onnxruntime"
+        return codec
+
+    def _onnx_runs(self) -> bool:
+        return self.engine == "onnxruntime" and self.mode in rt.MODES
+
+    def embed(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
+        """As :meth:`DSLCodec.embed`, in onnxruntime."""
+        if not self._onnx_runs():
+            return super().embed(inputs, length, sample_rate)
+        wav = self.check_input(inputs, sample_rate, check_range=True)
+        length = self.check_length(length, wav.shape[0])
+        _, emb = encode_with_runtime(self, self.runtime, wav, length, self.piece_segments, True)
+        return emb.transpose(1, 2).to(wav.device)
+
+    def encode(self, inputs, length=None, sample_rate=None):
+        """As :meth:`DSLCodec.encode`, in onnxruntime."""
+        if not self._onnx_runs():
+            return super().encode(inputs, length, sample_rate)
+        wav = self.check_input(inputs, sample_rate, check_range=True)
+        length = self.check_length(length, wav.shape[0])
+        tokens = encode_with_runtime(self, self.runtime, wav, length, self.piece_segments)
+        tokens = tokens.to(wav.device)
+        return tokens, self.embeddings(tokens)
+
+    def decode(self, tokens, length=None) -> torch.Tensor:
+        """As :meth:`DSLCodec.decode`, in onnxruntime."""
+        if self.engine != "onnxruntime" or self.runtime.decoder is None:
+            return super().decode(tokens, length)
+        tokens = self.check_tokens(tokens)
+        length = self.check_length(length, tokens.shape[0])
+        audio = self.runtime.decode(tokens.cpu().numpy(), None if length is None else length.numpy())
+        return torch.from_numpy(audio)[:, None].to(tokens.device)
+
+
 def load_tokenizer(
     source,
     mode: str = "mixed",
     num_codebooks: Optional[int] = None,
     savedir: Optional[str] = None,
+    engine: Optional[str] = None,
+    onnx_precision: str = "fp32",
 ) -> DSLCodec:
     """A packaged codec as a frozen tokenizer (a ``DSLCodec`` in eval mode), for YAML.
 
@@ -213,13 +519,20 @@ def load_tokenizer(
         4 kbps). More than the codec has is a ValueError.
     savedir : str, optional
         Where SpeechBrain links the files (the folder itself by default).
+    engine : str, optional
+        ``torch`` or ``onnxruntime`` (the default when the folder holds the
+        exported graphs; see :meth:`DSLCodecInterface.from_hparams`). With
+        onnxruntime the codec is an :class:`OnnxRuntimeCodec`.
+    onnx_precision : str
+        ``fp32`` or ``int8``.
 
     Returns
     -------
     DSLCodec
     """
     interface = DSLCodecInterface.from_hparams(source=str(source), savedir=savedir or str(source),
-                                               num_codebooks=num_codebooks)
+                                               num_codebooks=num_codebooks, engine=engine,
+                                               onnx_precision=onnx_precision)
     codec = interface.codec.eval()
     if not codec.has_dsl and mode != "full":
         raise ValueError(f"{source} holds a codec without DSL: set the tokenizer mode to "
@@ -227,6 +540,8 @@ def load_tokenizer(
     codec.mode = mode
     for parameter in codec.parameters():
         parameter.requires_grad_(False)
+    if interface.engine == "onnxruntime":
+        OnnxRuntimeCodec.attach(codec, interface.runtime)
     return codec
 
 

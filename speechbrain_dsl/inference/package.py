@@ -5,9 +5,12 @@
 
 The folder gets ``codec.ckpt`` (weights, including the calibrated threshold) of the
 checkpoint with the lowest validation mel distance, ``hyperparams.yaml``: the
-model definition plus ``modules`` and a ``pretrainer``, and ``SHA256SUMS``, the
-checksums of both, checked at every load (:func:`load_packaged`). Files are
-written to temporary names and renamed.
+model definition plus ``modules`` and a ``pretrainer``, for a DSL codec the
+exported graphs ``encoder.onnx`` and ``decoder.onnx`` that the interface runs
+in onnxruntime by default (``--calibration DIR`` adds ``encoder.int8.onnx``
+calibrated on the held-out audio of ``DIR``; ``--no-onnx`` leaves them out), and
+``SHA256SUMS``, the checksums of all of them, checked at every load
+(:func:`load_packaged`). Files are written to temporary names and renamed.
 
     python -m speechbrain_dsl.inference.package --manifest-only <packaged folder>
 
@@ -29,6 +32,7 @@ from speechbrain_dsl.checkpoints import (
     load_codec,
     load_state_strict,
     load_weights,
+    sha256_file,
     verify_manifest,
     write_manifest,
 )
@@ -47,15 +51,22 @@ PACKAGED_FILES = ("codec.ckpt", "hyperparams.yaml")
 logger = logging.getLogger(__name__)
 
 
-def package(save_folder, out, model_yaml=ROOT / "hparams" / "soundstream_dsl.yaml") -> Path:
+def package(save_folder, out, model_yaml=ROOT / "hparams" / "soundstream_dsl.yaml",
+            onnx: bool = False, calibration=None) -> Path:
     """Writes ``hyperparams.yaml``, ``codec.ckpt`` and ``SHA256SUMS`` to ``out``; returns ``out``.
 
     The checkpoint must load strictly into the model of ``model_yaml`` (keys,
     shapes, finite values) and pass its own checkpoint's manifest, else a
-    ``ValueError`` names it.
+    ``ValueError`` names it. With ``onnx`` (the command line's default) a DSL
+    codec's ``encoder.onnx`` and ``decoder.onnx`` are exported next to the
+    weights (and ``encoder.int8.onnx`` when ``calibration``, a folder of
+    held-out audio or an iterable of waveforms, is given); graphs left by
+    earlier weights are removed.
     """
+    from speechbrain_dsl.export import ONNX_FILES, export_folder, read_audio_folder
+
     ckpt = find_codec_checkpoint(save_folder)
-    load_codec(model_yaml, ckpt)  # fails here, naming the file, if it does not fit
+    codec = load_codec(model_yaml, ckpt)  # fails here, naming the file, if it does not fit
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = Path(model_yaml).read_text()
@@ -65,7 +76,17 @@ def package(save_folder, out, model_yaml=ROOT / "hparams" / "soundstream_dsl.yam
     ):
         with atomic_path(out / name) as tmp:
             write(tmp)
-    write_manifest(out, PACKAGED_FILES)
+    for name in ONNX_FILES:  # graphs of earlier weights must not outlive them
+        (out / name).unlink(missing_ok=True)
+    names = list(PACKAGED_FILES)
+    if onnx and codec.has_dsl:
+        if isinstance(calibration, (str, Path)):
+            calibration = read_audio_folder(calibration, codec.sample_rate)
+        written = export_folder(codec, out, sha256_file(out / "codec.ckpt"), calibration)
+        names += [path.name for path in written]
+    elif onnx:
+        logger.warning(f"{out}: no ONNX graphs (only codecs with a DSL encoder export)")
+    write_manifest(out, names)
     return out
 
 
@@ -119,11 +140,13 @@ def load_packaged(cls, source, hparams_file="hyperparams.yaml", overrides=None,
 
 def write_package_manifest(folder) -> Path:
     """Checks that ``folder`` loads strictly, then (re)writes its ``SHA256SUMS``."""
+    from speechbrain_dsl.export import ONNX_FILES
     from speechbrain_dsl.inference.codec import DSLCodecInterface
 
     folder = Path(folder)
     load_packaged(DSLCodecInterface, folder, verify=False)
-    return write_manifest(folder, PACKAGED_FILES)
+    graphs = [name for name in ONNX_FILES if (folder / name).is_file()]
+    return write_manifest(folder, list(PACKAGED_FILES) + graphs)
 
 
 def main(argv=None):
@@ -136,6 +159,10 @@ def main(argv=None):
     parser.add_argument("--model", default=str(ROOT / "hparams" / "soundstream_dsl.yaml"))
     parser.add_argument("--manifest-only", action="store_true",
                         help="check that a packaged folder loads and (re)write its SHA256SUMS")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="do not export encoder.onnx and decoder.onnx next to the weights")
+    parser.add_argument("--calibration", help="folder of held-out audio: also write the int8 "
+                                              "encoder (encoder.int8.onnx) calibrated on it")
     args = parser.parse_args(argv)
     if not args.manifest_only and args.out is None:
         parser.error("--out is required (unless --manifest-only)")
@@ -143,7 +170,8 @@ def main(argv=None):
         if args.manifest_only:
             print(f"wrote {write_package_manifest(args.save_folder)}")
             return 0
-        out = package(args.save_folder, args.out, args.model)
+        out = package(args.save_folder, args.out, args.model, onnx=not args.no_onnx,
+                      calibration=args.calibration)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
