@@ -192,3 +192,14 @@ def test_init_from_refuses_weights_that_do_not_fit(tmp_path):
     torch.save(good, tmp_path / "codec.ckpt")
     with pytest.raises(ValueError, match="non-finite"):
         init_codec_from(baseline, tmp_path)
+
+
+def test_istft_head_can_reach_the_level_of_loud_speech():
+    # A full-scale sine at the codec's input scale (x10) must be representable:
+    # the clamp on the log-magnitude must not cap it (it would also zero its gradient).
+    head = ISTFTHead(4, n_fft=1280, hop_length=320)
+    t = torch.arange(320 * 40) / 16000
+    loud = 10 * torch.sin(2 * torch.pi * 440 * t)[None]
+    padded = torch.nn.functional.pad(loud, (head.lookahead, head.lookahead))
+    spec = torch.stft(padded, 1280, 320, window=head.window, center=False, return_complex=True)
+    assert float(spec.abs().max().log()) < head.max_log_magnitude

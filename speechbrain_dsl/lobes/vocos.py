@@ -77,6 +77,10 @@ class ISTFTHead(nn.Module):
         Samples per frame: the encoder's hop.
     max_log_magnitude : float
         Log-magnitudes are clamped here so ``exp`` cannot overflow early in training.
+        It must leave room for the loudest input: a full-scale sine times the
+        codec's ``input_scale`` of 10 has bin magnitudes near ``10 * n_fft / 4``
+        (log 8.1 at n_fft 1280). Vocos's clamp at 100 (log 4.6) silenced loud
+        speech here: its gradient is zero above the clamp.
 
     Example
     -------
@@ -87,7 +91,7 @@ class ISTFTHead(nn.Module):
     24
     """
 
-    def __init__(self, dim: int, n_fft: int = 1280, hop_length: int = 320, max_log_magnitude: float = 4.6):
+    def __init__(self, dim: int, n_fft: int = 1280, hop_length: int = 320, max_log_magnitude: float = 12.0):
         super().__init__()
         if n_fft < hop_length or (n_fft - hop_length) % 2:
             raise ValueError(
