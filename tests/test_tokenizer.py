@@ -227,6 +227,51 @@ def test_dac_style_wrapper_gives_codes_latents_and_audio(codec):
     assert torch.equal(copy(signal)[0], dac(signal)[0])
 
 
+def test_dac_style_n_quantizers_is_a_count_of_first_codebooks(codec):
+    # from_codes reads position k as codebook k: a list [2] would build z from
+    # codebook 0 with codebook-2 indices, so only a count (or None) is accepted
+    dac = DACStyleCodec(codec=codec)
+    signal = wavs()
+    for bad in ([2], [0, 1], (0,), "2", 2.0, True):
+        with pytest.raises(ValueError, match=r"n_quantizers: expected None or an int \(the "
+                                             r"first K codebooks\), got"):
+            dac(signal, n_quantizers=bad)
+        with pytest.raises(ValueError, match=r"n_quantizers: expected None or an int"):
+            dac.encode(signal, bad)
+    codes, _ = dac(signal, n_quantizers=np.int64(2))
+    assert torch.equal(codes, dac(signal, n_quantizers=2)[0])
+
+
+def test_token_calls_skip_the_codebook_vector_lookup_they_do_not_return(codec, monkeypatch):
+    signal = wavs()
+    tokens, emb = codec.encode(signal)
+    calls = []
+    codes = codec.quantizer.codes
+    monkeypatch.setattr(codec.quantizer, "codes", lambda t: calls.append(t) or codes(t))
+    assert torch.equal(codec.sig_to_tokens(signal), tokens)
+    assert torch.equal(codec.sig_to_tokens(signal, num_codebooks=[2, 0]), tokens[..., [2, 0]])
+    assert calls == []  # tokens only
+    dac = DACStyleCodec(codec=codec)
+    codes_, z = dac(signal, n_quantizers=2)
+    assert len(calls) == 1  # from_codes' lookup for z, none in the encoding
+    torch.testing.assert_close(z, emb[:, :, :2].sum(2).transpose(1, 2))
+    again, emb_again = codec.encode(signal)
+    assert torch.equal(again, tokens) and torch.equal(emb_again, emb) and len(calls) == 2
+
+
+def test_a_subclass_with_its_own_encode_gives_its_tokens_to_every_entry_point(codec):
+    class OtherEngine(DSLCodec):  # as OnnxRuntimeCodec: encode overridden, not the tokens path
+        def encode(self, inputs, length=None, sample_rate=None):
+            tokens = (super().encode(inputs, length, sample_rate)[0] + 1) % self.vocab_size
+            return tokens, self.embeddings(tokens)
+
+    signal = wavs()
+    want = (codec.encode(signal)[0] + 1) % 16
+    codec.__class__ = OtherEngine
+    assert torch.equal(codec.sig_to_tokens(signal), want)
+    assert torch.equal(DACStyleCodec(codec=codec)(signal)[0], want.transpose(1, 2))
+
+
 def test_the_training_pass_points_dac_style_calls_to_the_wrapper(codec):
     with pytest.raises(ValueError, match="n_quantizers: DSLCodec.forward is the training "
                                          "pass.*DACStyleCodec"):

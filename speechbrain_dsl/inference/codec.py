@@ -518,7 +518,9 @@ def load_tokenizer(
         (50 frames/s x K x 10 bits for the shipped models: K=2 is 1 kbps, K=8 is
         4 kbps). More than the codec has is a ValueError.
     savedir : str, optional
-        Where SpeechBrain links the files (the folder itself by default).
+        Recorded as the model's ``savedir`` hyperparameter (the folder itself by
+        default). For a local folder nothing is copied or linked there: the
+        files are read from ``source`` in place.
     engine : str, optional
         ``torch`` or ``onnxruntime`` (the default when the folder holds the
         exported graphs; see :meth:`DSLCodecInterface.from_hparams`). With
@@ -588,6 +590,7 @@ class DACStyleCodec(nn.Module):
     num_codebooks : int, optional
         Codebooks available to ``n_quantizers`` (all by default).
     savedir : str, optional
+        As in :func:`load_tokenizer` (recorded only; nothing is linked).
     codec : DSLCodec, optional
         An already loaded codec instead of ``source`` (used as is).
 
@@ -646,7 +649,7 @@ class DACStyleCodec(nn.Module):
         """Codes ``[B, n_quantizers, T]`` and the quantized latent ``z`` ``[B, D, T]``.
 
         ``audio_data`` is ``[B, 1, S]`` (or ``[B, S]``) in [-1, 1]; another
-        ``sample_rate`` is resampled; ``n_quantizers`` defaults to all.
+        ``sample_rate`` is resampled; ``n_quantizers`` (an int) defaults to all.
         """
         z, codes, _, _, _ = self.encode(audio_data, n_quantizers, sample_rate)
         return codes, z
@@ -661,12 +664,14 @@ class DACStyleCodec(nn.Module):
         """DAC's ``encode``: ``(z, codes, latents, commitment_loss, codebook_loss)``.
 
         ``latents`` are the per-codebook vectors ``[B, N * D, T]``; the two losses
-        are zero (the codec is frozen).
+        are zero (the codec is frozen). ``n_quantizers`` is an int (the first
+        ``n_quantizers`` codebooks, as DAC's) or None: ``quantizer.from_codes``
+        reads position k as codebook k, so a list of codebooks is a ValueError.
         """
-        index = self.codec.select_codebooks(n_quantizers, "n_quantizers")
+        index = self.codec.select_codebooks(n_quantizers, "n_quantizers", lists=False)
         wav = self.codec.check_input(audio_data, sample_rate, "audio_data", check_range=True,
                                      resample=True)
-        tokens, _ = self.codec.encode(wav)
+        tokens = self.codec._encode_tokens(wav)
         codes = tokens[..., index].transpose(1, 2)
         z, latents, _ = self.quantizer.from_codes(codes)
         zero = torch.zeros((), device=z.device)

@@ -37,7 +37,8 @@ from speechbrain_dsl.nnet.dsl import DSLOutput, length_mask
 MAX_PEAK = 2.0
 
 # DASB's ``sig_to_tokens`` keywords for discrete SSL tokenizers. A codec's tokens
-# are frame-aligned codebook indices: these are accepted only as no-ops.
+# are frame-aligned codebook indices: these are accepted only when they ask for
+# nothing (None, False or lists of those); a truthy value is refused.
 _SSL_ONLY_OPTIONS = ("deduplicates", "bpe_tokenizers")
 
 
@@ -426,15 +427,33 @@ class DSLCodec(nn.Module):
 
         The signature of SpeechBrain's Encodec wrapper, ``encode(inputs, length)``.
         """
+        tokens = self._tokens(inputs, length, sample_rate)
+        return tokens, self._vectors(tokens)
+
+    def _tokens(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
+        """What :meth:`encode` computes for the tokens, in PyTorch (no codebook vectors)."""
         emb = self.embed(inputs, length, sample_rate)
         with self._inference():
             _, tokens, _ = self.quantizer(emb)
-        tokens = tokens[..., : self.num_codebooks]
-        return tokens, self.embeddings(tokens)
+        return tokens[..., : self.num_codebooks]
+
+    def _encode_tokens(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
+        """The tokens of :meth:`encode` without looking their codebook vectors up.
+
+        The tokens-only path of ``sig_to_tokens`` and ``DACStyleCodec``. A
+        subclass that overrides :meth:`encode` (another engine) but not this
+        method is encoded by its ``encode``, so both entry points give its tokens.
+        """
+        if type(self).encode is not DSLCodec.encode:
+            return self.encode(inputs, length, sample_rate)[0]
+        return self._tokens(inputs, length, sample_rate)
 
     def embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """Codebook vectors ``[B, T, K, D]`` of tokens ``[B, T, K]`` (Encodec's ``embeddings``)."""
-        tokens = self.check_tokens(tokens)
+        return self._vectors(self.check_tokens(tokens))
+
+    def _vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """:meth:`embeddings` of tokens already checked (long, ``[B, T, K<=num_codebooks]``)."""
         # the RVQ fills codebooks past K with zero vectors: keep the K asked for
         return self.quantizer.codes(tokens)[:, :, : tokens.shape[-1]]
 
@@ -508,9 +527,16 @@ class DSLCodec(nn.Module):
         num_codebooks : int or list of int, optional
             The first ``num_codebooks`` codebooks, or these codebook indices; all
             (``self.num_codebooks``) by default. More than that is an error.
+            Position ``k`` of the result holds the codebook at ``k`` of the list:
+            a list is for embedding lookups and probing (with
+            ``get_pretrained_embeddings(num_codebooks=same list)``). Decoding
+            needs the first K codebooks: ``tokens_to_sig`` and ``decode`` read
+            position ``k`` as codebook ``k``, so the tokens of ``[1]`` would be
+            decoded as codebook 0's.
         **kwargs
-            Other keywords of DASB's contract; ``deduplicates`` and
-            ``bpe_tokenizers`` (discrete SSL options) only as no-ops.
+            Other keywords of DASB's contract, ignored, except ``deduplicates``
+            and ``bpe_tokenizers`` (discrete SSL options): accepted when they ask
+            for nothing (None, False or lists of those), a ValueError otherwise.
 
         Returns
         -------
@@ -518,8 +544,7 @@ class DSLCodec(nn.Module):
         """
         _refuse_ssl_options(kwargs)
         index = self.select_codebooks(num_codebooks)
-        tokens, _ = self.encode(signal, lengths)
-        return tokens[..., index]
+        return self._encode_tokens(signal, lengths)[..., index]
 
     @torch.no_grad()
     def tokens_to_sig(
@@ -570,12 +595,16 @@ class DSLCodec(nn.Module):
         return vectors.reshape(-1, vectors.shape[-1]).to(device)
 
     def select_codebooks(
-        self, num_codebooks: Union[int, Sequence[int], None], name: str = "num_codebooks"
+        self,
+        num_codebooks: Union[int, Sequence[int], None],
+        name: str = "num_codebooks",
+        lists: bool = True,
     ) -> List[int]:
         """Codebook indices meant by DASB's ``num_codebooks``: None, a count or a list.
 
         Only the ``self.num_codebooks`` codebooks in use can be asked for; more is
-        a ValueError naming ``name``.
+        a ValueError naming ``name``. With ``lists=False`` only None or a count
+        (the first K codebooks) is accepted, as for DAC's ``n_quantizers``.
 
         Example
         -------
@@ -592,10 +621,18 @@ class DSLCodec(nn.Module):
         Traceback (most recent call last):
         ...
         ValueError: num_codebooks: expected 1..3 codebooks, got 4
+        >>> codec.select_codebooks([2], "n_quantizers", lists=False)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_quantizers: expected None or an int (the first K codebooks), got [2]
         """
         available = self.num_codebooks
         if num_codebooks is None:
             return list(range(available))
+        if not lists and not _is_int(num_codebooks):
+            raise ValueError(
+                f"{name}: expected None or an int (the first K codebooks), got {num_codebooks!r}"
+            )
         if _is_int(num_codebooks):
             if not 1 <= num_codebooks <= available:
                 raise ValueError(
