@@ -42,6 +42,7 @@ import math
 import sys
 import tempfile
 import unittest.mock
+import warnings
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Union
 
@@ -449,7 +450,10 @@ def export_onnx(model: ExportableEncoder, path, info: Optional[Dict] = None) -> 
     ``embeddings``, ``tokens``, ``predicted``. ``info`` (see :func:`metadata`)
     goes into the file's metadata.
     """
-    with torch.no_grad(), _export_friendly():
+    model = model.eval()
+    with torch.no_grad(), _export_friendly(), warnings.catch_warnings():
+        # rows, context and lengths share the "segments" axis: the exporter says so
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints")
         program = torch.onnx.export(
             model, example_inputs(model), dynamo=True, verbose=False,
             input_names=["segments", "threshold", "context", "lengths"],
@@ -460,10 +464,19 @@ def export_onnx(model: ExportableEncoder, path, info: Optional[Dict] = None) -> 
 
 
 def export_torch(model: ExportableEncoder, path) -> Path:
-    """Writes a ``torch.export`` program (``.pt2``) of the encoder; returns the path."""
+    """Writes a ``torch.export`` program (``.pt2``) of the encoder; returns the path.
+
+    Only the number of rows is dynamic: every row is a whole segment with
+    ``context_samples`` of context (``torch.export`` cannot serialise the
+    ``math.ceil`` a dynamic segment length puts in the switch's graph). The
+    ONNX graph takes any segment and context length.
+    """
+    model = model.eval()
+    rows = torch.export.Dim("segments", min=1, max=MAX_ROWS)
+    inputs = example_inputs(model, context_hops=model.context_samples // model.hop)
     with torch.no_grad(), _export_friendly():
-        program = torch.export.export(model, example_inputs(model),
-                                      dynamic_shapes=_encoder_dynamic_shapes(model))
+        program = torch.export.export(model, inputs,
+                                      dynamic_shapes=({0: rows}, None, {0: rows}, {0: rows}))
     with atomic_path(path, suffix=".pt2") as tmp:
         torch.export.save(program, tmp)
     return Path(path)
@@ -471,6 +484,7 @@ def export_torch(model: ExportableEncoder, path) -> Path:
 
 def export_decoder_onnx(model: ExportableDecoder, path, info: Optional[Dict] = None) -> Path:
     """Writes the decoder graph (input ``tokens`` ``[N, T, K]``, output ``audio``); returns the path."""
+    model = model.eval()
     k = model.codebooks.shape[0]
     example = torch.randint(0, model.vocab_size, (2, 10, k))
     dims = {0: torch.export.Dim("batch", min=1, max=MAX_ROWS),

@@ -1,11 +1,16 @@
-"""StreamingEncoder gives exactly the offline result for any chunking."""
+"""StreamingEncoder gives exactly the offline result for any chunking, in either engine."""
 
+import numpy as np
 import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_dsl.checkpoints import load_codec
 from speechbrain_dsl.inference.package import ROOT
+from speechbrain_dsl.inference.runtime import OnnxCodec
 from speechbrain_dsl.streaming import StreamingEncoder
+
+from deploy_helpers import first_token_ties, onnx_package, route_ties
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +59,69 @@ def test_streaming_equals_offline_for_random_chunk_sizes(codec, mode, seed):
     assert stream.routes == out.route[0].tolist()
     if mode == "mixed":
         assert 0 < sum(stream.routes) < len(stream.routes)
+
+
+def test_streaming_tokens_are_the_offline_tokens(codec):
+    wav = speechy(3.3, 4)
+    with torch.no_grad():
+        codec.mode = "mixed"
+        codec.encode(wav[None])  # initialise the codebooks
+        values = codec.predict_distances(wav[None]).flatten().sort().values
+        k = int((values[1:] - values[:-1]).argmax())
+        codec.threshold = float(values[k] + values[k + 1]) / 2
+        tokens, _ = codec.encode(wav[None])
+    stream = StreamingEncoder(codec, engine="torch")
+    parts = []
+    for chunk in wav.split(5000):
+        stream.push(chunk)
+        parts.append(stream.last_tokens)
+    stream.flush()
+    parts.append(stream.last_tokens)
+    streamed = torch.cat(parts)
+    assert streamed.shape == tokens[0].shape == (165, 8)
+    with torch.no_grad():
+        emb = codec.embed(wav[None])
+    assert first_token_ties(streamed, tokens[0], emb[0], codec.quantizer.codebooks)[1] == 0
+    assert stream.routes == codec.last_routing.route[0].tolist()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = onnx_package(tmp_path_factory)
+    return load_codec(None, folder / "codec.ckpt"), OnnxCodec.from_folder(folder, threads=1)
+
+
+@pytest.mark.parametrize("mode", ["full", "mixed"])
+def test_onnxruntime_streaming_equals_pytorch_offline(exported, mode):
+    codec, runtime = exported
+    wav = speechy(4.5, 7)
+    with torch.no_grad():
+        codec.mode = "mixed"
+        values = codec.predict_distances(wav[None]).flatten().sort().values
+        k = int((values[1:] - values[:-1]).argmax())
+        codec.threshold = float(values[k] + values[k + 1]) / 2
+        codec.mode = mode
+        offline, out = codec.encode_features(wav[None, None])
+    stream = StreamingEncoder(runtime, mode=mode, threshold=codec.threshold)
+    assert stream.engine == "onnxruntime" and stream.codec is None
+    emb = stream_in_random_chunks(stream, wav, 5)
+    torch.testing.assert_close(emb, offline[0].T, atol=1e-4, rtol=1e-4)
+    predicted = np.array(stream.predicted)
+    assert route_ties(stream.routes, out.route[0].tolist(), predicted, codec.threshold)[1] == 0
+    if mode == "mixed":
+        assert 0 < sum(stream.routes) < len(stream.routes)
+
+
+def test_streaming_engine_choice(exported, codec):
+    _, runtime = exported
+    assert StreamingEncoder(codec).engine == "torch"
+    assert StreamingEncoder(runtime).engine == "onnxruntime"
+    with pytest.raises(ValueError, match="engine: expected one of"):
+        StreamingEncoder(codec, engine="tensorrt")
+    with pytest.raises(ValueError, match="engine: an OnnxCodec runs in onnxruntime only"):
+        StreamingEncoder(runtime, engine="torch")
+    with pytest.raises(ValueError, match="codec: expected a DSLCodec"):
+        StreamingEncoder("pretrained/dsl-codec-16k")
 
 
 def test_streaming_rejects_what_it_cannot_do(codec):

@@ -113,6 +113,56 @@ class Encoded:
     segment_mask: np.ndarray
 
 
+def agreement(reference, other) -> Dict[str, float]:
+    """How far encodings ``other`` are from ``reference`` (int8 from fp32, one engine from another).
+
+    Arguments
+    ---------
+    reference, other : Encoded or sequence of Encoded
+        The same inputs encoded twice (routes compared on valid segments).
+
+    Returns
+    -------
+    dict
+        ``segments``, ``route_changes``, ``route_agreement``; ``tokens``,
+        ``token_changes``, ``token_agreement``; ``frames_changed`` (share of
+        frames with any token changed) and ``first_codebook_changes`` (share of
+        frames whose first token changed).
+
+    Example
+    -------
+    >>> tokens = np.zeros((1, 4, 2), np.int64)
+    >>> a = Encoded(tokens, None, np.zeros((1, 2)), np.array([[True, False]]), np.ones((1, 2), bool))
+    >>> changed = tokens.copy(); changed[0, 3, 1] = 5
+    >>> b = Encoded(changed, None, np.zeros((1, 2)), np.array([[True, True]]), np.ones((1, 2), bool))
+    >>> m = agreement(a, b)
+    >>> m["route_changes"], m["route_agreement"], m["token_changes"], m["frames_changed"]
+    (1, 0.5, 1, 0.25)
+    """
+    reference = [reference] if isinstance(reference, Encoded) else list(reference)
+    other = [other] if isinstance(other, Encoded) else list(other)
+    if len(reference) != len(other) or any(
+            a.tokens.shape != b.tokens.shape for a, b in zip(reference, other)):
+        raise ValueError("other: expected encodings of the same inputs as reference (same count "
+                         "and token shapes)")
+    routes = np.concatenate([a.route[a.segment_mask] == b.route[a.segment_mask]
+                             for a, b in zip(reference, other)])
+    same = [a.tokens == b.tokens for a, b in zip(reference, other)]
+    tokens = np.concatenate([s.ravel() for s in same])
+    frames = np.concatenate([s.all(-1).ravel() for s in same])
+    first = np.concatenate([s[..., 0].ravel() for s in same])
+    return {
+        "segments": int(routes.size),
+        "route_changes": int((~routes).sum()),
+        "route_agreement": float(routes.mean()) if routes.size else 1.0,
+        "tokens": int(tokens.size),
+        "token_changes": int((~tokens).sum()),
+        "token_agreement": float(tokens.mean()),
+        "frames_changed": float(1 - frames.mean()),
+        "first_codebook_changes": float(1 - first.mean()),
+    }
+
+
 def threshold_for(mode: str, threshold: float) -> float:
     """The graph's threshold input for a routing ``mode`` (full: -inf, light: +inf).
 
