@@ -18,6 +18,7 @@ from speechbrain.utils.train_logger import FileTrainLogger
 from speechbrain_dsl.data.synthetic import make_libritts
 from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
 from speechbrain_dsl.metrics import mel_distance
+from speechbrain_dsl.recipe_utils import RunningMeans
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "LibriTTS" / "codec"
@@ -255,14 +256,73 @@ def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
     assert checkpoints(out / "save")[-1][1]["optimizer_step"] == 2
     log = (out / "train_log.txt").read_text()
     assert "train adversarial" in log
-    # The logged training loss is the mean over both processes' steps.
+    # The logged training loss is the mean over both processes' steps (sum over
+    # count; DDP gives the ranks equal step counts, so unequal counts, which
+    # tell it from a mean of the ranks' means, are tested on RunningMeans below).
     ranks = [[float(loss) for _, loss in step_log(out / name)] for name in ("steps.txt", "steps.rank1.txt")]
     assert [len(r) for r in ranks] == [2, 2]
     means = [sum(r) / len(r) for r in ranks]
     logged = re.search(r"train loss: ([^,]+),", log).group(1)
     shown = FileTrainLogger(save_file=None)._item_to_string
-    assert shown("x", sum(means) / 2) == f"x: {logged}"
+    assert shown("x", sum(map(sum, ranks)) / sum(map(len, ranks))) == f"x: {logged}"
     assert shown("x", means[0]) != f"x: {logged}"  # else this check could not fail
+
+
+def _running_means_rank(rank, store, values, results):
+    """One gloo process: adds its ``values`` and reports ``means()`` and the saved totals."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                                         world_size=len(values))
+    try:
+        means = RunningMeans()
+        for key, value in values[rank]:
+            means.add(key, value)
+        results[rank] = (means.means(), means.totals())
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_running_means_are_sums_over_counts_of_all_ranks_with_unequal_counts(tmp_path):
+    """Under DDP the epoch mean of a term is over every step of every rank: a rank
+    that made fewer additions (a skipped non-finite step, a term some steps lack)
+    weighs less, unlike a mean of the ranks' means."""
+    values = [[("loss", 1.0), ("loss", 2.0), ("loss", 3.0), ("mel", 4.0)],
+              [("loss", 10.0), ("loss_d", 5.0)]]
+    results = torch.multiprocessing.Manager().dict()
+    torch.multiprocessing.spawn(_running_means_rank, args=(tmp_path / "store", values, results),
+                                nprocs=2, join=True)
+    for rank in range(2):
+        means, (sums, counts) = results[rank]
+        assert means == {"loss": 16.0 / 4, "mel": 4.0, "loss_d": 5.0}  # mean of means: 6
+        assert sums == {"loss": 16.0, "mel": 4.0, "loss_d": 5.0}
+        assert counts == {"loss": 4, "mel": 1, "loss_d": 1}
+
+
+def test_a_step_with_a_non_finite_loss_adds_none_of_its_terms():
+    """One tolerated NaN step must not turn every logged term mean into NaN."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("codec_recipe_terms", RECIPE / "train.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    brain = SimpleNamespace(term_means=RunningMeans())
+    add = recipe.CodecBrain.add_terms
+    nan, inf = float("nan"), float("inf")
+
+    def terms(mel, stft, loss_d, loss):
+        return {"mel": torch.tensor(mel), "stft": torch.tensor(stft),
+                "loss_d": torch.tensor(loss_d), "loss": torch.tensor(loss)}
+
+    add(brain, terms(1.0, 2.0, 0.5, 3.0), replaced_codes=4)
+    add(brain, terms(nan, 9.0, 0.7, nan), replaced_codes=100)  # skipped: all of it
+    add(brain, terms(5.0, 6.0, 0.9, inf), replaced_codes=100)  # skipped too
+    add(brain, terms(3.0, 4.0, 1.5, 7.0), replaced_codes=2)
+    means = brain.term_means.means()
+    assert means == {"loss": 5.0, "mel": 2.0, "stft": 3.0, "loss_d": 1.0, "codes_replaced": 3.0}
+    assert set(brain.term_means.counts.values()) == {2}
+    add(brain, terms(1.0, 1.0, 1.0, 1.0))  # distilling steps pass no codes_replaced
+    assert brain.term_means.counts == {"loss": 3, "mel": 3, "stft": 3, "loss_d": 3,
+                                       "codes_replaced": 2}
 
 
 def _codec_state(save_folder):

@@ -168,15 +168,26 @@ class CodecBrain(sb.Brain):
         self.scaler.update()
         self.optimizer_step += 1
         loss = terms["loss"].detach().cpu()
-        if torch.isfinite(loss):  # like SpeechBrain's stage loss, which skips them
-            self.term_means.add("loss", loss)
-        for key, value in terms.items():
-            if key != "loss":
-                self.term_means.add(key, value.detach())
-        if getattr(self.codec.quantizer, "replaced_codes", None) is not None and not distilling:
-            self.term_means.add("codes_replaced", self.codec.quantizer.replaced_codes)
+        replaced = getattr(self.codec.quantizer, "replaced_codes", None)
+        self.add_terms(terms, None if distilling else replaced)
         self._log_step(loss)
         return loss
+
+    def add_terms(self, terms, replaced_codes=None):
+        """Adds one step's terms (and ``codes_replaced``) to the epoch means, all or none.
+
+        A step whose ``loss`` is not finite (tolerated up to ``nonfinite_patience``;
+        its update is skipped) adds nothing, like SpeechBrain's stage loss: its
+        other terms are often NaN too, and one NaN would make a term's epoch mean
+        NaN. The counts stay equal across terms, so every mean is over the same steps.
+        """
+        if not torch.isfinite(terms["loss"].detach()):
+            return
+        for key in ("loss", *(k for k in terms if k != "loss")):
+            value = terms[key]
+            self.term_means.add(key, value.detach() if torch.is_tensor(value) else value)
+        if replaced_codes is not None:
+            self.term_means.add("codes_replaced", replaced_codes)
 
     def _log_step(self, loss):
         """Appends ``<optimizer_step> <loss>`` (exact: ``repr``) to ``step_log_file``.
