@@ -178,11 +178,13 @@ def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_fold
     """Stores ``clips`` held-out utterances (first ``seconds``) and the codec's numbers on them.
 
     ``data_folder`` (default: the run's ``data_folder`` setting) resolves the
-    manifest's ``{data_root}``.
+    manifest's ``{data_root}``. Utterances of recorded subsets (``*-recorded``: real
+    recordings whose licence is not ours) are never copied into the folder.
     """
     from speechbrain_dsl.embedding_cache import read_clip
 
-    entries = _test_entries(manifest, data_folder)
+    entries = {utt: e for utt, e in _test_entries(manifest, data_folder).items()
+               if "-recorded/" not in e["wav"]}
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(sorted(entries), min(clips, len(entries)), replace=False).tolist())
     check = Path(folder) / "check"
