@@ -49,7 +49,7 @@ PREVIOUS = {
     "adversarial_start_step": 2000,
     "gain": None,
     "rvq_dead_code_usage": None,
-    "loss_weights": {"mel": 1.0, "stft": 0.0, "commitment": 1.0, "adversarial": 1.0,
+    "loss_weights": {"mel": 1.0, "stft": 0.0, "level": 0.0, "commitment": 1.0, "adversarial": 1.0,
                      "feature": 10.0, "dsl_compression": 1e-4, "dsl_switch": 1.0, "dsl_light": 1.0},
 }
 
@@ -108,7 +108,8 @@ def breakdown(brain, wav, lens):
         (codec.decoder(emb) ** 2).mean().backward()
 
     def losses():
-        (brain.modules.mel_loss(fake, wav) + brain.modules.stft_loss(fake, wav)).backward()
+        (brain.modules.mel_loss(fake, wav) + brain.modules.stft_loss(fake, wav)
+         + brain.modules.level_loss(fake, wav)).backward()
 
     def discriminator():
         hp.gan_loss.discriminator_loss(fake, wav).backward()

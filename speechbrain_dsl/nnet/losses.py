@@ -116,6 +116,48 @@ class MultiResolutionSTFTLoss(nn.Module):
         return total / len(self.n_ffts)
 
 
+class LevelLoss(nn.Module):
+    """Mean ``|ln RMS(wav_hat) - ln RMS(wav)|`` over windows of ``window`` samples.
+
+    Spectral losses with log terms let an undertrained decoder come out several dB
+    quiet (and inconsistent phases cancel in the overlap-add); a codec must give
+    back the level it was given. Windows where the reference is below ``floor``
+    (near-digital silence) do not count.
+
+    Arguments
+    ---------
+    window : int
+        Samples per level measurement (4000 = 250 ms at 16 kHz).
+    floor : float
+        RMS under which a reference window is ignored.
+
+    Example
+    -------
+    >>> loss = LevelLoss(window=400)
+    >>> x = torch.randn(2, 1, 4000)
+    >>> float(loss(x, x))
+    0.0
+    >>> round(float(loss(0.5 * x, x)), 4)  # ln 2
+    0.6931
+    """
+
+    def __init__(self, window=4000, floor=1e-4):
+        super().__init__()
+        self.window, self.floor = window, floor
+
+    def forward(self, wav_hat, wav):
+        """Loss between ``wav_hat`` and ``wav``, both ``[B, 1, S]`` or ``[B, S]``."""
+        wav_hat, wav = wav_hat.reshape(wav_hat.shape[0], -1), wav.reshape(wav.shape[0], -1)
+        size = min(self.window, wav.shape[-1])
+        frames = wav.shape[-1] // size
+        rms = lambda x: x[:, : frames * size].reshape(x.shape[0], frames, size).float().square().mean(-1).add(1e-12).sqrt()  # noqa: E731
+        target, estimate = rms(wav), rms(wav_hat)
+        counted = target > self.floor
+        if not counted.any():
+            return wav_hat.new_zeros(())
+        return (estimate[counted].log() - target[counted].log()).abs().mean()
+
+
 class GANLoss(nn.Module):
     """Hinge adversarial and feature-matching terms around one discriminator.
 
