@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from libritts_prepare import find_libritts_root, prepare_libritts  # noqa: E402
 
-LOSS_TERMS = ("mel", "stft", "commitment", "adversarial", "feature", "dsl_compression",
+LOSS_TERMS = ("mel", "stft", "level", "commitment", "adversarial", "feature", "dsl_compression",
               "dsl_switch", "dsl_light")
 EVAL_MODES = ("full", "light", "mixed")
 #: What each hyperparameter must be (keys a YAML does not use are skipped).
@@ -226,6 +226,7 @@ class CodecBrain(sb.Brain):
         terms = {
             "mel": self.modules.mel_loss(wav_hat, wav),
             "stft": self.modules.stft_loss(wav_hat, wav),
+            "level": self.modules.level_loss(wav_hat, wav),
             "commitment": out.commitment,
         }
         if adversarial:
