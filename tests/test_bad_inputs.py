@@ -361,6 +361,19 @@ def test_libritts_refuses_a_wav_cut_mid_data_naming_it(libritts, tmp_path):
         prepare_libritts(libritts, tmp_path / "m")
 
 
+def test_libritts_prepare_reports_bad_files_of_train_and_test_together(libritts, tmp_path):
+    # one check of every split, then one error: fixing train must not reveal test's
+    train = empty_wav(libritts / "train-clean-100" / "19" / "198" / "19_198_000000_000009.wav")
+    test = truncate(libritts / "test-clean" / "61" / "198" / "61_198_000000_000001.wav")
+    with pytest.raises(ValueError, match=r"^2 bad audio files in the LibriTTS subsets \(train "
+                                         r"\['train-clean-100'\], valid \['dev-clean'\], test "
+                                         r"\['test-clean'\]\)") as raised:
+        prepare_libritts(libritts, tmp_path / "m")
+    assert f"empty audio file {train}" in str(raised.value)
+    assert f"truncated audio file {test}" in str(raised.value)
+    assert not list((tmp_path / "m").glob("*.json"))
+
+
 def test_libritts_skip_bad_audio_leaves_bad_files_out_with_a_warning(libritts, tmp_path, caplog):
     bad = empty_wav(libritts / "train-clean-100" / "19" / "198" / "19_198_000000_000009.wav")
     with caplog.at_level(logging.WARNING):
@@ -530,6 +543,27 @@ def test_libricount_refuses_a_truncated_wav_naming_it(libricount, tmp_path):
     bad = truncate(libricount / "test" / "1_0001.wav")
     with pytest.raises(ValueError, match=f"truncated audio file {bad}"):
         prepare_libricount(libricount, tmp_path / "m.json", folds=2)
+
+
+def test_libricount_reports_metadata_problems_and_bad_audio_together(libricount, tmp_path):
+    bad = truncate(libricount / "test" / "2_0001.wav")
+    missing = libricount / "test" / "1_0000.json"
+    missing.unlink()
+    wrong = libricount / "test" / "0_0001.json"
+    wrong.write_text("[{}]")
+    with pytest.raises(ValueError) as raised:
+        prepare_libricount(libricount, tmp_path / "m.json", folds=2)
+    lines = str(raised.value).splitlines()
+    assert lines[0] == f"problems in LibriCount {libricount / 'test'} (every file was checked):"
+    assert lines[1].startswith(f"- 1 bad audio file in LibriCount {libricount / 'test'}: "
+                               f"truncated audio file {bad}")
+    assert lines[2:] == [f"- {wrong.with_suffix('.wav')}: the name says 0 speakers but "
+                         f"0_0001.json lists 1",
+                         f"- {missing.with_suffix('.wav')} has no 1_0000.json next to it"]
+    assert not (tmp_path / "m.json").exists()
+    with pytest.raises(ValueError) as raised:  # bad audio left out; the metadata still named
+        prepare_libricount(libricount, tmp_path / "m.json", folds=2, skip_bad_audio=True)
+    assert str(raised.value).splitlines() == lines[:1] + lines[2:]
 
 
 def test_libricount_names_metadata_that_does_not_parse_with_its_position(libricount, tmp_path):

@@ -10,7 +10,8 @@ Each manifest maps utterance ids to ``{"wav", "duration", "spk_id", "label"}``,
 with ``wav`` written as ``{data_root}/<relative path>`` so manifests survive moving
 the data. Audio is never modified: resampling to the model's rate happens in the
 data pipeline. Bad audio files (unreadable, empty, truncated, a name that is not
-UTF-8) are refused, all named in one error, or left out with
+UTF-8) are refused, all named in one error (with any missing or empty subset,
+after every split is checked), or left out with
 ``skip_bad_audio=True`` (the rule of :mod:`speechbrain_dsl.data.audio`, the same in
 every prepare script). A manifest or option file that does not parse is named in a
 warning and rebuilt.
@@ -20,7 +21,8 @@ import logging
 from pathlib import Path
 
 from speechbrain_dsl.atomic import write_json
-from speechbrain_dsl.data.audio import AudioChecker, read_json, read_text, show_path
+from speechbrain_dsl.data.audio import (AudioChecker, problems_message, read_json, read_text,
+                                         show_path)
 
 logger = logging.getLogger(__name__)
 OPT_FILE = "opt_libritts_prepare.json"
@@ -60,7 +62,8 @@ def prepare_libritts(
     ValueError
         For a missing data folder or subset, a subset without wavs, bad audio
         files (unless ``skip_bad_audio``) or a transcript that is not UTF-8; the
-        message names the folder or files.
+        message names the folder or files. Every split is checked first, and one
+        error names all the problems found.
     """
     save_folder = Path(save_folder)
     paths = {split: save_folder / f"{split}.json" for split in ("train", "valid", "test")}
@@ -76,12 +79,22 @@ def prepare_libritts(
             return paths
     save_folder.mkdir(parents=True, exist_ok=True)
     manifests = {}
+    checker = AudioChecker(skip_bad=skip_bad_audio)  # one for all splits: one report
+    problems = []  # missing or empty subsets, reported with the bad audio
     for split, subsets in splits.items():  # all splits are checked before any is written
-        checker = AudioChecker(skip_bad=skip_bad_audio)
         manifests[split] = {}
         for subset in subsets:
-            manifests[split].update(_subset_entries(root, subset, checker))
-        checker.finish(f"LibriTTS {split} subsets {subsets} of {root}")
+            try:
+                manifests[split].update(_subset_entries(root, subset, checker))
+            except ValueError as err:
+                problems.append(str(err))
+    named = ", ".join(f"{split} {subsets}" for split, subsets in splits.items())
+    try:
+        checker.finish(f"the LibriTTS subsets ({named}) of {root}")
+    except ValueError as err:
+        problems.insert(0, str(err))
+    if problems:
+        raise ValueError(problems_message(problems, f"the LibriTTS subsets ({named}) of {root}"))
     for split, entries in manifests.items():
         if not entries:
             raise ValueError(f"LibriTTS {split} subsets {splits[split]} in {root} hold no usable "

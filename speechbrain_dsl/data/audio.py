@@ -11,7 +11,8 @@ One rule for every prepare script (LibriTTS, AudioSet, Speech Commands, LibriCou
   ``ValueError`` that names every bad file, up to a few, with the reason and
   the total count) unless called with ``skip_bad_audio=True``, in which case
   the bad files are left out of the manifests, each is named in a warning and
-  the count is reported.
+  the count is reported. Other problems found on the way (a missing subset,
+  metadata that disagrees) go into the same error (:func:`problems_message`).
 
 Text inputs (CSV, file lists, transcripts) must be UTF-8 and JSON inputs
 (manifests, option files, metadata) must parse: :func:`read_text` and
@@ -195,6 +196,26 @@ class AudioChecker:
                 logger.warning(f"left out {bad}")
             logger.warning(f"left out {summary}")
         return {"checked": self.checked, "bad": len(self.bad)}
+
+
+def problems_message(problems: List[str], what: str) -> str:
+    """One error message for every problem a prepare script found in ``what``.
+
+    A single problem is its own message; several are listed one per line (the
+    first :data:`SHOWN_BAD_FILES`), after a line naming ``what``.
+
+    >>> print(problems_message(["a.wav has no a.json", "b.wav has no b.json"], "LibriCount /d"))
+    problems in LibriCount /d (every file was checked):
+    - a.wav has no a.json
+    - b.wav has no b.json
+    """
+    if len(problems) == 1:
+        return problems[0]
+    shown = problems[:SHOWN_BAD_FILES]
+    more = len(problems) - len(shown)
+    return (f"problems in {what} (every file was checked):\n"
+            + "\n".join(f"- {p}" for p in shown)
+            + (f"\n- and {more} more problems" if more > 0 else ""))
 
 
 def read_text(path: PathLike, what: str = "file") -> str:
