@@ -18,7 +18,8 @@ it and fails on a truncated file. :class:`AtomicCheckpointer`:
 - on recovery, skips a checkpoint that fails its checksum or does not load, with
   a warning naming it, and loads the previous intact one;
 - loads every ``torch.nn.Module`` with :func:`load_state_strict`: every key
-  present with its shape, no unknown key, all values finite;
+  present with its shape, no unknown key, all values finite (a switch threshold
+  may be +/-inf, never NaN);
 - reports a full disk as ``OSError(ENOSPC)`` naming the file being written.
 
 :func:`load_state_strict` is also what :func:`load_codec`, the packager and
@@ -167,11 +168,37 @@ def verify_manifest(folder: PathLike, names: Optional[Iterable[str]] = None,
 # --- strict weights ----------------------------------------------------------------
 
 
+#: Buffers (the last part of a state-dict key) where +/-inf is a meaningful
+#: value: a switch threshold of inf sends every segment to the light tail (and
+#: -inf none). NaN is refused there too.
+INFINITE_ALLOWED = ("calibrated_threshold",)
+
+
+def has_bad_values(key: str, value: torch.Tensor) -> bool:
+    """True when a state-dict tensor holds values no checkpoint may hold.
+
+    NaN anywhere; +/-inf outside the :data:`INFINITE_ALLOWED` buffers.
+
+    >>> has_bad_values("encoder.dsl.calibrated_threshold", torch.tensor(float("inf")))
+    False
+    >>> has_bad_values("encoder.dsl.calibrated_threshold", torch.tensor(float("nan")))
+    True
+    >>> has_bad_values("decoder.weight", torch.tensor([1.0, float("-inf")]))
+    True
+    """
+    if not value.is_floating_point():
+        return False
+    if key.rsplit(".", 1)[-1] in INFINITE_ALLOWED:
+        return bool(torch.isnan(value).any())
+    return not bool(torch.isfinite(value).all())
+
+
 def check_state_dict(module: torch.nn.Module, state, source: PathLike) -> None:
     """Raises a ``ValueError`` naming ``source`` unless ``state`` fits ``module`` exactly.
 
     Every key of ``module.state_dict()`` must be present with the same shape,
-    there must be no other key, and every floating-point value must be finite.
+    there must be no other key, and every floating-point value must be finite
+    (a switch threshold may also be +/-inf: :func:`has_bad_values`).
     """
     if not isinstance(state, dict):
         raise CheckpointError(f"{source} holds a {type(state).__name__}, not a state dict")
@@ -191,7 +218,7 @@ def check_state_dict(module: torch.nn.Module, state, source: PathLike) -> None:
             nontensor.append(f"{key}: {type(value).__name__}")
         elif value.shape != expected[key].shape:
             shapes.append(f"{key}: {tuple(value.shape)} instead of {tuple(expected[key].shape)}")
-        elif value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        elif has_bad_values(key, value):
             nonfinite.append(key)
     if nontensor:
         problems.append(f"{len(nontensor)} value(s) not tensors ({_some(nontensor)})")
@@ -228,7 +255,8 @@ def load_state_strict(module: torch.nn.Module, path: PathLike, verify: bool = Tr
     folder (or, for a symlink, its target's folder) has a ``SHA256SUMS``
     manifest, the file must be listed there with the same sha256 (``verify``).
     Then every key of the module must be present with its shape, no unknown
-    key is allowed and all floating-point values must be finite. Each failure
+    key is allowed and all floating-point values must be finite (a switch
+    threshold may be +/-inf, never NaN). Each failure
     is a ``ValueError`` (:class:`CheckpointError`) naming the file.
 
     Example

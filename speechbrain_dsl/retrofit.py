@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from speechbrain_dsl.checkpoints import has_bad_values
 from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
 
 DSL_ONLY_PREFIXES = ("encoder.dsl.mask.", "encoder.dsl.switch.", "encoder.dsl.light_tail.",
@@ -54,7 +55,7 @@ def init_codec_from(codec, source):
         if state[key].shape != expected[key].shape:
             problems.append(f"{key}: shape {tuple(state[key].shape)}, expected "
                             f"{tuple(expected[key].shape)}")
-        elif state[key].is_floating_point() and not bool(torch.isfinite(state[key]).all()):
+        elif has_bad_values(key, state[key]):  # a threshold may be +/-inf, never NaN
             problems.append(f"{key}: non-finite values")
     if problems:
         raise ValueError(f"init_from: {path} does not fit this codec: " + "; ".join(problems[:8]))

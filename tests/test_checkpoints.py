@@ -322,3 +322,52 @@ def test_a_broken_latest_checkpoint_resumes_bit_for_bit_from_the_one_before(tmp_
         resumed = _train(tmp_path / "killed")
     assert str(latest.path) in caplog.text
     assert resumed == uninterrupted[-len(resumed):] and len(resumed) > 5
+
+
+# --- the switch threshold may be infinite ----------------------------------------
+
+THRESHOLD_KEY = "encoder.dsl.calibrated_threshold"
+
+
+@pytest.mark.parametrize("threshold", [float("inf"), float("-inf")])
+def test_a_codec_whose_threshold_is_infinite_saves_and_loads_back(tmp_path, threshold):
+    """The threshold setter takes inf (every segment light) and -inf (none): such a
+    codec's checkpoint must load back, through the checkpointer and strictly."""
+    from conftest import make_codec
+
+    from speechbrain_dsl.checkpoints import load_state_strict
+    from speechbrain_dsl.retrofit import init_codec_from
+
+    codec = make_codec()
+    codec.threshold = threshold
+    saved = AtomicCheckpointer(tmp_path / "ckpt", {"codec": codec}).save_checkpoint()
+    fresh = make_codec()
+    assert fresh.threshold == 0.5
+    recovered = AtomicCheckpointer(tmp_path / "ckpt", {"codec": fresh}).recover_if_possible()
+    assert recovered.path == saved.path and fresh.threshold == threshold
+    assert load_state_strict(make_codec(), saved.path / "codec.ckpt").threshold == threshold
+    other = make_codec()
+    assert init_codec_from(other, saved.path / "codec.ckpt") == [] and other.threshold == threshold
+
+
+def test_a_nan_threshold_and_infinite_weights_are_still_refused(tmp_path):
+    from conftest import make_codec
+
+    from speechbrain_dsl.checkpoints import load_state_strict
+    from speechbrain_dsl.retrofit import init_codec_from
+
+    state = make_codec().state_dict()
+    nan_threshold, inf_weight = tmp_path / "nan.ckpt", tmp_path / "inf.ckpt"
+    torch.save({**state, THRESHOLD_KEY: torch.tensor(float("nan"))}, nan_threshold)
+    weight = next(k for k in state if k.endswith("weight") and state[k].is_floating_point())
+    torch.save({**state, THRESHOLD_KEY: torch.tensor(float("inf")),
+                weight: torch.full_like(state[weight], float("inf"))}, inf_weight)
+    with pytest.raises(CheckpointError, match=rf"{nan_threshold} does not fit DSLCodec: NaN or "
+                                              rf"infinite values in 1 tensor\(s\) \({THRESHOLD_KEY}\)$"):
+        load_state_strict(make_codec(), nan_threshold)
+    with pytest.raises(CheckpointError, match=rf"infinite values in 1 tensor\(s\) \({weight}\)$"):
+        load_state_strict(make_codec(), inf_weight)
+    with pytest.raises(ValueError, match=rf"{THRESHOLD_KEY}: non-finite values"):
+        init_codec_from(make_codec(), nan_threshold)
+    with pytest.raises(ValueError, match=rf"does not fit this codec: {weight}: non-finite values$"):
+        init_codec_from(make_codec(), inf_weight)
