@@ -480,6 +480,14 @@ class OnnxRuntimeCodec(DSLCodec):
         tokens = tokens.to(wav.device)
         return tokens, self.embeddings(tokens)
 
+    def _encode_tokens(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
+        """The tokens of :meth:`encode` without their codebook vectors (``sig_to_tokens``)."""
+        if not self._onnx_runs():
+            return super()._encode_tokens(inputs, length, sample_rate)
+        wav = self.check_input(inputs, sample_rate, check_range=True)
+        length = self.check_length(length, wav.shape[0])
+        return encode_with_runtime(self, self.runtime, wav, length, self.piece_segments).to(wav.device)
+
     def decode(self, tokens, length=None) -> torch.Tensor:
         """As :meth:`DSLCodec.decode`, in onnxruntime."""
         if self.engine != "onnxruntime" or self.runtime.decoder is None:
