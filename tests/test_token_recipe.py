@@ -1,10 +1,11 @@
 """The DASB-style token KWS recipe: tokens extracted once, 2 codebooks, codec swapped in YAML."""
 
 import difflib
+import functools
 import importlib.util
 import json
+import logging
 import os
-import re
 import subprocess
 import sys
 
@@ -15,11 +16,14 @@ import torch
 
 from speechbrain_dsl.inference.codec import load_tokenizer
 from speechbrain_dsl.inference.package import ROOT
+from speechbrain_dsl.lobes.probes import TokenClassifier
+from speechbrain_dsl.recipe_utils import NOISY_LOGGERS, read_plain_hparams
 
 from conftest import make_codec
 
 RECIPE = ROOT / "recipes" / "SpeechCommands" / "tokens"
-YAML = RECIPE / "hparams" / "tokens_dsl.yaml"
+YAMLS = {"dsl": RECIPE / "hparams" / "tokens_dsl.yaml",
+         "baseline": RECIPE / "hparams" / "tokens_baseline.yaml"}
 
 
 def recipe_module():
@@ -30,45 +34,41 @@ def recipe_module():
     return module
 
 
-def with_tokenizer(yaml_text, source, mode):
-    """The recipe's YAML with its two tokenizer lines set (nothing else changes)."""
-    yaml_text = re.sub(r"(?m)^tokenizer_source: .*$", f"tokenizer_source: {source}", yaml_text)
-    return re.sub(r"(?m)^tokenizer_mode: .*$", f"tokenizer_mode: {mode}", yaml_text)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, speech_commands_data, packaged_dsl_codec, packaged_baseline_codec):
     tmp = tmp_path_factory.mktemp("tokens")
     return speech_commands_data, packaged_dsl_codec, packaged_baseline_codec, tmp
 
 
-def test_the_two_codecs_differ_by_the_tokenizer_lines_of_the_yaml_only(setup):
-    _, dsl, baseline, _ = setup
-    text = YAML.read_text()
-    changed = [line for line in difflib.unified_diff(
-        with_tokenizer(text, dsl, "mixed").splitlines(),
-        with_tokenizer(text, baseline, "full").splitlines(), lineterm="", n=0)
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert changed == [f"-tokenizer_source: {dsl}", f"-tokenizer_mode: mixed",
-                       f"+tokenizer_source: {baseline}", "+tokenizer_mode: full"]
+def test_the_two_codecs_differ_by_the_tokenizer_lines_of_the_yaml_only():
+    dsl, baseline = (YAMLS[name].read_text().splitlines() for name in ("dsl", "baseline"))
+    changed = [line for line in difflib.unified_diff(dsl, baseline, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == [
+        "-tokenizer_source: !PLACEHOLDER   # e.g. ../../../pretrained/dsl-codec-16k",
+        "-tokenizer_mode: mixed            # full | light | mixed (a codec without DSL: full)",
+        "+tokenizer_source: !PLACEHOLDER   # e.g. ../../../pretrained/baseline-codec-16k",
+        "+tokenizer_mode: full             # a codec without DSL takes full only"]
+    modes = {name: read_plain_hparams(path, {"data_folder": "d", "tokenizer_source": "s"})
+             ["tokenizer_mode"] for name, path in YAMLS.items()}
+    assert modes == {"dsl": "mixed", "baseline": "full"}
 
 
 @pytest.mark.parametrize("tokenizer", ["dsl", "baseline"])
 def test_token_recipe_extracts_two_codebooks_once_and_trains_with_either_codec(setup, tokenizer):
     data, dsl, baseline, tmp = setup
     source, mode = (dsl, "mixed") if tokenizer == "dsl" else (baseline, "full")
-    hparams = tmp / f"{tokenizer}.yaml"
-    hparams.write_text(with_tokenizer(YAML.read_text(), source, mode))
     out = tmp / f"run_{tokenizer}"
     result = subprocess.run(
-        [sys.executable, "train.py", str(hparams), f"--data_folder={data}",
-         f"--output_folder={out}", "--number_of_epochs=1"],
+        [sys.executable, "train.py", f"hparams/{YAMLS[tokenizer].name}", f"--data_folder={data}",
+         f"--tokenizer_source={source}", f"--output_folder={out}", "--number_of_epochs=1"],
         cwd=RECIPE, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True,
         text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
     assert "valid accuracy" in (out / "train_log.txt").read_text()
+    assert list((out / "save").glob("CKPT+*/model.ckpt"))  # the model train.py built is saved
 
     # the saved tokens are sig_to_tokens' output on 2 codebooks, the embeddings
     # get_pretrained_embeddings' 2 x 1024 rows
@@ -134,12 +134,73 @@ def test_extraction_runs_once_per_tokenizer_setting(tiny_corpus, tmp_path, monke
 
 def test_pretrained_embeddings_must_fit_the_model(tiny_corpus):
     recipe = recipe_module()
-    table = torch.nn.Embedding(2 * 16, 8)
+    model_class = functools.partial(TokenClassifier, num_codebooks=2, vocab_size=16, n_classes=5)
     vectors = make_codec().get_pretrained_embeddings(16, 2)
-    recipe.init_embeddings(table, vectors)
-    assert torch.equal(table.weight.detach(), vectors)
-    with pytest.raises(ValueError, match="emb_dim"):
-        recipe.init_embeddings(torch.nn.Embedding(2 * 16, 4), vectors)
+    model = recipe.make_model(functools.partial(model_class, emb_dim=8), vectors)
+    assert torch.equal(model.embedding.weight.detach(), vectors)
+    assert recipe.make_model(functools.partial(model_class, emb_dim=8)).embedding.weight.shape \
+        == (2 * 16, 8)  # pretrain_embeddings: False
+    with pytest.raises(ValueError, match=r"pretrained embeddings \(32, 8\) do not match \(32, 4\)"
+                                         r".*: set emb_dim to the tokenizer's vector size, or "
+                                         r"pretrain_embeddings: False"):
+        recipe.make_model(functools.partial(model_class, emb_dim=4), vectors)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--num_codebooks=0", r"num_codebooks=0: expected an integer >= 1"),
+    ("--tokenizer_mode=loud", r"tokenizer_mode='loud': expected one of 'full', 'light', 'mixed'"),
+    ("--lr=-1", r"lr=-1: expected a number > 0"),
+    ("--pretrain_embeddings=maybe", r"pretrain_embeddings='maybe': expected True or False"),
+    ("--tokenizer_source=[a, b]", r"tokenizer_source=\['a', 'b'\]: expected a string"),
+])
+def test_token_recipe_refuses_a_bad_hyperparameter_before_anything_runs(tmp_path, override,
+                                                                         message):
+    argv = [str(YAMLS["dsl"]), f"--data_folder={tmp_path}", f"--output_folder={tmp_path / 'out'}",
+            override]
+    if not override.startswith("--tokenizer_source="):
+        argv.append("--tokenizer_source=somewhere")
+    with pytest.raises(ValueError, match=r"bad hyperparameter in .*tokens_dsl.yaml.*" + message):
+        recipe_module().main(argv)
+    assert not (tmp_path / "out").exists()
+
+
+def test_token_recipe_names_a_broken_manifest_and_rereads_a_broken_record(tiny_corpus, tmp_path,
+                                                                         caplog):
+    recipe = recipe_module()
+    codec = make_codec(num_quantizers=3).eval()
+    codec.encode(torch.randn(2, 1600) * 0.1)
+    args = dict(tokenizer=codec, manifests=tiny_corpus, folder=tmp_path / "tok",
+                num_codebooks=2, vocab_size=16, batch_size=4, device="cpu")
+    good = tiny_corpus["valid"].read_text()
+    tiny_corpus["valid"].write_text(good[:20])
+    with pytest.raises(ValueError, match=f"manifest {tiny_corpus['valid']} is not valid JSON"):
+        recipe.extract_tokens(**args)
+    tiny_corpus["valid"].write_text(good.replace('"label": "yes", ', ""))
+    with pytest.raises(ValueError, match=f"manifest {tiny_corpus['valid']}: entry 'valid_0' "
+                                         f"lacks the field\\(s\\) label"):
+        recipe.extract_tokens(**args)
+    tiny_corpus["valid"].write_text(good)
+    tokens, _ = recipe.extract_tokens(**args)
+    (tmp_path / "tok" / "extraction.json").write_text('{"key": ')
+    with caplog.at_level(logging.WARNING):
+        again, _ = recipe.extract_tokens(**args)
+    assert "extraction.json is not valid JSON" in caplog.text and "extracting the tokens again" \
+        in caplog.text
+    assert torch.equal(again["test"]["test_0"], tokens["test"]["test_0"])
+
+
+def test_token_recipe_quiets_third_party_loggers(setup, monkeypatch):
+    """main() sets the noisy loggers to WARNING (log.txt takes every DEBUG record)."""
+    data, dsl, _, tmp = setup
+    for name in NOISY_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    recipe = recipe_module()
+    monkeypatch.setattr(recipe, "prepare_speech_commands",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop here")))
+    with pytest.raises(RuntimeError, match="stop here"):
+        recipe.main([str(YAMLS["dsl"]), f"--data_folder={data}", f"--tokenizer_source={dsl}",
+                     f"--output_folder={tmp / 'quiet'}"])
+    assert all(logging.getLogger(name).level == logging.WARNING for name in NOISY_LOGGERS)
 
 
 def test_load_tokenizer_is_frozen_and_refuses_routing_without_dsl(setup):

@@ -11,18 +11,25 @@
    A later run reads them back unless the tokenizer (its weights and settings),
    ``K`` or the audio changed (``extraction.json`` holds the key).
 2. Training: a ``TokenClassifier`` on the saved tokens of the ``K`` codebooks,
-   its embedding table (``K * vocab_size`` rows, codebook-major) initialised from
-   the saved codebook vectors; 12 classes (10 words, _silence_, _unknown_).
+   built with the saved codebook vectors as its embedding table
+   (``pretrained``: ``K * vocab_size`` rows, codebook-major); 12 classes (10
+   words, _silence_, _unknown_).
 
 The recipe knows the tokenizer only through DASB's contract (``sample_rate``,
 ``sig_to_tokens``, ``get_pretrained_embeddings``), so the codec is swapped by
 changing the ``tokenizer`` lines of the YAML, for any tokenizer with that
-contract (ours, DASB's Encodec / DAC / SpeechTokenizer wrappers).
+contract (ours, DASB's Encodec / DAC / SpeechTokenizer wrappers):
+``hparams/tokens_baseline.yaml`` is ``hparams/tokens_dsl.yaml`` with the
+``tokenizer_source`` and ``tokenizer_mode`` lines set for the baseline codec.
+
+Before anything is built or prepared, every hyperparameter is checked against
+``HPARAM_RULES`` (a ``ValueError`` names each bad ``key=value``); manifests are
+read with :func:`~speechbrain_dsl.recipe_utils.check_manifest` (a broken one is
+named) and third-party loggers are kept out of ``log.txt``.
 """
 
 import hashlib
-import json
-import os
+import logging
 import sys
 from pathlib import Path
 
@@ -32,10 +39,42 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_dsl.atomic import atomic_path, write_json
+from speechbrain_dsl.data.audio import read_json
 from speechbrain_dsl.embedding_cache import audio_key, codec_fingerprint, read_clip
+from speechbrain_dsl.recipe_utils import (
+    boolean,
+    check_hparams_file,
+    check_manifest,
+    integer,
+    number,
+    one_of,
+    quiet_third_party_loggers,
+    text,
+)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from speech_commands_prepare import SPLITS, prepare_speech_commands  # noqa: E402
+
+logger = logging.getLogger(__name__)
+#: Fields the recipe reads from each manifest entry.
+MANIFEST_FIELDS = ("wav", "start", "stop", "label")
+#: What each hyperparameter must be (keys a YAML does not use are skipped: a YAML
+#: with another tokenizer may have no tokenizer_source / tokenizer_mode).
+HPARAM_RULES = {
+    "seed": integer(),
+    "cpu_threads": integer(low=1),
+    "num_codebooks": integer(low=1),
+    "vocab_size": integer(low=1),
+    "extract_batch_size": integer(low=1),
+    "tokenizer_source": text(),
+    "tokenizer_mode": one_of("full", "light", "mixed"),
+    "number_of_epochs": integer(low=1),
+    "batch_size": integer(low=1),
+    "lr": number(above=0),
+    "emb_dim": integer(low=1),
+    "pretrain_embeddings": boolean(),
+    "n_classes": integer(low=2),
+}
 
 
 class TokenKWSBrain(sb.Brain):
@@ -80,10 +119,21 @@ def extraction_key(tokenizer, manifests, num_codebooks, vocab_size):
                   .encode())
     digest.update(codec_fingerprint(tokenizer).encode())
     for split in SPLITS:
-        entries = json.loads(Path(manifests[split]).read_text())
+        entries = check_manifest(manifests[split], MANIFEST_FIELDS)
         for utt in sorted(entries):
             digest.update(f"{split}|{utt}|{audio_key(entries[utt])}".encode())
     return digest.hexdigest()[:16]
+
+
+def _saved_key(meta):
+    """The key of the saved extraction, or None (none, or a record that does not parse)."""
+    if not meta.is_file():
+        return None
+    try:
+        return read_json(meta, "extraction record", expect=dict).get("key")
+    except ValueError as err:
+        logger.warning(f"{err}; extracting the tokens again")
+        return None
 
 
 def extract_tokens(tokenizer, manifests, folder, num_codebooks, vocab_size, batch_size, device):
@@ -99,13 +149,13 @@ def extract_tokens(tokenizer, manifests, folder, num_codebooks, vocab_size, batc
     folder = Path(folder)
     key = extraction_key(tokenizer, manifests, num_codebooks, vocab_size)
     meta = folder / "extraction.json"
-    if meta.is_file() and json.loads(meta.read_text()).get("key") == key:
+    if _saved_key(meta) == key:
         return ({split: torch.load(folder / f"{split}.pt") for split in SPLITS},
                 torch.load(folder / "embeddings.pt"))
     rate = tokenizer.sample_rate
     tokens = {}
     for split in SPLITS:
-        entries = json.loads(Path(manifests[split]).read_text())
+        entries = check_manifest(manifests[split], MANIFEST_FIELDS)
         ids = sorted(entries)
         tokens[split] = {}
         for first in range(0, len(ids), batch_size):
@@ -133,15 +183,17 @@ def extract_tokens(tokenizer, manifests, folder, num_codebooks, vocab_size, batc
     return tokens, embeddings
 
 
-def init_embeddings(embedding, vectors):
-    """Copies the codebook vectors into the model's embedding table (same layout)."""
-    if vectors.shape != embedding.weight.shape:
-        raise ValueError(
-            f"pretrained embeddings {tuple(vectors.shape)} do not fit the embedding table "
-            f"{tuple(embedding.weight.shape)} (num_codebooks * vocab_size, emb_dim): set "
-            f"emb_dim to the tokenizer's vector size, or pretrain_embeddings: False")
-    with torch.no_grad():
-        embedding.weight.copy_(vectors)
+def make_model(model_class, embeddings=None):
+    """The YAML's ``TokenClassifier`` (``model_class``), built with ``pretrained=embeddings``.
+
+    ``TokenClassifier`` checks that the vectors fit its table and copies them
+    (same layout); a mismatch names the YAML keys that fix it.
+    """
+    try:
+        return model_class(pretrained=embeddings)
+    except ValueError as err:
+        raise ValueError(f"{err}: set emb_dim to the tokenizer's vector size, or "
+                         f"pretrain_embeddings: False") from None
 
 
 def dataio_prepare(hparams, manifests, tokens):
@@ -161,9 +213,9 @@ def dataio_prepare(hparams, manifests, tokens):
         def token_pipeline(utt, table=tokens[split]):
             return table[utt]
 
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            manifests[split], dynamic_items=[token_pipeline, label],
-            output_keys=["id", "tokens", "label_encoded"])
+        datasets[split] = sb.dataio.dataset.DynamicItemDataset(
+            check_manifest(manifests[split], MANIFEST_FIELDS),
+            dynamic_items=[token_pipeline, label], output_keys=["id", "tokens", "label_encoded"])
     label_encoder.load_or_create(Path(hparams["save_folder"]) / "labels.txt",
                                  from_didatasets=[datasets["train"]], output_key="label")
     return datasets
@@ -171,25 +223,29 @@ def dataio_prepare(hparams, manifests, tokens):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_hparams_file(hparams_file, overrides, HPARAM_RULES)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     torch.set_num_threads(hparams["cpu_threads"])
     sb.create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
+    quiet_third_party_loggers()
     manifests = prepare_speech_commands(hparams["data_folder"], hparams["manifest_folder"],
                                         task="12", skip_prep=True)
     run_on_main(prepare_speech_commands, kwargs={
         "data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
         "task": "12"})
-    brain = TokenKWSBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
-                          hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    # The model joins once the embeddings are extracted (fit() moves, wraps and recovers it).
+    brain = TokenKWSBrain(modules={}, opt_class=hparams["opt_class"], hparams=hparams,
+                          run_opts=run_opts, checkpointer=hparams["checkpointer"])
     tokenizer = hparams["tokenizer"].to(brain.device)
     extract = dict(tokenizer=tokenizer, manifests=manifests, folder=hparams["tokens_folder"],
                    num_codebooks=hparams["num_codebooks"], vocab_size=hparams["vocab_size"],
                    batch_size=hparams["extract_batch_size"], device=brain.device)
     run_on_main(extract_tokens, kwargs=extract)
     tokens, embeddings = extract_tokens(**extract)  # reads back what the main process saved
-    if hparams["pretrain_embeddings"]:
-        init_embeddings(hparams["model"].embedding, embeddings)  # checkpoints override it
+    model = make_model(hparams["model"], embeddings if hparams["pretrain_embeddings"] else None)
+    brain.modules["model"] = model.to(brain.device)
+    brain.checkpointer.add_recoverable("model", model)  # a checkpoint's weights win over them
     datasets = dataio_prepare(hparams, manifests, tokens)
     loader = {"batch_size": hparams["batch_size"]}
     brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
