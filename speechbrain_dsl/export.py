@@ -44,7 +44,7 @@ import tempfile
 import unittest.mock
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence, Union
+from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -423,7 +423,8 @@ def _traceable_length_to_mask(length, max_len=None, dtype=None, device=None):
 def _export_friendly():
     """Swaps two functions for graph-friendly equivalents while a model is traced."""
     with unittest.mock.patch.object(CausalConv1d, "forward", _export_conv_forward), \
-            unittest.mock.patch("speechbrain_dsl.nnet.dsl.length_to_mask", _traceable_length_to_mask):
+            unittest.mock.patch("speechbrain_dsl.nnet.dsl.length_to_mask",
+                                _traceable_length_to_mask):
         yield
 
 
@@ -483,7 +484,7 @@ def export_torch(model: ExportableEncoder, path) -> Path:
 
 
 def export_decoder_onnx(model: ExportableDecoder, path, info: Optional[Dict] = None) -> Path:
-    """Writes the decoder graph (input ``tokens`` ``[N, T, K]``, output ``audio``); returns the path."""
+    """Writes the decoder graph (``tokens`` ``[N, T, K]`` in, ``audio`` out); returns the path."""
     model = model.eval()
     k = model.codebooks.shape[0]
     example = torch.randint(0, model.vocab_size, (2, 10, k))
@@ -586,7 +587,8 @@ def quantize_encoder(fp32_path, out_path, calibration: Iterable[np.ndarray],
                     "lengths": np.ones(len(batch), np.float32)}
             predicted = np.sort(session.run(["predicted"], feed)[0])
             middle = len(predicted) // 2
-            feed["threshold"] = np.array((predicted[middle - 1] + predicted[middle]) / 2, np.float32)
+            split = (predicted[middle - 1] + predicted[middle]) / 2
+            feed["threshold"] = np.array(split, np.float32)
             return feed
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -597,11 +599,13 @@ def quantize_encoder(fp32_path, out_path, calibration: Iterable[np.ndarray],
         tails = [node.name for node in model.graph.node if node.op_type == "Conv"
                  and any(".dsl.full_tail." in i or ".dsl.light_tail." in i for i in node.input)]
         quantized = Path(tmp) / "int8.onnx"
-        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["Conv"], nodes_to_quantize=tails, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"CalibPercentile": percentile})
+        with contextlib.redirect_stdout(sys.stderr):  # its progress notes are not results
+            quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["Conv"], nodes_to_quantize=tails,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.Percentile,
+                            extra_options={"CalibPercentile": percentile})
         info = dict(info, precision="int8", calibration_rows=batches * batch_rows,
                     calibration_percentile=percentile)
         return _save_with_metadata(onnx.load(str(quantized)), out_path, info)

@@ -72,7 +72,8 @@ def test_engines_give_the_same_tokens_routes_and_audio(engines, mode):
 
 
 def test_tokenizer_runs_in_onnxruntime_with_the_same_contract(folder):
-    fast, slow = load_tokenizer(folder, "mixed", 2), load_tokenizer(folder, "mixed", 2, engine="torch")
+    fast = load_tokenizer(folder, "mixed", 2)
+    slow = load_tokenizer(folder, "mixed", 2, engine="torch")
     assert isinstance(fast, OnnxRuntimeCodec) and isinstance(fast, DSLCodec)
     assert type(slow) is DSLCodec
     wavs, lengths = batch()

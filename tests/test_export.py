@@ -19,8 +19,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dsl.checkpoints import AtomicCheckpointer, load_codec
 from speechbrain_dsl.export import (ExportableDecoder, ExportableEncoder, MatmulISTFT,
-                                    export_decoder_onnx, export_onnx, export_torch, metadata,
-                                    read_metadata)
+                                    export_decoder_onnx, export_torch, metadata, read_metadata)
 from speechbrain_dsl.inference.package import ROOT, package
 from speechbrain_dsl.inference.runtime import OnnxCodec, agreement
 from speechbrain_dsl.lobes.vocos import ISTFTHead

@@ -132,9 +132,10 @@ def agreement(reference, other) -> Dict[str, float]:
     Example
     -------
     >>> tokens = np.zeros((1, 4, 2), np.int64)
-    >>> a = Encoded(tokens, None, np.zeros((1, 2)), np.array([[True, False]]), np.ones((1, 2), bool))
+    >>> valid = np.ones((1, 2), bool)
+    >>> a = Encoded(tokens, None, np.zeros((1, 2)), np.array([[True, False]]), valid)
     >>> changed = tokens.copy(); changed[0, 3, 1] = 5
-    >>> b = Encoded(changed, None, np.zeros((1, 2)), np.array([[True, True]]), np.ones((1, 2), bool))
+    >>> b = Encoded(changed, None, np.zeros((1, 2)), np.array([[True, True]]), valid)
     >>> m = agreement(a, b)
     >>> m["route_changes"], m["route_agreement"], m["token_changes"], m["frames_changed"]
     (1, 0.5, 1, 0.25)
@@ -195,7 +196,7 @@ def valid_steps(lengths: Optional[np.ndarray], batch: int, steps: int) -> np.nda
 
 
 def valid_frames(lengths: Optional[np.ndarray], batch: int, frames: int) -> np.ndarray:
-    """Bool ``[batch, frames]``: frames SpeechBrain's ``clean_padding_`` keeps (``t < length * T``)."""
+    """Bool ``[batch, frames]``: the frames ``clean_padding_`` keeps (``t < length * T``)."""
     if lengths is None:
         return np.ones((batch, frames), dtype=bool)
     limit = np.asarray(lengths, np.float32) * np.float32(frames)
@@ -372,7 +373,7 @@ class SegmentStream:
         self.predicted: List[float] = []
 
     def push(self, chunk: np.ndarray):
-        """Adds samples; returns ``(embeddings [T, D], tokens [T, K])`` of the completed segments."""
+        """Adds samples; returns ``(embeddings [T, D], tokens [T, K])`` of completed segments."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         if not np.isfinite(chunk).all():
             raise ValueError("chunk: contains NaN or inf values")
@@ -607,8 +608,8 @@ class OnnxCodec:
             if bar is not None:
                 bar.close()
         routes = np.array(stream.routes, bool)[None]
-        return Encoded(np.concatenate(tokens)[None], None, np.array(stream.predicted, np.float32)[None],
-                       routes, np.ones_like(routes))
+        predicted = np.array(stream.predicted, np.float32)[None]
+        return Encoded(np.concatenate(tokens)[None], None, predicted, routes, np.ones_like(routes))
 
     def stream(self, mode: str = "mixed", threshold: Optional[float] = None) -> SegmentStream:
         """A :class:`SegmentStream` on this encoder."""
