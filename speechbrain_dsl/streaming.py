@@ -48,12 +48,18 @@ def resolve_engine(source, engine: Optional[str] = None, precision: str = "fp32"
     if not isinstance(codec, DSLCodec):
         raise ValueError(f"codec: expected a DSLCodec, DSLCodecInterface or OnnxCodec, got "
                          f"{type(source).__name__}")
-    runtime = getattr(source, "runtime", None) or getattr(codec, "runtime", None)
+    runtime = None
+    for holder in (source, codec):  # an interface or tokenizer in its onnxruntime engine
+        if getattr(holder, "engine", None) == "onnxruntime" and holder.runtime is not None:
+            runtime = holder.runtime
+            break
     if runtime is not None and runtime.precision != precision:
         runtime = None
     if engine is None:
         engine = "onnxruntime" if runtime is not None else "torch"
-    if engine == "onnxruntime" and runtime is None:
+    if engine == "torch":
+        return engine, codec, None
+    if runtime is None:
         runtime = export_runtime(codec, precision)
     return engine, codec, runtime
 

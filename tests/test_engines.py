@@ -131,6 +131,21 @@ def test_onnxruntime_refuses_missing_stale_or_tampered_graphs(folder, tmp_path):
     assert load(stale, engine="torch").engine == "torch"
 
 
+def test_streams_and_files_follow_the_engine_in_use(folder, engines):
+    from speechbrain_dsl.streaming import StreamingEncoder
+
+    ort, pt = engines
+    assert StreamingEncoder(ort).engine == "onnxruntime"
+    assert StreamingEncoder(pt).engine == "torch"
+    assert StreamingEncoder(ort, engine="torch").runtime is None
+    tokenizer = load_tokenizer(folder)
+    assert StreamingEncoder(tokenizer).engine == "onnxruntime"
+    tokenizer.engine = "torch"
+    assert StreamingEncoder(tokenizer).engine == "torch"
+    with pytest.raises(ValueError, match="precision: an int8 encoder needs calibration audio"):
+        StreamingEncoder(pt.codec, engine="onnxruntime", precision="int8")
+
+
 def test_engine_can_be_switched_on_a_loaded_interface(folder, engines):
     ort, pt = engines
     with pytest.raises(ValueError, match="loaded without exported graphs"):
