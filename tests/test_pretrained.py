@@ -11,7 +11,9 @@ from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.training_record import measure_check, read_check_clips
 
 FOLDERS = {"dsl": ROOT / "pretrained" / "dsl-codec-16k",
-           "baseline": ROOT / "pretrained" / "baseline-codec-16k"}
+           "baseline": ROOT / "pretrained" / "baseline-codec-16k",
+           # the training campaign's latest weights (TRAINING.md at the root): --init_from
+           "campaign": ROOT / "pretrained" / "campaign-baseline"}
 
 
 @pytest.fixture(scope="module", params=sorted(FOLDERS))
