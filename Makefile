@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 # make demo: ~12 min on a 2-core CPU; make demo QUICK=1: a ~3 min smoke run.
 demo: $(STAMP)
-	OMP_NUM_THREADS=1 $(VENV)/bin/python -m speechbrain_dsl.demo $(if $(QUICK),--quick) $(ARGS)
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m tools.demo $(if $(QUICK),--quick) $(ARGS)
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q $(ARGS)

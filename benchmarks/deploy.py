@@ -66,8 +66,8 @@ def machine() -> str:
 
 def prepare(model: Path, out: Path, calibration: Path) -> Path:
     """A packaged copy of ``model`` with its three ONNX graphs (reused when up to date)."""
-    from speechbrain_dsl.checkpoints import load_codec, sha256_file, write_manifest
-    from speechbrain_dsl.export import ONNX_FILES, export_folder, read_audio_folder, read_metadata
+    from speechbrain_dsl.training.checkpoints import load_codec, sha256_file, write_manifest
+    from speechbrain_dsl.inference.export import ONNX_FILES, export_folder, read_audio_folder, read_metadata
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("codec.ckpt", "hyperparams.yaml"):
@@ -88,7 +88,7 @@ def prepare(model: Path, out: Path, calibration: Path) -> Path:
 
 def held_out(folders, seconds: float):
     """Held-out utterances (16 kHz numpy arrays) from ``folders``, up to ``seconds`` each."""
-    from speechbrain_dsl.export import read_audio_folder
+    from speechbrain_dsl.inference.export import read_audio_folder
 
     clips = []
     for folder in folders:
@@ -97,7 +97,7 @@ def held_out(folders, seconds: float):
 
 
 def interface(folder: Path, engine: str, precision: str):
-    from speechbrain_dsl.inference.codec import DSLCodecInterface
+    from speechbrain_dsl.inference.interface import DSLCodecInterface
 
     return DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder), engine=engine,
                                           onnx_precision=precision)
@@ -157,7 +157,7 @@ def bench_encode_decode(models, speech, repeats: int):
 def bench_stream(models, speech, threshold: float, chunk_ms: int = 100):
     """Streaming RTF and per-segment push latency (p50, p99) per engine and mode."""
 
-    from speechbrain_dsl.streaming import StreamingEncoder
+    from speechbrain_dsl.inference.streaming import StreamingEncoder
 
     size = 16 * chunk_ms
     chunks = speech[0].split(size)
@@ -192,7 +192,7 @@ def accuracy(models, clips, threshold: float):
     import torch
 
     from speechbrain_dsl.inference.runtime import Encoded, agreement
-    from speechbrain_dsl.metrics import mel_distance
+    from speechbrain_dsl.evaluation.metrics import mel_distance
 
     runs = {}
     for key in ENGINES:

@@ -86,7 +86,7 @@ def forced_route(batch, segments, share, generator):
 def run(args):
     import torch
 
-    from speechbrain_dsl.efficiency import executed_macs, load_encoder, part_costs, predicted_mac_ratio
+    from speechbrain_dsl.evaluation.efficiency import executed_macs, load_encoder, part_costs, predicted_mac_ratio
 
     torch.set_num_threads(1)
     encoder, sample_rate = load_encoder(args.model)
@@ -139,7 +139,7 @@ def placement_rows(args):
     import torch
     from hyperpyyaml import load_hyperpyyaml
 
-    from speechbrain_dsl.efficiency import PLACEMENT_OVERRIDES, part_costs, predicted_mac_ratio
+    from speechbrain_dsl.evaluation.efficiency import PLACEMENT_OVERRIDES, part_costs, predicted_mac_ratio
 
     wav = torch.randn(args.seconds, 1, 16000, generator=torch.Generator().manual_seed(0))
     route = forced_route(args.seconds, 1, 0.8, torch.Generator().manual_seed(1))

@@ -20,7 +20,7 @@ import onnxruntime
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.export import ExportableEncoder, export_onnx
+from speechbrain_dsl.inference.export import ExportableEncoder, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,7 @@ import torchaudio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import build  # noqa: E402
 
-from speechbrain_dsl.metrics import mel_distance  # noqa: E402
+from speechbrain_dsl.evaluation.metrics import mel_distance  # noqa: E402
 
 SAMPLE_RATE = 16000
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.streaming import StreamingEncoder
+from speechbrain_dsl.inference.streaming import StreamingEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -38,7 +38,7 @@ def onnx_package(tmp_path_factory):
     ``encoder.onnx``, ``decoder.onnx`` and ``encoder.int8.onnx`` (calibrated on
     synthetic speech-like audio); built once per session.
     """
-    from speechbrain_dsl.checkpoints import AtomicCheckpointer
+    from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
     from speechbrain_dsl.inference.package import package
 
     root = tmp_path_factory.getbasetemp() / "onnx_package"

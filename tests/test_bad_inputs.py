@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechbrain_dsl.checkpoints import (
+from speechbrain_dsl.training.checkpoints import (
     MANIFEST,
     AtomicCheckpointer,
     CheckpointError,
@@ -38,7 +38,7 @@ from speechbrain_dsl.data.audio import (
     read_json,
     read_text,
 )
-from speechbrain_dsl.inference.codec import DSLCodecInterface
+from speechbrain_dsl.inference.interface import DSLCodecInterface
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained"

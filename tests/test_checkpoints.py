@@ -14,7 +14,7 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 from speechbrain.utils.epoch_loop import EpochCounter
 
 from speechbrain_dsl import checkpoints
-from speechbrain_dsl.checkpoints import (
+from speechbrain_dsl.training.checkpoints import (
     MANIFEST,
     PARTIAL_PREFIX,
     AtomicCheckpointer,
@@ -125,7 +125,7 @@ BREAKAGES = {
 def test_a_broken_latest_checkpoint_is_skipped_for_the_previous_intact_one(tmp_path, caplog, breakage):
     ckpt, layer, older, newer = _two_checkpoints(tmp_path)
     BREAKAGES[breakage](newer.path)
-    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.training.checkpoints"):
         recovered = ckpt.recover_if_possible()
     assert recovered.path == older.path
     assert torch.all(layer.weight == 1.0)
@@ -135,7 +135,7 @@ def test_a_broken_latest_checkpoint_is_skipped_for_the_previous_intact_one(tmp_p
 def test_flipped_byte_is_reported_as_a_checksum_failure_naming_the_file(tmp_path, caplog):
     ckpt, layer, older, newer = _two_checkpoints(tmp_path)
     _flip_byte_in_tensor_data(newer.path / "layer.ckpt")
-    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.training.checkpoints"):
         ckpt.recover_if_possible()
     assert f"{newer.path / 'layer.ckpt'} fails its sha256 checksum" in caplog.text
 
@@ -154,7 +154,7 @@ def test_checkpoints_of_older_versions_without_manifest_or_rng_still_load(tmp_pa
     ckpt, layer, older, newer = _two_checkpoints(tmp_path)
     (newer.path / MANIFEST).unlink()
     (newer.path / "rng.ckpt").unlink()
-    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.training.checkpoints"):
         assert ckpt.recover_if_possible().path == newer.path
     assert torch.all(layer.weight == 2.0) and "without an integrity check" in caplog.text
 
@@ -318,7 +318,7 @@ def test_a_broken_latest_checkpoint_resumes_bit_for_bit_from_the_one_before(tmp_
     latest = max(AtomicCheckpointer(tmp_path / "killed", clear_partial=False).list_checkpoints(),
                  key=lambda c: c.meta["unixtime"])
     (latest.path / "model.ckpt").write_bytes(b"\0" * 64)
-    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.training.checkpoints"):
         resumed = _train(tmp_path / "killed")
     assert str(latest.path) in caplog.text
     assert resumed == uninterrupted[-len(resumed):] and len(resumed) > 5
@@ -335,8 +335,8 @@ def test_a_codec_whose_threshold_is_infinite_saves_and_loads_back(tmp_path, thre
     codec's checkpoint must load back, through the checkpointer and strictly."""
     from conftest import make_codec
 
-    from speechbrain_dsl.checkpoints import load_state_strict
-    from speechbrain_dsl.retrofit import init_codec_from
+    from speechbrain_dsl.training.checkpoints import load_state_strict
+    from speechbrain_dsl.training.retrofit import init_codec_from
 
     codec = make_codec()
     codec.threshold = threshold
@@ -353,8 +353,8 @@ def test_a_codec_whose_threshold_is_infinite_saves_and_loads_back(tmp_path, thre
 def test_a_nan_threshold_and_infinite_weights_are_still_refused(tmp_path):
     from conftest import make_codec
 
-    from speechbrain_dsl.checkpoints import load_state_strict
-    from speechbrain_dsl.retrofit import init_codec_from
+    from speechbrain_dsl.training.checkpoints import load_state_strict
+    from speechbrain_dsl.training.retrofit import init_codec_from
 
     state = make_codec().state_dict()
     nan_threshold, inf_weight = tmp_path / "nan.ckpt", tmp_path / "inf.ckpt"

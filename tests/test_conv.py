@@ -10,10 +10,9 @@ from speechbrain_dsl.nnet.conv import (
     CausalConv1d,
     CausalConvTranspose1d,
     CausalStack,
-    EncoderBlock,
-    ResidualUnit,
     compose_receptive_field,
 )
+from speechbrain_dsl.lobes.soundstream import EncoderBlock, ResidualUnit
 from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
 
 from conftest import make_encoder, make_light_tail

@@ -9,12 +9,12 @@ from importlib import metadata
 
 import pytest
 
-from speechbrain_dsl.demo import STAGES
+from tools.demo import STAGES
 from speechbrain_dsl.inference.package import ROOT
 
 
 def demo(out, *args):
-    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.demo", "--quick",
+    result = subprocess.run([sys.executable, "-m", "tools.demo", "--quick",
                              "--out", str(out), *args], cwd=ROOT, capture_output=True,
                             text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -64,13 +64,13 @@ def test_rerun_skips_finished_stages_and_only_reruns_the_named_one(quick_demo):
 
 def test_a_different_size_in_the_same_folder_is_refused(quick_demo):
     out, _ = quick_demo
-    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.demo", "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "tools.demo", "--out", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "quick" in result.stderr
 
 
 def test_demo_without_the_recordings_says_what_they_would_add(tmp_path, monkeypatch):
-    import speechbrain_dsl.demo as demo
+    import tools.demo as demo
 
     monkeypatch.setattr(demo, "RECORDINGS_ROOT", str(tmp_path / "empty"))
     run = demo.Demo(tmp_path / "out", "quick")

@@ -11,14 +11,15 @@ from speechbrain_dsl.nnet.dsl import (
     DSLLoss,
     DSLOutput,
     DynamicSwitchLayer,
+    Mask,
+    Switch,
+)
+from speechbrain_dsl.nnet.gated_compression import (
     GatedCompression,
     GatedCompressionLoss,
     GatedNetwork,
-    Mask,
-    Switch,
-    length_mask,
-    segment_mean,
 )
+from speechbrain_dsl.nnet.segments import length_mask, segment_mean
 
 from conftest import (
     TINY_BASE_CHANNELS,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from speechbrain_dsl.efficiency import (
+from speechbrain_dsl.evaluation.efficiency import (
     PARTS,
     count_macs,
     count_params,
@@ -191,7 +191,7 @@ def cli_runs():
     }
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "speechbrain_dsl.efficiency", *args],
+            [sys.executable, "-m", "speechbrain_dsl.evaluation.efficiency", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
-from speechbrain_dsl.checkpoints import write_manifest
-from speechbrain_dsl.inference.codec import (DSLCodecInterface, OnnxRuntimeCodec, load_tokenizer)
+from speechbrain_dsl.training.checkpoints import write_manifest
+from speechbrain_dsl.inference.interface import (DSLCodecInterface, OnnxRuntimeCodec, load_tokenizer)
 from speechbrain_dsl.lobes.codec import DSLCodec
 
 from deploy_helpers import first_token_ties, onnx_package, route_ties, speechy, widest_gap
@@ -132,7 +132,7 @@ def test_onnxruntime_refuses_missing_stale_or_tampered_graphs(folder, tmp_path):
 
 
 def test_streams_and_files_follow_the_engine_in_use(folder, engines):
-    from speechbrain_dsl.streaming import StreamingEncoder
+    from speechbrain_dsl.inference.streaming import StreamingEncoder
 
     ort, pt = engines
     assert StreamingEncoder(ort).engine == "onnxruntime"

@@ -17,8 +17,8 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.checkpoints import AtomicCheckpointer, load_codec
-from speechbrain_dsl.export import (ExportableDecoder, ExportableEncoder, MatmulISTFT,
+from speechbrain_dsl.training.checkpoints import AtomicCheckpointer, load_codec
+from speechbrain_dsl.inference.export import (ExportableDecoder, ExportableEncoder, MatmulISTFT,
                                     export_decoder_onnx, export_torch, metadata, read_metadata)
 from speechbrain_dsl.inference.package import ROOT, package
 from speechbrain_dsl.inference.runtime import OnnxCodec, agreement
@@ -168,11 +168,11 @@ def test_export_cli_writes_one_encoder_or_a_folder_of_graphs(exported, tmp_path)
     AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint()
     folder = package(tmp_path / "save", tmp_path / "packaged")  # without graphs
     assert not (folder / "encoder.onnx").exists()
-    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.export", str(folder),
+    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.inference.export", str(folder),
                              "--out", str(tmp_path / "cli.onnx")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_metadata(tmp_path / "cli.onnx")["segment_samples"] == 16000
-    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.export", str(folder)],
+    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.inference.export", str(folder)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--out" in result.stderr
 

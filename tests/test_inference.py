@@ -12,8 +12,8 @@ import torch
 import torchaudio
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.checkpoints import AtomicCheckpointer
-from speechbrain_dsl.inference.codec import DSLCodecInterface
+from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
+from speechbrain_dsl.inference.interface import DSLCodecInterface
 from speechbrain_dsl.inference.package import ROOT, package
 
 

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from speechbrain_dsl.export import ExportableEncoder, metadata, torch_row_encoder
-from speechbrain_dsl.inference.codec import DSLCodecInterface, read_blocks
+from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
+from speechbrain_dsl.inference.interface import DSLCodecInterface, read_blocks
 from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.inference.runtime import Geometry, encode_in_pieces
 
@@ -138,7 +138,7 @@ PEAK_SCRIPT = textwrap.dedent("""
     else:
         import torch
         torch.set_num_threads(1)
-        from speechbrain_dsl.inference.codec import DSLCodecInterface
+        from speechbrain_dsl.inference.interface import DSLCodecInterface
         model = DSLCodecInterface.from_hparams(source=folder, savedir=folder, engine=entry)
         before = hwm()
         frames = model.encode_file(path).shape[1]

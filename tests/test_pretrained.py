@@ -6,9 +6,9 @@ import re
 import pytest
 import torch
 
-from speechbrain_dsl.inference.codec import DSLCodecInterface
+from speechbrain_dsl.inference.interface import DSLCodecInterface
 from speechbrain_dsl.inference.package import ROOT
-from speechbrain_dsl.training_record import measure_check, read_check_clips
+from tools.training_record import measure_check, read_check_clips
 
 FOLDERS = {"dsl": ROOT / "pretrained" / "dsl-codec-16k",
            "baseline": ROOT / "pretrained" / "baseline-codec-16k",

@@ -5,11 +5,8 @@ import math
 import pytest
 import torch
 
-from speechbrain_dsl.lobes.soundstream import (
-    SoundStreamDecoder,
-    SoundStreamDiscriminator,
-    SoundStreamEncoder,
-)
+from speechbrain_dsl.lobes.soundstream import SoundStreamDecoder, SoundStreamEncoder
+from speechbrain_dsl.lobes.discriminators import SoundStreamDiscriminator
 
 from conftest import TINY_HOP, make_decoder, make_encoder
 

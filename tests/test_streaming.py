@@ -5,10 +5,10 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.checkpoints import load_codec
+from speechbrain_dsl.training.checkpoints import load_codec
 from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.inference.runtime import OnnxCodec
-from speechbrain_dsl.streaming import StreamingEncoder
+from speechbrain_dsl.inference.streaming import StreamingEncoder
 
 from deploy_helpers import first_token_ties, onnx_package, route_ties
 

@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechbrain_dsl.inference.codec import load_tokenizer
+from speechbrain_dsl.inference.interface import load_tokenizer
 from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.lobes.probes import TokenClassifier
-from speechbrain_dsl.recipe_utils import NOISY_LOGGERS, read_plain_hparams
+from speechbrain_dsl.training.recipe_utils import NOISY_LOGGERS, read_plain_hparams
 
 from conftest import make_codec
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.inference.codec import DACStyleCodec, load_tokenizer
+from speechbrain_dsl.inference.interface import DACStyleCodec, load_tokenizer
 from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.lobes.codec import DSLCodec
 
@@ -302,13 +302,13 @@ codec: !new:speechbrain.lobes.models.discrete.dac.DAC
 """
 
 OURS_FOR_ENCODEC = """sample_rate: 16000
-codec: !apply:speechbrain_dsl.inference.codec.load_tokenizer
+codec: !apply:speechbrain_dsl.inference.interface.load_tokenizer
     source: pretrained/dsl-codec-16k
     mode: mixed
     num_codebooks: 2
 """
 OURS_FOR_DAC = """sample_rate: 16000
-codec: !new:speechbrain_dsl.inference.codec.DACStyleCodec
+codec: !new:speechbrain_dsl.inference.interface.DACStyleCodec
     source: pretrained/dsl-codec-16k
     mode: mixed
     num_codebooks: 2

@@ -8,7 +8,7 @@ from speechbrain_dsl.lobes.vocos import ISTFTHead, VocosDecoder
 from speechbrain_dsl.nnet.augment import RandomGain
 from speechbrain_dsl.nnet.losses import GANLoss, MultiResolutionSTFTLoss
 from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
-from speechbrain_dsl.retrofit import init_codec_from
+from speechbrain_dsl.training.retrofit import init_codec_from
 
 from conftest import ROOT
 
@@ -87,7 +87,7 @@ def test_gan_loss_gives_the_generator_gradient_and_the_discriminator_none():
 def test_discriminator_costs_far_less_than_soundstreams():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from speechbrain_dsl.lobes.soundstream import SoundStreamDiscriminator
+    from speechbrain_dsl.lobes.discriminators import SoundStreamDiscriminator
 
     def macs(disc):
         with FlopCounterMode(display=False) as counter:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from speechbrain_dsl.atomic import atomic_path
-from speechbrain_dsl.checkpoints import (
+from speechbrain_dsl.training.checkpoints import (
     MANIFEST,
     find_codec_checkpoint,
     load_codec,
@@ -63,7 +63,7 @@ def package(save_folder, out, model_yaml=ROOT / "hparams" / "soundstream_dsl.yam
     held-out audio or an iterable of waveforms, is given); graphs left by
     earlier weights are removed.
     """
-    from speechbrain_dsl.export import ONNX_FILES, export_folder, read_audio_folder
+    from speechbrain_dsl.inference.export import ONNX_FILES, export_folder, read_audio_folder
 
     ckpt = find_codec_checkpoint(save_folder)
     codec = load_codec(model_yaml, ckpt)  # fails here, naming the file, if it does not fit
@@ -98,7 +98,7 @@ def load_packaged(cls, source, hparams_file="hyperparams.yaml", overrides=None,
     What ``Pretrained.from_hparams`` does for a local folder, except that the
     folder's ``SHA256SUMS`` is checked first (a folder without one loads with a
     warning) and every loadable of the ``pretrainer`` is loaded with
-    :func:`~speechbrain_dsl.checkpoints.load_state_strict`: a corrupt,
+    :func:`~speechbrain_dsl.training.checkpoints.load_state_strict`: a corrupt,
     foreign, empty or non-finite ``codec.ckpt`` is a ``ValueError`` naming it
     instead of a model with random weights. Nothing is copied or linked
     (``savedir`` is only recorded in the hparams; ``local_strategy`` and
@@ -140,8 +140,8 @@ def load_packaged(cls, source, hparams_file="hyperparams.yaml", overrides=None,
 
 def write_package_manifest(folder) -> Path:
     """Checks that ``folder`` loads strictly, then (re)writes its ``SHA256SUMS``."""
-    from speechbrain_dsl.export import ONNX_FILES
-    from speechbrain_dsl.inference.codec import DSLCodecInterface
+    from speechbrain_dsl.inference.export import ONNX_FILES
+    from speechbrain_dsl.inference.interface import DSLCodecInterface
 
     folder = Path(folder)
     load_packaged(DSLCodecInterface, folder, verify=False)

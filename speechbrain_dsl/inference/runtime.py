@@ -1,6 +1,6 @@
 """A DSL codec deployed with onnxruntime and numpy only: encode -> tokens -> decode, no PyTorch.
 
-:class:`OnnxCodec` loads the graphs :mod:`speechbrain_dsl.export` writes
+:class:`OnnxCodec` loads the graphs :mod:`speechbrain_dsl.inference.export` writes
 (``encoder.onnx`` or ``encoder.int8.onnx``, ``decoder.onnx``); everything else it
 needs (rates, segment and context sizes, the calibrated threshold) is in their
 metadata. This module imports neither PyTorch nor the rest of the package at
@@ -78,7 +78,7 @@ class Geometry:
 
     @classmethod
     def from_metadata(cls, info: Dict) -> "Geometry":
-        """From an encoder's :func:`speechbrain_dsl.export.metadata`."""
+        """From an encoder's :func:`speechbrain_dsl.inference.export.metadata`."""
         return cls(*(info[name] for name in cls.__dataclass_fields__))
 
     @property
@@ -182,7 +182,7 @@ def valid_steps(lengths: Optional[np.ndarray], batch: int, steps: int) -> np.nda
     """Valid steps per item out of ``steps``, rounded as ``DSLCodec`` masks them.
 
     ``round(length * steps)`` in float32, at least 1 (SpeechBrain's rule in
-    :func:`speechbrain_dsl.nnet.dsl.length_mask`).
+    :func:`speechbrain_dsl.nnet.segments.length_mask`).
 
     Example
     -------
@@ -434,7 +434,7 @@ def _metadata(session, path, kind: str) -> Dict:
     raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path} holds no {METADATA_KEY} metadata (not exported by "
-                         f"speechbrain_dsl.export, or by an older version: export it again)")
+                         f"speechbrain_dsl.inference.export, or by an older version: export it again)")
     info = json.loads(raw)
     if info.get("format_version") != FORMAT_VERSION or info.get("kind") != kind:
         raise ValueError(f"{path}: expected a {kind} graph of format {FORMAT_VERSION}, got a "
@@ -469,7 +469,7 @@ class OnnxCodec:
     Arguments
     ---------
     encoder : str or Path
-        An encoder graph (fp32 or int8) written by :mod:`speechbrain_dsl.export`.
+        An encoder graph (fp32 or int8) written by :mod:`speechbrain_dsl.inference.export`.
     decoder : str or Path, optional
         Its decoder graph (:meth:`decode` needs it).
     threads : int, optional
@@ -515,7 +515,7 @@ class OnnxCodec:
         for name in names:
             if not (folder / name).is_file():
                 raise ValueError(f"{folder} has no {name} (write it with python -m "
-                                 f"speechbrain_dsl.inference.package or speechbrain_dsl.export)")
+                                 f"speechbrain_dsl.inference.package or speechbrain_dsl.inference.export)")
         _check_manifest(folder, names)
         return cls(folder / names[0], folder / DECODER_FILE if decoder else None, threads)
 
@@ -535,7 +535,7 @@ class OnnxCodec:
         return self.geometry.threshold
 
     def encode_rows(self, segments, threshold, context, lengths):
-        """One run of the encoder graph (see :mod:`speechbrain_dsl.export` for the rows)."""
+        """One run of the encoder graph (see :mod:`speechbrain_dsl.inference.export` for the rows)."""
         return self.encoder.run(None, {
             "segments": np.ascontiguousarray(segments, dtype=np.float32),
             "threshold": np.array(threshold, np.float32),

@@ -13,7 +13,7 @@ wrapper and of DASB's tokenizers, so recipes can swap it in through YAML:
 Inputs are ``[B, S]`` or ``[B, 1, S]`` floats in [-1, 1] at ``sample_rate`` (a
 tensor or a numpy array); ``length`` holds relative lengths in (0, 1]. The
 DAC-style call ``codec(wavs, n_quantizers=K)`` goes through
-:class:`speechbrain_dsl.inference.codec.DACStyleCodec`.
+:class:`speechbrain_dsl.inference.interface.DACStyleCodec`.
 """
 
 import contextlib
@@ -29,7 +29,8 @@ from speechbrain.dataio.dataio import clean_padding_
 from torch import nn
 
 from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
-from speechbrain_dsl.nnet.dsl import DSLOutput, length_mask
+from speechbrain_dsl.nnet.dsl import DSLOutput
+from speechbrain_dsl.nnet.segments import length_mask
 
 # Waveforms are expected in [-1, 1]. Filtering, resampling and mixing overshoot
 # that a little, so peaks up to MAX_PEAK pass; larger ones (int16-scaled floats,
@@ -370,7 +371,7 @@ class DSLCodec(nn.Module):
             raise ValueError(
                 "n_quantizers: DSLCodec.forward is the training pass; for DAC-style "
                 "calls codec(wavs, n_quantizers=K) load the codec with "
-                "speechbrain_dsl.inference.codec.DACStyleCodec (or call "
+                "speechbrain_dsl.inference.interface.DACStyleCodec (or call "
                 "sig_to_tokens(wavs, num_codebooks=K))"
             )
         wav = self.check_input(wav)

@@ -102,3 +102,186 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
             scores.append(score)
             feats.append(feat)
         return scores, feats
+
+
+class WaveformDiscriminator(nn.Module):
+    """One MelGAN-style waveform discriminator (SoundStream's wave branch).
+
+    Arguments
+    ---------
+    channels : int
+        Width of the first conv; grouped strided convs multiply it by 4 per layer.
+    max_channels : int
+    downsamples : sequence of int
+        Stride of each grouped conv.
+
+    Example
+    -------
+    >>> disc = WaveformDiscriminator(channels=4, max_channels=16)
+    >>> score, feats = disc(torch.randn(2, 1, 1600))
+    >>> score.shape, len(feats)
+    (torch.Size([2, 1, 7]), 7)
+    """
+
+    def __init__(self, channels=16, max_channels=256, downsamples=(4, 4, 4, 4)):
+        super().__init__()
+        convs = [nn.Conv1d(1, channels, 15, padding=7)]
+        width = channels
+        for stride in downsamples:
+            out = min(width * stride, max_channels)
+            groups = max(1, width // 4)
+            convs.append(
+                nn.Conv1d(
+                    width, out, stride * 10 + 1, stride, padding=stride * 5, groups=groups
+                )
+            )
+            width = out
+        convs.append(nn.Conv1d(width, width, 5, padding=2))
+        self.convs = nn.ModuleList(
+            nn.utils.parametrizations.weight_norm(c) for c in convs
+        )
+        self.post = nn.utils.parametrizations.weight_norm(
+            nn.Conv1d(width, 1, 3, padding=1)
+        )
+
+    def forward(self, x):
+        """Scores ``x`` [batch, 1, samples]; returns ``(score, features)``."""
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+            feats.append(x)
+        score = self.post(x)
+        feats.append(score)
+        return score, feats
+
+
+class STFTDiscriminator(nn.Module):
+    """SoundStream's STFT discriminator on the complex spectrogram (real, imag).
+
+    Arguments
+    ---------
+    n_fft : int
+    hop_length : int
+    channels : int
+        Width of the first 2D conv; residual units widen it by ``multipliers``.
+    multipliers : sequence of int
+    strides : sequence of (int, int)
+        (time, frequency) stride of each residual unit.
+
+    Example
+    -------
+    >>> disc = STFTDiscriminator(n_fft=256, hop_length=64, channels=4)
+    >>> score, feats = disc(torch.randn(2, 1, 1600))
+    >>> score.shape[0], len(feats)
+    (2, 8)
+    """
+
+    def __init__(
+        self,
+        n_fft=1024,
+        hop_length=256,
+        channels=32,
+        multipliers=(2, 2, 4, 4, 8, 8),
+        strides=((1, 2), (2, 2), (1, 2), (2, 2), (1, 2), (2, 2)),
+    ):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        layers = [nn.Conv2d(2, channels, 7, padding=3)]
+        width = channels
+        for mult, (st, sf) in zip(multipliers, strides):
+            out = channels * mult
+            layers.append(_STFTResidualUnit(width, out, (st + 2, sf + 2), (st, sf)))
+            width = out
+        self.layers = nn.ModuleList(layers)
+        freq_bins = n_fft // 2 + 1
+        for _, sf in strides:
+            freq_bins //= sf
+        self.post = nn.Conv2d(width, 1, (1, freq_bins))
+
+    def forward(self, x):
+        """Scores ``x`` [batch, 1, samples]; returns ``(score, features)``."""
+        spec = torch.stft(
+            x.squeeze(1),
+            self.n_fft,
+            self.hop_length,
+            window=self.window,
+            return_complex=True,
+        )
+        h = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # B,2,T,F
+        feats = []
+        for layer in self.layers:
+            h = layer(h)
+            feats.append(h)
+        score = self.post(F.elu(h))
+        feats.append(score)
+        return score, feats
+
+
+class _STFTResidualUnit(nn.Module):
+    """3x3 conv then a strided conv, with a strided 1x1 skip (SoundStream Fig. 4)."""
+
+    def __init__(self, in_channels, out_channels, kernel, stride):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+        pad = ((kernel[0] - stride[0] + 1) // 2, (kernel[1] - stride[1] + 1) // 2)
+        self.down = nn.Conv2d(in_channels, out_channels, kernel, stride, padding=pad)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1, stride)
+
+    def forward(self, x):
+        y = self.down(F.elu(self.conv(F.elu(x))))
+        s = self.skip(x)
+        t, f = min(y.shape[2], s.shape[2]), min(y.shape[3], s.shape[3])
+        return y[:, :, :t, :f] + s[:, :, :t, :f]
+
+
+class SoundStreamDiscriminator(nn.Module):
+    """STFT discriminator plus multi-scale waveform discriminators.
+
+    Returns lists of scores and features in the format SpeechBrain's HiFi-GAN
+    losses take (``HingeGLoss``, ``HingeDLoss``, ``MelganFeatureLoss``).
+
+    Arguments
+    ---------
+    num_scales : int
+        Waveform discriminators at 1x, 2x, 4x, ... downsampling.
+    wave_channels, wave_max_channels : int
+    stft_n_fft, stft_hop_length, stft_channels : int
+
+    Example
+    -------
+    >>> disc = SoundStreamDiscriminator(wave_channels=4, wave_max_channels=16,
+    ...                                 stft_n_fft=256, stft_hop_length=64, stft_channels=4)
+    >>> scores, feats = disc(torch.randn(2, 1, 1600))
+    >>> len(scores), len(feats)
+    (4, 4)
+    """
+
+    def __init__(
+        self,
+        num_scales=3,
+        wave_channels=16,
+        wave_max_channels=256,
+        stft_n_fft=1024,
+        stft_hop_length=256,
+        stft_channels=32,
+    ):
+        super().__init__()
+        self.stft = STFTDiscriminator(stft_n_fft, stft_hop_length, stft_channels)
+        self.waves = nn.ModuleList(
+            WaveformDiscriminator(wave_channels, wave_max_channels)
+            for _ in range(num_scales)
+        )
+        self.pool = nn.AvgPool1d(4, 2, padding=1, count_include_pad=False)
+
+    def forward(self, x):
+        """Scores ``x`` [batch, 1, samples] with every discriminator."""
+        score, feat = self.stft(x)
+        scores, feats = [score], [feat]
+        for i, disc in enumerate(self.waves):
+            if i > 0:
+                x = self.pool(x)
+            score, feat = disc(x)
+            scores.append(score)
+            feats.append(feat)
+        return scores, feats

@@ -15,7 +15,7 @@ codebook vectors), so any tokenizer with SpeechBrain's interface plugs in.
 import torch
 from torch import nn
 
-from speechbrain_dsl.nnet.dsl import length_mask
+from speechbrain_dsl.nnet.segments import length_mask
 
 
 class ConvProbe(nn.Module):

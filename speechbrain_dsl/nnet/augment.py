@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from speechbrain_dsl.nnet.dsl import length_mask
+from speechbrain_dsl.nnet.segments import length_mask
 
 
 class RandomGain(nn.Module):

@@ -139,145 +139,14 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
         return y[..., : y.shape[-1] - self.trim] if self.trim else y
 
 
-class ResidualUnit(nn.Module):
-    """SoundStream residual unit: ``x + Conv1x1(ELU(DilatedConv(ELU(x))))``.
-
-    Arguments
-    ---------
-    channels : int
-    kernel_size : int
-    dilation : int
-
-    Example
-    -------
-    >>> unit = ResidualUnit(4, kernel_size=3, dilation=3)
-    >>> unit(torch.randn(2, 4, 16)).shape
-    torch.Size([2, 4, 16])
-    >>> unit.lookback
-    6
-    """
-
-    def __init__(self, channels, kernel_size=7, dilation=1):
-        super().__init__()
-        self.dilated = CausalConv1d(channels, channels, kernel_size, dilation=dilation)
-        self.pointwise = CausalConv1d(channels, channels, 1)
-        self.hop = 1
-        self.lookback = self.dilated.lookback
-
-    def forward(self, x):
-        """Applies the unit to ``x`` [batch, channels, time]."""
-        return x + self.pointwise(F.elu(self.dilated(F.elu(x))))
-
-
-class EncoderBlock(nn.Module):
-    """Residual units at ``in_channels`` followed by a strided downsampling conv.
-
-    Arguments
-    ---------
-    in_channels : int
-    out_channels : int
-    stride : int
-        Downsampling factor.
-    dilations : sequence of int
-        One residual unit per dilation (SoundStream uses 1, 3, 9).
-    kernel_size : int
-        Kernel of the dilated convolutions in the residual units.
-    stride_kernel_multiplier : int
-        The downsampling conv has kernel ``stride_kernel_multiplier * stride``
-        (SoundStream uses 2).
-
-    Example
-    -------
-    >>> block = EncoderBlock(4, 8, stride=2, dilations=(1, 3), kernel_size=3)
-    >>> block(torch.randn(1, 4, 20)).shape
-    torch.Size([1, 8, 10])
-    """
-
-    def __init__(
-        self,
-        in_channels,
-        out_channels,
-        stride,
-        dilations=(1, 3, 9),
-        kernel_size=7,
-        stride_kernel_multiplier=2,
-    ):
-        super().__init__()
-        self.units = nn.Sequential(
-            *[ResidualUnit(in_channels, kernel_size, d) for d in dilations]
-        )
-        self.downsample = CausalConv1d(
-            in_channels, out_channels, stride_kernel_multiplier * stride, stride=stride
-        )
-        self.hop, self.lookback = compose_receptive_field(
-            [*self.units, self.downsample]
-        )
-
-    def forward(self, x):
-        """Applies the block to ``x`` [batch, in_channels, time]."""
-        return self.downsample(F.elu(self.units(x)))
-
-
-class DecoderBlock(nn.Module):
-    """A causal transposed conv upsampling by ``stride``, then residual units.
-
-    Example
-    -------
-    >>> block = DecoderBlock(8, 4, stride=2, dilations=(1,), kernel_size=3)
-    >>> block(torch.randn(1, 8, 10)).shape
-    torch.Size([1, 4, 20])
-    """
-
-    def __init__(
-        self,
-        in_channels,
-        out_channels,
-        stride,
-        dilations=(1, 3, 9),
-        kernel_size=7,
-        stride_kernel_multiplier=2,
-    ):
-        super().__init__()
-        self.upsample = CausalConvTranspose1d(
-            in_channels, out_channels, stride_kernel_multiplier * stride, stride
-        )
-        self.units = nn.Sequential(
-            *[ResidualUnit(out_channels, kernel_size, d) for d in dilations]
-        )
-
-    def forward(self, x):
-        """Applies the block to ``x`` [batch, in_channels, time]."""
-        return self.units(self.upsample(F.elu(x)))
-
-
-class ELUConv(nn.Module):
-    """``CausalConv1d(ELU(x))``: SoundStream's last encoder layer.
-
-    Example
-    -------
-    >>> ELUConv(8, 16, kernel_size=3)(torch.randn(1, 8, 5)).shape
-    torch.Size([1, 16, 5])
-    """
-
-    def __init__(self, in_channels, out_channels, kernel_size):
-        super().__init__()
-        self.conv = CausalConv1d(in_channels, out_channels, kernel_size)
-        self.hop = 1
-        self.lookback = self.conv.lookback
-
-    def forward(self, x):
-        """Applies ELU then the conv to ``x`` [batch, channels, time]."""
-        return self.conv(F.elu(x))
-
-
 class CausalStack(nn.Sequential):
     """An ``nn.Sequential`` of causal layers that knows its hop and lookback.
 
     Example
     -------
-    >>> stack = CausalStack(CausalConv1d(1, 2, 7), EncoderBlock(2, 4, stride=2))
+    >>> stack = CausalStack(CausalConv1d(1, 2, 7), CausalConv1d(2, 4, 4, stride=2))
     >>> stack.hop, stack.lookback
-    (2, 87)
+    (2, 9)
     """
 
     @property
@@ -290,3 +159,9 @@ class CausalStack(nn.Sequential):
         """Input samples before a frame's last sample that the frame depends on."""
         return compose_receptive_field(self)[1]
 
+
+def __getattr__(name):
+    # names that moved in the 0.2 layout keep importing from here for one release
+    from speechbrain_dsl._moved import moved_attribute
+
+    return moved_attribute(__name__, name)

@@ -1,4 +1,4 @@
-"""The Dynamic Switch Layer (DSL) and its supervised special case, Gated Compression.
+"""The Dynamic Switch Layer (DSL): mask, switch, routed tails and the DSL loss.
 
 Paper: "Dynamic Switch Layers For Unsupervised Learning", §2.2. A DSL sits after a
 *base* network ``B`` and before the rest of the model, the *full tail* ``F``::
@@ -32,8 +32,9 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from speechbrain.dataio.dataio import length_to_mask
 from torch import nn
+
+from speechbrain_dsl.nnet.segments import length_mask, run_packed, runs_of, segment_mean
 
 MODES = ("full", "light", "mixed", "oracle")
 
@@ -137,42 +138,6 @@ class Switch(SegmentStatsHead):
     def forward(self, x, segment_len, lengths=None):
         """Predicted distance per segment, ``[batch, segments]``."""
         return F.softplus(super().forward(x, segment_len, lengths))
-
-
-def length_mask(lengths, time, device, batch):
-    """Boolean ``[batch, time]``: True on steps within each relative length.
-
-    Example
-    -------
-    >>> length_mask(torch.tensor([1.0, 0.5]), 4, "cpu", 2)
-    tensor([[ True,  True,  True,  True],
-            [ True,  True, False, False]])
-    """
-    if lengths is None:
-        return torch.ones(batch, time, dtype=torch.bool, device=device)
-    steps = torch.round(lengths.to(device) * time).clamp(min=1)
-    return length_to_mask(steps, max_len=time, device=device).bool()
-
-
-def segment_mean(values, segment_frames, frame_mask=None):
-    """Averages ``values`` [batch, frames] over segments of ``segment_frames``.
-
-    Padded frames (``frame_mask`` False) are left out. Returns ``[batch, segments]``.
-
-    Example
-    -------
-    >>> segment_mean(torch.arange(5.0)[None], 2)
-    tensor([[0.5000, 2.5000, 4.0000]])
-    """
-    batch, frames = values.shape
-    n_seg = math.ceil(frames / segment_frames)
-    pad = n_seg * segment_frames - frames
-    if frame_mask is None:
-        frame_mask = torch.ones_like(values, dtype=torch.bool)
-    weight = F.pad(frame_mask.to(values.dtype), (0, pad)).view(batch, n_seg, -1)
-    total = F.pad(values * weight.flatten(1)[:, :frames], (0, pad))
-    total = total.view(batch, n_seg, -1).sum(-1)
-    return total / weight.sum(-1).clamp(min=1)
 
 
 def mean_absolute_error(a, b):
@@ -429,78 +394,9 @@ class DynamicSwitchLayer(nn.Module):
         frames = x.shape[-1] // self.hop
         out = None
         for tail, takes_light in ((self.light_tail, True), (self.full_tail, False)):
-            runs = _runs_of(route == takes_light, segment_frames, frames)
-            out = _run_packed(tail, x, runs, out)
+            runs = runs_of(route == takes_light, segment_frames, frames)
+            out = run_packed(tail, x, runs, out)
         return out
-
-
-def _runs_of(selected, segment_frames, frames):
-    """Maximal runs of consecutive selected segments as ``(b, first, end)`` frames."""
-    runs = []
-    for b, row in enumerate(selected.tolist()):
-        start = None
-        for s, on in enumerate(row + [False]):
-            if on and start is None:
-                start = s
-            elif not on and start is not None:
-                runs.append(
-                    (b, start * segment_frames, min(s * segment_frames, frames))
-                )
-                start = None
-    return runs
-
-
-def _run_packed(tail, x, runs, out):
-    """Gathers ``runs`` of ``x`` into packed rows, runs ``tail`` once, scatters back.
-
-    Each window is a run plus ``ctx`` frames of left context. A window that starts
-    at the beginning of its utterance opens its own row, so the tail's causal zero
-    padding matches a whole-utterance pass; other windows are appended to the
-    shortest row, where their context makes the earlier row content irrelevant.
-    """
-    if not runs:
-        return out
-    hop = tail.hop
-    frames = x.shape[-1] // hop
-    if all(f0 == 0 and f1 == frames for _, f0, f1 in runs):
-        # Whole utterances (e.g. one segment per clip): one gather, one scatter.
-        index = torch.tensor([b for b, _, _ in runs], device=x.device)
-        y = tail(x.index_select(0, index))
-        if out is None:
-            out = y.new_zeros(x.shape[0], y.shape[1], frames)
-        return out.index_copy_(0, index, y)
-    ctx = max(0, math.ceil((tail.lookback + 1) / hop) - 1)
-    windows = []  # (b, first input sample, end input sample, f0, f1, context frames)
-    for b, f0, f1 in runs:
-        c = min(ctx, f0)
-        windows.append((b, (f0 - c) * hop, f1 * hop, f0, f1, c))
-    rows = [[w] for w in windows if w[1] == 0]
-    rest = sorted((w for w in windows if w[1] != 0), key=lambda w: w[1] - w[2])
-    if not rows:
-        rows.append([rest.pop(0)])
-    row_len = [sum(w[2] - w[1] for w in row) for row in rows]
-    for w in rest:
-        r = min(range(len(rows)), key=row_len.__getitem__)
-        rows[r].append(w)
-        row_len[r] += w[2] - w[1]
-
-    packed = x.new_empty(len(rows), x.shape[1], max(row_len))
-    placed = []  # (row, offset in input samples, window)
-    for r, row in enumerate(rows):
-        offset = 0
-        for w in row:
-            b, s0, s1 = w[:3]
-            packed[r, :, offset : offset + s1 - s0] = x[b, :, s0:s1]
-            placed.append((r, offset, w))
-            offset += s1 - s0
-        packed[r, :, offset:] = 0  # right padding; causal, so it never leaks back
-    y = tail(packed)
-    if out is None:
-        out = y.new_zeros(x.shape[0], y.shape[1], frames)
-    for r, offset, (b, _, _, f0, f1, c) in placed:
-        first = offset // hop + c
-        out[b, :, f0:f1] = y[r, :, first : first + f1 - f0]
-    return out
 
 
 class DSLLoss(nn.Module):
@@ -564,110 +460,8 @@ def activation_sparsity(x, tolerance=1e-3):
     return float((x.abs() <= tolerance).float().mean())
 
 
-class GatedCompression(nn.Module):
-    """Gated Compression layer (Li et al., 2023): the DSL's supervised special case.
+def __getattr__(name):
+    # names that moved in the 0.2 layout keep importing from here for one release
+    from speechbrain_dsl._moved import moved_attribute
 
-    A gate trained on binary labels (positive = signal of interest) decides per
-    utterance; negatives exit early (nothing after the layer runs for them), so
-    there is no lightweight tail. A :class:`Mask` compresses what passes.
-
-    Arguments
-    ---------
-    channels : int
-    hidden : int
-        Hidden units of the gate's MLP.
-    threshold : float
-        Gate probability at or above which a sample passes.
-
-    Example
-    -------
-    >>> gc = GatedCompression(4)
-    >>> masked, logits = gc(torch.randn(3, 4, 20))
-    >>> masked.shape, logits.shape
-    (torch.Size([3, 4, 20]), torch.Size([3]))
-    """
-
-    def __init__(self, channels, hidden=32, threshold=0.5):
-        super().__init__()
-        self.mask = Mask(channels)
-        self.gate = SegmentStatsHead(channels, hidden)
-        self.threshold = threshold
-
-    def forward(self, x, lengths=None):
-        """Returns the masked features and one gate logit per utterance."""
-        masked = self.mask(x)
-        logits = self.gate(masked, masked.shape[-1], lengths).squeeze(1)
-        return masked, logits
-
-    def passes(self, logits):
-        """Bool ``[batch]``: samples the gate lets through."""
-        return torch.sigmoid(logits) >= self.threshold
-
-
-class GatedNetwork(nn.Module):
-    """``base -> GatedCompression -> head`` with early exit for negatives.
-
-    In training the head runs on every sample (for the task loss). In inference it
-    runs only on samples that pass the gate; rows of negatives are zeros. With
-    ``lengths`` the head is called as ``head(features, lengths)``.
-
-    Example
-    -------
-    >>> net = GatedNetwork(nn.Conv1d(1, 4, 3), GatedCompression(4),
-    ...                    nn.Sequential(nn.Flatten(), nn.LazyLinear(2))).eval()
-    >>> out, logits, passed = net(torch.randn(5, 1, 10))
-    >>> out.shape, passed.shape
-    (torch.Size([5, 2]), torch.Size([5]))
-    """
-
-    def __init__(self, base, gate, head):
-        super().__init__()
-        self.base, self.gate, self.head = base, gate, head
-        self.last_masked = None
-
-    def forward(self, x, lengths=None):
-        """Returns ``(head output, gate logits, passed)``."""
-        masked, logits = self.gate(self.base(x), lengths)
-        self.last_masked = masked  # for the compression (L1) term of GatedCompressionLoss
-        if self.training:
-            passed = torch.ones_like(logits, dtype=torch.bool)
-            return self._head(masked, lengths), logits, passed
-        passed = self.gate.passes(logits)
-        kept = self._head(masked[passed], None if lengths is None else lengths[passed])
-        out = kept.new_zeros(x.shape[0], *kept.shape[1:])
-        out[passed] = kept
-        return out, logits, passed
-
-    def _head(self, masked, lengths):
-        # heads that pool over time take the lengths; plain heads (e.g. Sequential) do not
-        return self.head(masked) if lengths is None else self.head(masked, lengths)
-
-
-class GatedCompressionLoss(nn.Module):
-    """``alpha * L1(mask output) + beta * BCE(gate logits, labels)``.
-
-    Arguments
-    ---------
-    alpha, beta : float
-    pos_weight : float, optional
-        Weight of the positive class in the BCE (e.g. negatives / positives in the
-        training data), so a gate trained on mostly negative audio does not learn to
-        let every sample exit.
-
-    Example
-    -------
-    >>> loss = GatedCompressionLoss(alpha=0.0, beta=1.0)
-    >>> round(float(loss(torch.zeros(2, 1, 3), torch.zeros(2), torch.tensor([0, 1]))), 4)
-    0.6931
-    """
-
-    def __init__(self, alpha=1e-4, beta=1.0, pos_weight=None):
-        super().__init__()
-        self.alpha, self.beta = alpha, beta
-        self.pos_weight = None if pos_weight is None else float(pos_weight)
-
-    def forward(self, masked, logits, labels):
-        """Returns the scalar loss; ``labels`` are 1 for positives, 0 for negatives."""
-        weight = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
-        gate = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weight)
-        return self.alpha * masked.abs().mean() + self.beta * gate
+    return moved_attribute(__name__, name)

@@ -33,12 +33,12 @@ from sklearn.metrics import roc_auc_score
 
 from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
-from speechbrain_dsl.calibration import threshold_for_quality_drop, threshold_for_share
-from speechbrain_dsl.checkpoints import find_codec_checkpoint, load_codec
+from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
+from speechbrain_dsl.training.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.data.audio import audio_info, read_json
-from speechbrain_dsl.efficiency import executed_macs, part_costs, predicted_mac_ratio
-from speechbrain_dsl.metrics import mel_distance, segment_mel_distance, si_snr, visqol
-from speechbrain_dsl.recipe_utils import (
+from speechbrain_dsl.evaluation.efficiency import executed_macs, part_costs, predicted_mac_ratio
+from speechbrain_dsl.evaluation.metrics import mel_distance, segment_mel_distance, si_snr, visqol
+from speechbrain_dsl.training.recipe_utils import (
     boolean, check_hparams_file, integer, list_of, number, optional, quiet_third_party_loggers, text)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))

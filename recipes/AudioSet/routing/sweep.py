@@ -30,7 +30,7 @@ from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json
 from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
 from speechbrain_dsl.data.speech_clips import crops, speech_corpus
-from speechbrain_dsl.efficiency import PLACEMENT_OVERRIDES
+from speechbrain_dsl.evaluation.efficiency import PLACEMENT_OVERRIDES
 from speechbrain_dsl.nnet.dsl import DSLLoss, activation_sparsity
 from speechbrain_dsl.nnet.losses import MultiScaleMelLoss
 

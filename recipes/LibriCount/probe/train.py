@@ -26,11 +26,11 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
 from speechbrain_dsl.data.audio import read_json
-from speechbrain_dsl.efficiency import mode_macs_per_second, part_costs
-from speechbrain_dsl.embedding_cache import EmbeddingCache
-from speechbrain_dsl.recipe_utils import (
+from speechbrain_dsl.evaluation.efficiency import mode_macs_per_second, part_costs
+from speechbrain_dsl.probing.embedding_cache import EmbeddingCache
+from speechbrain_dsl.training.recipe_utils import (
     PROBE_RULES, check_hparams_file, integer, number, quiet_third_party_loggers)
-from speechbrain_dsl.probing import (
+from speechbrain_dsl.probing.brain import (
     feature_dataset, load_frozen_codec, probe_factory, run_key, side_by_side, train_probe)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))

@@ -42,10 +42,11 @@ from scipy.stats import spearmanr
 from speechbrain.utils.distributed import get_rank, if_main_process, run_on_main
 
 from speechbrain_dsl.atomic import write_json
-from speechbrain_dsl.calibration import threshold_for_share
-from speechbrain_dsl.metrics import mel_distance, si_snr, visqol
-from speechbrain_dsl.nnet.dsl import activation_sparsity, length_mask
-from speechbrain_dsl.recipe_utils import (
+from speechbrain_dsl.evaluation.calibration import threshold_for_share
+from speechbrain_dsl.evaluation.metrics import mel_distance, si_snr, visqol
+from speechbrain_dsl.nnet.dsl import activation_sparsity
+from speechbrain_dsl.nnet.segments import length_mask
+from speechbrain_dsl.training.recipe_utils import (
     RunningMeans,
     boolean,
     check_hparams_file,
@@ -58,7 +59,7 @@ from speechbrain_dsl.recipe_utils import (
     text,
     weights,
 )
-from speechbrain_dsl.retrofit import init_codec_from
+from speechbrain_dsl.training.retrofit import init_codec_from
 
 logger = logging.getLogger(__name__)
 sys.path.append(str(Path(__file__).resolve().parents[1]))

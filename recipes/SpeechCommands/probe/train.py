@@ -31,13 +31,17 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json, write_text
 from speechbrain_dsl.data.audio import read_json
-from speechbrain_dsl.efficiency import count_macs, mode_macs_per_second, part_costs
-from speechbrain_dsl.embedding_cache import EmbeddingCache
+from speechbrain_dsl.evaluation.efficiency import count_macs, mode_macs_per_second, part_costs
+from speechbrain_dsl.probing.embedding_cache import EmbeddingCache
 from speechbrain_dsl.lobes.probes import ConvProbe
-from speechbrain_dsl.nnet.dsl import GatedCompression, GatedCompressionLoss, GatedNetwork
-from speechbrain_dsl.recipe_utils import (
+from speechbrain_dsl.nnet.gated_compression import (
+    GatedCompression,
+    GatedCompressionLoss,
+    GatedNetwork,
+)
+from speechbrain_dsl.training.recipe_utils import (
     PROBE_RULES, boolean, check_hparams_file, number, one_of, quiet_third_party_loggers)
-from speechbrain_dsl.probing import (
+from speechbrain_dsl.probing.brain import (
     ProbeBrain, feature_dataset, load_frozen_codec, probe_factory, run_key, side_by_side,
     train_probe)
 

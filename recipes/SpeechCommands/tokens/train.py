@@ -24,7 +24,7 @@ contract (ours, DASB's Encodec / DAC / SpeechTokenizer wrappers):
 
 Before anything is built or prepared, every hyperparameter is checked against
 ``HPARAM_RULES`` (a ``ValueError`` names each bad ``key=value``); manifests are
-read with :func:`~speechbrain_dsl.recipe_utils.check_manifest` (a broken one is
+read with :func:`~speechbrain_dsl.training.recipe_utils.check_manifest` (a broken one is
 named) and third-party loggers are kept out of ``log.txt``.
 """
 
@@ -40,8 +40,8 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_dsl.atomic import atomic_path, write_json
 from speechbrain_dsl.data.audio import read_json
-from speechbrain_dsl.embedding_cache import audio_key, codec_fingerprint, read_clip
-from speechbrain_dsl.recipe_utils import (
+from speechbrain_dsl.probing.embedding_cache import audio_key, codec_fingerprint, read_clip
+from speechbrain_dsl.training.recipe_utils import (
     boolean,
     check_hparams_file,
     check_manifest,

@@ -1,6 +1,6 @@
 """Training and scoring probes on cached frozen-codec features (shared by the probe recipes).
 
-A probe run is: cached features (:mod:`speechbrain_dsl.embedding_cache`) ->
+A probe run is: cached features (:mod:`speechbrain_dsl.probing.embedding_cache`) ->
 :class:`ProbeBrain` trains a fresh probe (a :class:`~speechbrain_dsl.lobes.probes.ConvProbe`
 on embeddings, or a :class:`~speechbrain_dsl.lobes.probes.TokenClassifier` on
 tokens), keeps the checkpoint with the best validation accuracy (when there is a
@@ -20,7 +20,7 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.seed import seed_everything
 
 from speechbrain_dsl.atomic import write_text
-from speechbrain_dsl.checkpoints import AtomicCheckpointer, find_codec_checkpoint, load_codec
+from speechbrain_dsl.training.checkpoints import AtomicCheckpointer, find_codec_checkpoint, load_codec
 from speechbrain_dsl.lobes.probes import ConvProbe
 
 FEATURES = ("embedding", "tokens")

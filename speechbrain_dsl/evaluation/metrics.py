@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from speechbrain_dsl.nnet.dsl import length_mask, segment_mean
+from speechbrain_dsl.nnet.segments import length_mask, segment_mean
 
 _VISQOL = None
 

@@ -24,8 +24,8 @@ index-based: the switch's predictions select rows (``nonzero``), each tail runs
 on its rows only (``index_select``) and results are put back (``index_copy``),
 so onnxruntime skips the full tail for light rows too.
 
-    python -m speechbrain_dsl.export <packaged folder> --out encoder.onnx [--format onnx|torch]
-    python -m speechbrain_dsl.export <packaged folder> --folder <out folder> [--calibration DIR]
+    python -m speechbrain_dsl.inference.export <packaged folder> --out encoder.onnx [--format onnx|torch]
+    python -m speechbrain_dsl.inference.export <packaged folder> --folder <out folder> [--calibration DIR]
 
 The second form writes ``encoder.onnx``, ``decoder.onnx`` (and
 ``encoder.int8.onnx`` calibrated on the audio files of ``DIR``); the package
@@ -384,7 +384,7 @@ def read_metadata(path) -> Dict:
         if prop.key == METADATA_KEY:
             return json.loads(prop.value)
     raise ValueError(f"{path} holds no {METADATA_KEY} metadata (not exported by "
-                     f"speechbrain_dsl.export, or by an older version: export it again)")
+                     f"speechbrain_dsl.inference.export, or by an older version: export it again)")
 
 
 def _save_with_metadata(proto, path, info) -> Path:
@@ -688,9 +688,9 @@ def read_audio_folder(folder, sample_rate: int, max_seconds: float = 600.0):
 
 def main(argv=None):
     """Command-line entry point."""
-    from speechbrain_dsl.inference.codec import DSLCodecInterface
+    from speechbrain_dsl.inference.interface import DSLCodecInterface
 
-    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.export",
+    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.inference.export",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="packaged codec folder (speechbrain_dsl.inference.package)")
     target = parser.add_mutually_exclusive_group(required=True)

@@ -1,6 +1,6 @@
 """The training record of a packaged codec: learning curve, TRAINING.md and a re-measurable check.
 
-    python -m speechbrain_dsl.training_record <recipe output folder> --out pretrained/dsl-codec-16k \
+    python -m tools.training_record <recipe output folder> --out pretrained/dsl-codec-16k \
         --corpus-command "python -m speechbrain_dsl.data.synthetic libritts ..." --device "CPU, ..."
 
 Reads the recipe's ``train_log.txt`` (validation metrics per epoch and the test
@@ -89,7 +89,7 @@ def wall_seconds(log_txt):
 
 def learning_curve(valid, path, title=""):
     """Validation mel distance (per pass) and ViSQOL against optimizer steps, as one PNG."""
-    from speechbrain_dsl.plots import COLORS, _save, plt
+    from speechbrain_dsl.evaluation.plots import COLORS, _save, plt
 
     steps = [r["optimizer_step"] for r in valid]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -111,7 +111,7 @@ def learning_curve(valid, path, title=""):
 @torch.no_grad()
 def measure_check(codec, clips):
     """Mel distance per pass and the mixed light share of ``codec`` on ``clips`` (list of [S])."""
-    from speechbrain_dsl.metrics import mel_distance
+    from speechbrain_dsl.evaluation.metrics import mel_distance
 
     result = {}
     passes = PASSES if codec.has_dsl else ("full",)
@@ -181,7 +181,7 @@ def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_fold
     manifest's ``{data_root}``. Utterances of recorded subsets (``*-recorded``: real
     recordings whose licence is not ours) are never copied into the folder.
     """
-    from speechbrain_dsl.embedding_cache import read_clip
+    from speechbrain_dsl.probing.embedding_cache import read_clip
 
     entries = {utt: e for utt, e in _test_entries(manifest, data_folder).items()
                if "-recorded/" not in e["wav"]}
@@ -233,7 +233,7 @@ def _packaged_record(run_folder, valid):
     """The validation record of the checkpoint the packager takes (by its CKPT.yaml epoch)."""
     import yaml
 
-    from speechbrain_dsl.checkpoints import find_codec_checkpoint
+    from speechbrain_dsl.training.checkpoints import find_codec_checkpoint
 
     meta = yaml.safe_load((find_codec_checkpoint(run_folder / "save").parent / "CKPT.yaml")
                           .read_text()) or {}
@@ -314,9 +314,9 @@ def write_training_md(out, *, name, run_folder, corpus_command, train_command, d
 
 def main(argv=None):
     """Command-line entry point."""
-    from speechbrain_dsl.inference.codec import DSLCodecInterface
+    from speechbrain_dsl.inference.interface import DSLCodecInterface
 
-    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.training_record",
+    parser = argparse.ArgumentParser(prog="python -m tools.training_record",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("run_folder", help="the recipe's output folder")
     parser.add_argument("--out", required=True, help="packaged model folder")
@@ -330,7 +330,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     notes = Path(args.notes[1:]).read_text() if args.notes.startswith("@") else args.notes
     try:
-        from speechbrain_dsl.checkpoints import find_codec_checkpoint
+        from speechbrain_dsl.training.checkpoints import find_codec_checkpoint
 
         packaged = Path(args.out) / "codec.ckpt"
         best = find_codec_checkpoint(Path(args.run_folder) / "save")
@@ -342,7 +342,7 @@ def main(argv=None):
         write_check(codec, manifest, args.out, data_folder=args.data_folder)
         levels = None
         if codec.has_dsl:
-            from speechbrain_dsl.embedding_cache import read_clip
+            from speechbrain_dsl.probing.embedding_cache import read_clip
 
             entries = _test_entries(manifest, args.data_folder)
             levels = light_share_by_level(codec, [read_clip(entries[u]["wav"], codec.sample_rate)

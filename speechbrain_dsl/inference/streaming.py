@@ -10,7 +10,7 @@ the whole stream produces. :meth:`StreamingEncoder.flush` emits the last,
 partial segment.
 
 The segments go through the exported encoder's rows
-(:class:`speechbrain_dsl.export.ExportableEncoder`), in onnxruntime or in eager
+(:class:`speechbrain_dsl.inference.export.ExportableEncoder`), in onnxruntime or in eager
 PyTorch (``engine``): one routing implementation for both. Latency is one
 segment (plus compute): the price of routing per segment.
 """
@@ -66,11 +66,11 @@ def resolve_engine(source, engine: Optional[str] = None, precision: str = "fp32"
 
 def export_runtime(codec, precision: str = "fp32") -> OnnxCodec:
     """An :class:`OnnxCodec` of ``codec``'s encoder, exported to a temporary folder."""
-    from speechbrain_dsl.export import ENCODER_FILE, ExportableEncoder, export_onnx, metadata
+    from speechbrain_dsl.inference.export import ENCODER_FILE, ExportableEncoder, export_onnx, metadata
 
     if precision != "fp32":
         raise ValueError(f"precision: an int8 encoder needs calibration audio; export one with "
-                         f"speechbrain_dsl.export (got precision={precision!r})")
+                         f"speechbrain_dsl.inference.export (got precision={precision!r})")
     if not codec.has_dsl:
         raise ValueError("codec: the onnxruntime engine needs a codec with a DSL encoder")
     logger.info("exporting the encoder to ONNX for the onnxruntime engine")
@@ -126,7 +126,7 @@ class StreamingEncoder:
         if self.runtime is not None:
             rows, self.geometry = self.runtime.encode_rows, self.runtime.geometry
         else:
-            from speechbrain_dsl.export import ExportableEncoder, metadata, torch_row_encoder
+            from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
 
             rows = torch_row_encoder(ExportableEncoder(self.codec.eval()))
             self.geometry = Geometry.from_metadata(metadata(self.codec, "encoder"))

@@ -1,6 +1,6 @@
 """The whole story in one command: ``make demo`` (``make demo QUICK=1`` for a smoke run).
 
-    python -m speechbrain_dsl.demo [--out results/demo] [--quick] [--force] [--only STAGE ...]
+    python -m tools.demo [--out results/demo] [--quick] [--force] [--only STAGE ...]
 
 Stages, each through the real recipes and tools of this repository:
 
@@ -274,7 +274,7 @@ class Demo:
                             f"--max_count={self.size['libricount']['max_count']}"])
 
     def stage_benchmarks(self):
-        from speechbrain_dsl.efficiency import load_encoder, part_costs
+        from speechbrain_dsl.evaluation.efficiency import load_encoder, part_costs
 
         encoder, sample_rate = load_encoder(ROOT / "hparams" / "soundstream_dsl.yaml")
         costs = part_costs(encoder, sample_rate)
@@ -466,7 +466,7 @@ def write_report(demo):
 
 def main(argv=None):
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.demo",
+    parser = argparse.ArgumentParser(prog="python -m tools.demo",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "results" / "demo"))
     parser.add_argument("--quick", action="store_true", help="smoke-run sizes (~5 minutes)")

@@ -6,7 +6,7 @@ linear layers; elementwise ops (ELU, the mask's gain, adds) are not counted.
 
 Command line::
 
-    python -m speechbrain_dsl.efficiency hparams/soundstream_dsl.yaml [--json]
+    python -m speechbrain_dsl.evaluation.efficiency hparams/soundstream_dsl.yaml [--json]
 """
 
 import argparse
@@ -198,7 +198,7 @@ def load_encoder(model_yaml, overrides=None):
 def main(argv=None):
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
-        prog="python -m speechbrain_dsl.efficiency",
+        prog="python -m speechbrain_dsl.evaluation.efficiency",
         description="Params and MACs per second of audio of each DSL encoder part.",
     )
     parser.add_argument("model_yaml", help="model YAML defining `encoder` (a DSLEncoder)")

@@ -32,7 +32,7 @@ while memory stays bounded (an hour of 16-kHz audio in well under 1 GiB).
 
 Example
 -------
->>> from speechbrain_dsl.inference.codec import DSLCodecInterface
+>>> from speechbrain_dsl.inference.interface import DSLCodecInterface
 >>> codec = DSLCodecInterface.from_hparams(source="pretrained/dsl-codec-16k",
 ...                                        num_codebooks=2)           # doctest: +SKIP
 >>> codec.bitrate                                                      # doctest: +SKIP
@@ -293,7 +293,7 @@ class DSLCodecInterface(Pretrained):
         """
         from tqdm.auto import tqdm
 
-        from speechbrain_dsl.streaming import StreamingEncoder
+        from speechbrain_dsl.inference.streaming import StreamingEncoder
 
         try:
             reader = sf.SoundFile(str(path))
@@ -345,7 +345,7 @@ class DSLCodecInterface(Pretrained):
 
 
 def _sha256(path) -> Optional[str]:
-    from speechbrain_dsl.checkpoints import sha256_file
+    from speechbrain_dsl.training.checkpoints import sha256_file
 
     return sha256_file(path) if Path(path).is_file() else None
 
@@ -417,14 +417,14 @@ def encode_with_runtime(codec: DSLCodec, runtime, wavs: torch.Tensor,
 
     ``runtime`` (an :class:`~speechbrain_dsl.inference.runtime.OnnxCodec`) runs
     the rows in onnxruntime; None runs them in eager PyTorch
-    (:func:`speechbrain_dsl.export.torch_row_encoder`). Either way the input is
+    (:func:`speechbrain_dsl.inference.export.torch_row_encoder`). Either way the input is
     cut into pieces of ``piece_segments`` segments
     (:func:`~speechbrain_dsl.inference.runtime.encode_in_pieces`) and
     ``codec.last_routing`` describes the routes. With ``embeddings`` the
     embeddings ``[B, D, T]`` are returned too.
     """
     if runtime is None:
-        from speechbrain_dsl.export import ExportableEncoder, metadata, torch_row_encoder
+        from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
 
         rows = torch_row_encoder(ExportableEncoder(codec))
         geometry = rt.Geometry.from_metadata(metadata(codec, "encoder"))
@@ -590,7 +590,7 @@ class DACStyleCodec(nn.Module):
     there too, and DASB's ``sig_to_tokens``, ``tokens_to_sig``,
     ``get_pretrained_embeddings``. A DAC-based recipe swaps its ``codec:`` entry::
 
-        codec: !new:speechbrain_dsl.inference.codec.DACStyleCodec
+        codec: !new:speechbrain_dsl.inference.interface.DACStyleCodec
             source: pretrained/dsl-codec-16k
             mode: mixed
 

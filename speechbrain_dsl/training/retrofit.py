@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from speechbrain_dsl.checkpoints import has_bad_values
+from speechbrain_dsl.training.checkpoints import has_bad_values
 from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
 
 DSL_ONLY_PREFIXES = ("encoder.dsl.mask.", "encoder.dsl.switch.", "encoder.dsl.light_tail.",

@@ -267,7 +267,7 @@ def load_state_strict(module: torch.nn.Module, path: PathLike, verify: bool = Tr
     >>> load_state_strict(torch.nn.Linear(2, 2), path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    speechbrain_dsl.checkpoints.CheckpointError: .../layer.ckpt does not fit Linear: 1 missing key(s) (bias)
+    speechbrain_dsl.training.checkpoints.CheckpointError: .../layer.ckpt does not fit Linear: 1 missing key(s) (bias)
     """
     path = Path(path)
     if verify:
