@@ -46,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--json", action="store_true", help="print rows as JSON")
     parser.add_argument("--no-placements", action="store_true",
                         help="skip the placement comparison table")
+    parser.add_argument("--placements", default=str(ROOT / "hparams" / "dsl_placements.yaml"),
+                        help="YAML of the DSL placements compared (overrides of --model)")
     parser.add_argument(
         "--allocator", choices=("tuned", "default"), default="tuned",
         help="glibc malloc settings (see module docstring)",
@@ -137,16 +139,19 @@ def run(args):
 def placement_rows(args):
     """Full vs mixed (80% light) wall time and MACs for each DSL placement, b60."""
     import torch
-    from hyperpyyaml import load_hyperpyyaml
 
-    from speechbrain_dsl.evaluation.efficiency import PLACEMENT_OVERRIDES, part_costs, predicted_mac_ratio
+    from speechbrain_dsl.evaluation.efficiency import (
+        load_encoder,
+        part_costs,
+        predicted_mac_ratio,
+        read_placements,
+    )
 
     wav = torch.randn(args.seconds, 1, 16000, generator=torch.Generator().manual_seed(0))
     route = forced_route(args.seconds, 1, 0.8, torch.Generator().manual_seed(1))
     encoders, fns = {}, []
-    for split, overrides in PLACEMENT_OVERRIDES.items():
-        with open(args.model) as f:
-            encoder = load_hyperpyyaml(f, overrides)["encoder"].eval()
+    for split, overrides in read_placements(args.placements).items():
+        encoder = load_encoder(args.model, overrides)[0].eval()
         encoders[split] = (encoder, part_costs(encoder))
         fns += [lambda e=encoder: e(wav, None, torch.zeros_like(route)),
                 lambda e=encoder: e(wav, None, route)]

@@ -15,12 +15,14 @@ from speechbrain.utils.epoch_loop import EpochCounter
 
 from speechbrain_dsl import checkpoints
 from speechbrain_dsl.training.checkpoints import (
+    BEST_BY,
     MANIFEST,
     PARTIAL_PREFIX,
     AtomicCheckpointer,
     CheckpointError,
     RandomState,
     capture_rng_state,
+    find_codec_checkpoint,
     restore_rng_state,
     sha256_file,
 )
@@ -170,6 +172,53 @@ def test_best_checkpoint_falls_back_to_the_next_best(tmp_path):
     (saved[1.0].path / "layer.ckpt").write_bytes(b"junk")
     assert ckpt.recover_if_possible(min_key="loss").path == saved[2.0].path
     assert torch.all(layer.weight == 2.0)
+
+
+def _codec_checkpoints(folder, metas, keep=None):
+    """Saves a ``codec`` checkpoint per meta (with ``keep``: through save_and_keep_only)."""
+    ckpt = AtomicCheckpointer(folder, {"codec": torch.nn.Linear(2, 2)})
+    paths = []
+    for meta in metas:
+        if keep is None:
+            paths.append(ckpt.save_checkpoint(meta=meta).path)
+        else:
+            ckpt.save_and_keep_only(meta=meta, num_to_keep=len(metas), **keep)
+            paths.append(ckpt.find_checkpoint().path)
+    return ckpt, paths
+
+
+def test_codec_checkpoint_by_a_named_metric_else_the_latest(tmp_path, caplog):
+    _, (low, high, latest) = _codec_checkpoints(
+        tmp_path, [{"mel": 1.0, "acc": 0.2}, {"mel": 3.0, "acc": 0.9}, {"mel": 2.0, "acc": 0.5}])
+    assert find_codec_checkpoint(tmp_path, min_key="mel") == low / "codec.ckpt"
+    assert find_codec_checkpoint(tmp_path, max_key="acc") == high / "codec.ckpt"
+    with caplog.at_level(logging.WARNING):
+        assert find_codec_checkpoint(tmp_path) == latest / "codec.ckpt"
+        assert find_codec_checkpoint(tmp_path, min_key="wer") == latest / "codec.ckpt"
+    assert "took the latest of 3 checkpoints" in caplog.text and "--min-key" in caplog.text
+    assert "no checkpoint in" in caplog.text and "'wer'" in caplog.text
+    with pytest.raises(ValueError, match="give min_key .* or max_key .*, not both"):
+        find_codec_checkpoint(tmp_path, min_key="mel", max_key="acc")
+    assert find_codec_checkpoint(low) == low / "codec.ckpt"  # a CKPT+ folder or the file itself
+    assert find_codec_checkpoint(low / "codec.ckpt") == low / "codec.ckpt"
+
+
+def test_the_checkpoint_the_run_keeps_as_best_is_found_without_naming_its_metric(tmp_path):
+    ckpt, (_, best, _) = _codec_checkpoints(
+        tmp_path, [{"mel": 2.0}, {"mel": 1.0}, {"mel": 3.0}], keep={"min_keys": ["mel"]})
+    assert [c.meta[BEST_BY] for c in ckpt.list_checkpoints()] == [{"min_key": "mel"}] * 3
+    # an intra-epoch checkpoint after them (no metric, no best_by) is the latest
+    ckpt.save_and_keep_only(meta={"intra": True}, end_of_epoch=False, num_to_keep=1,
+                            ckpt_predicate=lambda c: "intra" in c.meta)
+    assert find_codec_checkpoint(tmp_path) == best / "codec.ckpt"
+    assert find_codec_checkpoint(tmp_path, min_key="intra") != best / "codec.ckpt"
+
+
+@pytest.mark.parametrize("keep", [{"min_keys": ["mel"], "max_keys": ["acc"]},
+                                  {"min_keys": ["wer"]}, {}])
+def test_no_best_by_entry_unless_one_key_of_the_meta_ranks_the_checkpoints(tmp_path, keep):
+    ckpt, _ = _codec_checkpoints(tmp_path, [{"mel": 2.0, "acc": 0.5}], keep=keep)
+    assert BEST_BY not in ckpt.find_checkpoint().meta
 
 
 def test_disk_full_during_a_save_says_so_names_the_file_and_cleans_up(tmp_path, monkeypatch):

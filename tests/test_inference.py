@@ -10,22 +10,61 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from conftest import BASELINE_YAML, DSL_YAML
 from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml.core import resolve_references
 
-from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
 from speechbrain_dsl.inference.interface import DSLCodecInterface
-from speechbrain_dsl.inference.package import ROOT, package
+from speechbrain_dsl.inference.package import package
+from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
+
+RECIPE = """# a recipe's hparams, as the LibriTTS codec recipe includes its model
+output_folder: {folder}
+save_folder: !ref <output_folder>/save
+sample_rate: 16000
+lr: 0.001
+model: !include:{model}
+    sample_rate: !ref <sample_rate>
+codec: !ref <model[codec]>
+# the discriminator, the losses and the optimizers would follow here
+modules:
+    codec: !ref <codec>
+checkpointer: !new:speechbrain_dsl.training.checkpoints.AtomicCheckpointer
+    checkpoints_dir: !ref <save_folder>
+    recoverables:
+        codec: !ref <codec>
+"""
+
+
+def recipe_run(folder, model_yaml):
+    """A recipe's output folder as SpeechBrain leaves it: ``hyperparams.yaml`` and ``save/``.
+
+    The run's file holds the recipe's hparams with every reference resolved, as
+    ``speechbrain.core.create_experiment_directory`` writes it. Returns the run's
+    codec (codebooks initialised) and checkpointer.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = folder / "train.yaml"
+    recipe.write_text(RECIPE.format(folder=folder, model=model_yaml))
+    with open(recipe) as f:
+        resolved = resolve_references(f).getvalue()
+    (folder / "hyperparams.yaml").write_text(f"# Generated from:\n# {recipe}\n"
+                                             f"# yamllint disable\n{resolved}")
+    with open(recipe) as f:
+        hparams = load_hyperpyyaml(f)
+    codec = hparams["codec"].eval()
+    codec.encode(torch.randn(2, 16000) * 0.1)  # initialise the codebooks
+    return codec, hparams["checkpointer"]
 
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory):
+    """A recipe run's checkpoint, packaged with the model definition of the run itself."""
     tmp = tmp_path_factory.mktemp("pkg")
-    with open(ROOT / "hparams" / "soundstream_dsl.yaml") as f:
-        codec = load_hyperpyyaml(f)["codec"]
-    codec.eval().encode(torch.randn(2, 16000) * 0.1)  # initialise the codebooks
+    codec, checkpointer = recipe_run(tmp / "run", DSL_YAML)
     codec.threshold = 0.4321
-    AtomicCheckpointer(tmp / "save", {"codec": codec}).save_checkpoint(meta={"mel_full": 2.0})
-    return package(tmp / "save", tmp / "model"), codec
+    checkpointer.save_checkpoint(meta={"mel_full": 2.0})
+    return package(tmp / "run" / "save", tmp / "model"), codec
 
 
 def test_packaged_folder_loads_offline_and_matches_the_trained_codec(packaged, tmp_path):
@@ -144,3 +183,72 @@ def test_package_cli_reports_a_folder_without_checkpoints(tmp_path):
         [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path),
          "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2 and "holds no checkpoint" in result.stderr
+
+
+def test_packaged_model_definition_is_the_runs_codec_alone(packaged):
+    folder, _ = packaged
+    text = (folder / "hyperparams.yaml").read_text()
+    assert text.startswith("# the `model` entry of the run's hyperparams.yaml")
+    definition = text.split("# --- added by speechbrain_dsl.inference.package")[0]
+    for run_only in ("checkpointer", "save_folder", "lr:", "discriminator"):
+        assert run_only not in definition, run_only
+    with open(DSL_YAML) as f:
+        default = load_hyperpyyaml(f)["codec"]
+    built = load_hyperpyyaml(definition)["codec"]
+    assert type(built) is type(default) and built.has_dsl
+    assert {k: v.shape for k, v in built.state_dict().items()} == {
+        k: v.shape for k, v in default.state_dict().items()}
+
+
+def test_a_baseline_run_is_packaged_as_the_baseline_it_trained(tmp_path):
+    """No model YAML to name: the run's own definition, not a default DSL model."""
+    codec, checkpointer = recipe_run(tmp_path / "run", BASELINE_YAML)
+    checkpointer.save_checkpoint()
+    result = subprocess.run(
+        [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "run" / "save"),
+         "--out", str(tmp_path / "model")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = DSLCodecInterface.from_hparams(source=str(tmp_path / "model"),
+                                           savedir=str(tmp_path / "model"))
+    assert not model.codec.has_dsl
+    wav = torch.randn(1, 16000) * 0.1
+    assert torch.equal(model.encode_batch(wav), codec.encode(wav)[0])
+
+
+def test_packaging_a_save_folder_without_the_runs_hyperparams_asks_for_the_model(tmp_path):
+    with open(BASELINE_YAML) as f:
+        codec = load_hyperpyyaml(f)["codec"]
+    AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint()
+    with pytest.raises(ValueError, match=r"no hyperparams.yaml beside it .*--model"):
+        package(tmp_path / "save", tmp_path / "model")
+    result = subprocess.run(
+        [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "save"),
+         "--out", str(tmp_path / "model"), "--model", str(BASELINE_YAML)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "model" / "hyperparams.yaml").read_text().startswith(
+        BASELINE_YAML.read_text())
+
+
+def test_package_cli_takes_the_best_checkpoint_by_the_named_metric(tmp_path):
+    with open(BASELINE_YAML) as f:
+        codec = load_hyperpyyaml(f)["codec"]
+    (tmp_path / "hyperparams.yaml").write_text(BASELINE_YAML.read_text())
+    checkpointer = AtomicCheckpointer(tmp_path / "save", {"codec": codec})
+    best = checkpointer.save_checkpoint(meta={"mel_full": 1.0, "accuracy": 0.5}).path
+    with torch.no_grad():
+        next(codec.parameters()).add_(1.0)  # later weights, with a worse and a better metric
+    latest = checkpointer.save_checkpoint(meta={"mel_full": 2.0, "accuracy": 0.9}).path
+    for flags, expected in (([], latest), (["--min-key", "mel_full"], best),
+                            (["--max-key", "accuracy"], latest)):
+        out = tmp_path / f"model{len(flags)}{flags[:1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "save"),
+             "--out", str(out), *flags], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (out / "codec.ckpt").read_bytes() == (expected / "codec.ckpt").read_bytes(), flags
+    result = subprocess.run(
+        [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "save"),
+         "--out", str(tmp_path / "x"), "--min-key", "a", "--max-key", "b"],
+        capture_output=True, text=True)
+    assert result.returncode == 2 and "not allowed with" in result.stderr

@@ -5,10 +5,10 @@ import re
 
 import pytest
 import torch
+from conftest import ROOT
 
+from speechbrain_dsl.evaluation.check_clips import measure_check, read_check_clips
 from speechbrain_dsl.inference.interface import DSLCodecInterface
-from speechbrain_dsl.inference.package import ROOT
-from tools.training_record import measure_check, read_check_clips
 
 FOLDERS = {"dsl": ROOT / "pretrained" / "dsl-codec-16k",
            "baseline": ROOT / "pretrained" / "baseline-codec-16k",

@@ -23,12 +23,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import torch
 
-from speechbrain_dsl.atomic import atomic_path, write_json, write_text
+from speechbrain_dsl.atomic import write_json, write_text
+from speechbrain_dsl.evaluation.check_clips import PASSES, light_share_by_level, write_check_clips
 
-PASSES = ("full", "light", "mixed")
+#: The codec recipe's validation metric: its checkpointer keeps the lowest, the packager takes it.
+BEST_KEY = "mel_full"
 
 
 def _number(text):
@@ -108,64 +108,6 @@ def learning_curve(valid, path, title=""):
     return _save(fig, path)
 
 
-@torch.no_grad()
-def measure_check(codec, clips):
-    """Mel distance per pass and the mixed light share of ``codec`` on ``clips`` (list of [S])."""
-    from speechbrain_dsl.evaluation.metrics import mel_distance
-
-    result = {}
-    passes = PASSES if codec.has_dsl else ("full",)
-    previous = codec.mode if codec.has_dsl else None
-    try:
-        for name in passes:
-            if codec.has_dsl:
-                codec.mode = name
-            distances, shares = [], []
-            for clip in clips:
-                tokens, _ = codec.encode(clip[None])
-                if codec.has_dsl and name == "mixed":
-                    out = codec.last_routing
-                    shares.append(float(out.route[out.segment_mask].float().mean()))
-                wav_hat = codec.decode(tokens)[..., : clip.shape[-1]]
-                distances.append(float(mel_distance(wav_hat.squeeze(1), clip[None])[0]))
-            result[f"mel_{name}"] = float(np.mean(distances))
-            if shares:
-                result["light_share_mixed"] = float(np.mean(shares))
-    finally:
-        if previous is not None:
-            codec.mode = previous
-    return result
-
-
-@torch.no_grad()
-def light_share_by_level(codec, clips, silence_dbfs=-45.0):
-    """Mixed-mode light share of quiet vs speech segments of ``clips`` (list of [S]).
-
-    A routing segment is *silence-like* when its RMS level is under ``silence_dbfs``
-    (pauses, leading/trailing silence, faint noise), else *speech*.
-    """
-    counts = {"silence-like": [0, 0], "speech": [0, 0]}
-    previous = codec.mode
-    codec.mode = "mixed"
-    try:
-        for clip in clips:
-            codec.encode(clip[None])
-            out = codec.last_routing
-            seg = codec.encoder.dsl.segment_length(out.emb.shape[-1]) * codec.hop_length
-            for i, light in enumerate(out.route[0].tolist()):
-                piece = clip[i * seg : (i + 1) * seg]
-                if piece.numel() == 0:
-                    continue
-                level = 20 * torch.log10(piece.pow(2).mean().sqrt().clamp(min=1e-8))
-                group = counts["silence-like" if level < silence_dbfs else "speech"]
-                group[0] += int(light)
-                group[1] += 1
-    finally:
-        codec.mode = previous
-    return {name: {"light_share": light / total if total else None, "segments": total}
-            for name, (light, total) in counts.items()}
-
-
 def _test_entries(manifest, data_folder=None):
     entries = json.loads(Path(manifest).read_text())
     root = _data_root(Path(manifest).parents[1], data_folder)
@@ -187,17 +129,9 @@ def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_fold
                if "-recorded/" not in e["wav"]}
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(sorted(entries), min(clips, len(entries)), replace=False).tolist())
-    check = Path(folder) / "check"
-    audio = []
-    for utt in chosen:
-        clip = read_clip(entries[utt]["wav"], codec.sample_rate)[: int(seconds * codec.sample_rate)]
-        with atomic_path(check / f"{utt}.wav", suffix=".wav") as tmp:
-            sf.write(tmp, clip.clamp(-1, 1).numpy(), codec.sample_rate, subtype="PCM_16")
-        # measured on what was stored (16-bit), so the test re-measures exactly this
-        audio.append(torch.from_numpy(sf.read(str(check / f"{utt}.wav"), dtype="float32")[0]))
-    numbers = measure_check(codec, audio)
-    write_json(check / "check.json", {"clips": [f"{u}.wav" for u in chosen], **numbers})
-    return numbers
+    audio = {utt: read_clip(entries[utt]["wav"], codec.sample_rate)[: int(seconds * codec.sample_rate)]
+             for utt in chosen}
+    return write_check_clips(codec, audio, folder)
 
 
 def _data_root(run_folder, data_folder=None):
@@ -209,13 +143,6 @@ def _data_root(run_folder, data_folder=None):
         data_folder = match.group(1).strip()
     folder = Path(data_folder)
     return folder / "LibriTTS" if (folder / "LibriTTS").is_dir() else folder
-
-
-def read_check_clips(folder):
-    """The stored check clips of a packaged folder, as a list of float tensors."""
-    meta = json.loads((Path(folder) / "check" / "check.json").read_text())
-    return [torch.from_numpy(sf.read(str(Path(folder) / "check" / name), dtype="float32")[0])
-            for name in meta["clips"]], meta
 
 
 def _table(test):
@@ -235,10 +162,10 @@ def _packaged_record(run_folder, valid):
 
     from speechbrain_dsl.training.checkpoints import find_codec_checkpoint
 
-    meta = yaml.safe_load((find_codec_checkpoint(run_folder / "save").parent / "CKPT.yaml")
-                          .read_text()) or {}
+    packaged = find_codec_checkpoint(run_folder / "save", min_key=BEST_KEY)
+    meta = yaml.safe_load((packaged.parent / "CKPT.yaml").read_text()) or {}
     matches = [r for r in valid if int(r["epoch"]) == meta.get("epoch")]
-    return matches[-1] if matches else min(valid, key=lambda r: r["valid mel_full"])
+    return matches[-1] if matches else min(valid, key=lambda r: r[f"valid {BEST_KEY}"])
 
 
 def write_training_md(out, *, name, run_folder, corpus_command, train_command, device, notes="",
@@ -333,10 +260,12 @@ def main(argv=None):
         from speechbrain_dsl.training.checkpoints import find_codec_checkpoint
 
         packaged = Path(args.out) / "codec.ckpt"
-        best = find_codec_checkpoint(Path(args.run_folder) / "save")
+        best = find_codec_checkpoint(Path(args.run_folder) / "save", min_key=BEST_KEY)
         if not packaged.is_file() or packaged.read_bytes() != best.read_bytes():
             raise ValueError(f"{packaged} is not the run's best checkpoint {best}: package it "
-                             f"first (python -m speechbrain_dsl.inference.package)")
+                             f"first (python -m speechbrain_dsl.inference.package "
+                             f"{Path(args.run_folder) / 'save'} --min-key {BEST_KEY} "
+                             f"--out {args.out})")
         codec = DSLCodecInterface.from_hparams(source=args.out, savedir=args.out).codec.eval()
         manifest = Path(args.run_folder) / "manifests" / "test.json"
         write_check(codec, manifest, args.out, data_folder=args.data_folder)

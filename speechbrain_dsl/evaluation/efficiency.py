@@ -12,6 +12,7 @@ Command line::
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -20,15 +21,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
 
 PARTS = ("base", "mask", "switch", "full_tail", "light_tail", "encoder")
-
-# Overrides of hparams/soundstream_dsl.yaml placing the DSL after the first conv
-# (0) or after block 1 or 2. Light tails follow the default's rule: a first conv
-# that downsamples to the rate of the last two blocks, then those two blocks.
-PLACEMENT_OVERRIDES = {
-    0: {"split_after": 0, "base_channels": 8, "light_first_stride": 8},
-    1: {"split_after": 1, "base_channels": 16, "light_first_stride": 4},
-    2: {"split_after": 2, "base_channels": 32, "light_first_stride": 1},
-}
 
 
 def count_params(module):
@@ -183,8 +175,49 @@ def format_table(costs):
     return "\n".join(lines)
 
 
+def read_placements(path):
+    """DSL placements to compare: ``{name: overrides of a model YAML}``.
+
+    ``path`` is a YAML file whose ``placements`` entry maps each placement
+    (e.g. the block the DSL follows) to the overrides that build it (for
+    :func:`load_encoder`); the repository's ``hparams/dsl_placements.yaml`` holds
+    the default model's. Names keep their file order.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "placements.yaml"
+    >>> _ = path.write_text("placements:\\n  0: {split_after: 0, base_channels: 8}\\n"
+    ...                     "  1: {split_after: 1, base_channels: 16}\\n")
+    >>> read_placements(path)
+    {0: {'split_after': 0, 'base_channels': 8}, 1: {'split_after': 1, 'base_channels': 16}}
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"placements file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    placements = data.get("placements") if isinstance(data, dict) else None
+    if not isinstance(placements, dict) or not placements:
+        raise ValueError(f"{path}: expected a non-empty `placements` mapping of "
+                         f"name -> overrides")
+    for name, overrides in placements.items():
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{path}: placement {name!r} is a {type(overrides).__name__}, "
+                             f"expected a mapping of overrides")
+    return placements
+
+
 def load_encoder(model_yaml, overrides=None):
-    """Instantiates the ``encoder`` of a model YAML."""
+    """Instantiates the ``encoder`` of a model YAML, with ``overrides`` (a dict) applied.
+
+    Returns ``(encoder, sample_rate)``; ``sample_rate`` is the YAML's (16000 if
+    it names none).
+    """
     try:
         with open(model_yaml) as f:
             hparams = load_hyperpyyaml(f, overrides or {})

@@ -57,13 +57,15 @@ def feature_dataset(features, labels, kind="embedding"):
     return dataset
 
 
-def load_frozen_codec(model_yaml, codec_checkpoint, threshold=None):
+def load_frozen_codec(model_yaml, codec_checkpoint, threshold=None, min_key=None, max_key=None):
     """The codec a probe reads (eval mode) and the ``codec.ckpt`` it was loaded from.
 
     ``codec_checkpoint`` is a packaged folder, a recipe save folder, a CKPT+ folder or
-    a ``codec.ckpt``; ``threshold`` (if not None) replaces the calibrated one.
+    a ``codec.ckpt``; in a save folder ``min_key`` / ``max_key`` name the metric the
+    best checkpoint has (see :func:`~speechbrain_dsl.training.checkpoints.find_codec_checkpoint`).
+    ``threshold`` (if not None) replaces the calibrated one.
     """
-    checkpoint = find_codec_checkpoint(codec_checkpoint)
+    checkpoint = find_codec_checkpoint(codec_checkpoint, min_key=min_key, max_key=max_key)
     codec = load_codec(model_yaml, checkpoint)
     if threshold is not None:
         codec.threshold = threshold

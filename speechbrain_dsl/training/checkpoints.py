@@ -17,6 +17,9 @@ it and fails on a truncated file. :class:`AtomicCheckpointer`:
   that never stopped (see :class:`RandomState`);
 - on recovery, skips a checkpoint that fails its checksum or does not load, with
   a warning naming it, and loads the previous intact one;
+- records in a checkpoint's meta which key ``save_and_keep_only`` ranks by
+  (``best_by``), so :func:`find_codec_checkpoint` takes the run's best checkpoint
+  without being told the run's metric;
 - loads every ``torch.nn.Module`` with :func:`load_state_strict`: every key
   present with its shape, no unknown key, all values finite (a switch threshold
   may be +/-inf, never NaN);
@@ -64,6 +67,9 @@ from speechbrain_dsl.atomic import write_text
 
 PARTIAL_PREFIX = ".partial-"
 MANIFEST = "SHA256SUMS"
+#: Meta key of a checkpoint kept by ``save_and_keep_only`` with one ranking key:
+#: ``{"min_key": name}`` or ``{"max_key": name}``, the key the run keeps the best by.
+BEST_BY = "best_by"
 LOW_SPACE_BYTES = 16 * 2**20  # a failed write with less than this free is a full disk
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
@@ -521,6 +527,37 @@ class AtomicCheckpointer(Checkpointer):
         logger.log(verbosity, f"Saved an {kind} checkpoint in {final}")
         return Checkpoint(final, saved_meta, {k: final / p.name for k, p in paramfiles.items()})
 
+    def save_and_keep_only(self, meta=None, end_of_epoch=True, name=None, num_to_keep=1,
+                           keep_recent=True, importance_keys=(), max_keys=(), min_keys=(),
+                           ckpt_predicate=None, verbosity=logging.INFO):
+        """Saves, then deletes the least important checkpoints, as ``Checkpointer`` does.
+
+        When the checkpoints are ranked by exactly one key of ``min_keys`` or
+        ``max_keys`` (no ``importance_keys``) and ``meta`` holds it, the meta
+        also records it under ``best_by`` (``{"min_key": key}`` or
+        ``{"max_key": key}``): a reader takes the best checkpoint the way this
+        run keeps it (:func:`find_codec_checkpoint`) without knowing the run's
+        metric.
+
+        Example
+        -------
+        >>> import tempfile, torch
+        >>> ckpt = AtomicCheckpointer(tempfile.mkdtemp(), {"layer": torch.nn.Linear(2, 2)})
+        >>> ckpt.save_and_keep_only(meta={"loss": 1.0}, min_keys=["loss"])
+        >>> ckpt.find_checkpoint().meta[BEST_BY]
+        {'min_key': 'loss'}
+        """
+        meta = dict(meta or {})
+        ranking = [("min_key", k) for k in min_keys] + [("max_key", k) for k in max_keys]
+        if len(ranking) == 1 and not importance_keys and ranking[0][1] in meta:
+            meta[BEST_BY] = dict(ranking)
+        # copies: SpeechBrain appends to importance_keys (a shared default list)
+        super().save_and_keep_only(meta=meta, end_of_epoch=end_of_epoch, name=name,
+                                   num_to_keep=num_to_keep, keep_recent=keep_recent,
+                                   importance_keys=list(importance_keys), max_keys=list(max_keys),
+                                   min_keys=list(min_keys), ckpt_predicate=ckpt_predicate,
+                                   verbosity=verbosity)
+
     def _save_one(self, key, obj, path):
         if key in self.custom_save_hooks:
             self.custom_save_hooks[key](obj, path)
@@ -667,13 +704,42 @@ def _sync_folder(folder: Path) -> None:
 # --- codec checkpoints -------------------------------------------------------------
 
 
-def find_codec_checkpoint(path, min_key="mel_full"):
+def find_codec_checkpoint(path, min_key: Optional[str] = None,
+                          max_key: Optional[str] = None) -> Path:
     """The ``codec.ckpt`` file behind ``path``.
 
-    ``path`` may be a recipe save folder (the checkpoint with the lowest
-    ``min_key`` is taken, else the latest), one ``CKPT+...`` folder, or the
-    ``codec.ckpt`` file itself.
+    Arguments
+    ---------
+    path : str or Path
+        A save folder of a run (checkpoints ``CKPT+...``), one ``CKPT+...``
+        folder, a packaged folder or the ``codec.ckpt`` file itself.
+    min_key, max_key : str, optional
+        In a save folder, take the checkpoint with the lowest (highest) value of
+        this ``CKPT.yaml`` entry (at most one of them). Without either, the
+        checkpoint the run itself keeps as best (the ``best_by`` entry
+        :meth:`AtomicCheckpointer.save_and_keep_only` writes), else the latest
+        checkpoint. If no checkpoint holds the key, the latest is taken, with a
+        warning.
+
+    Returns
+    -------
+    Path
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> save = Path(tempfile.mkdtemp())
+    >>> ckpt = AtomicCheckpointer(save, {"codec": torch.nn.Linear(2, 2)})
+    >>> first = ckpt.save_checkpoint(meta={"loss": 1.0}).path
+    >>> latest = ckpt.save_checkpoint(meta={"loss": 2.0}).path
+    >>> find_codec_checkpoint(save).parent == latest
+    True
+    >>> find_codec_checkpoint(save, min_key="loss").parent == first
+    True
     """
+    if min_key is not None and max_key is not None:
+        raise ValueError(f"find_codec_checkpoint: give min_key ({min_key!r}) or max_key "
+                         f"({max_key!r}), not both")
     path = Path(path)
     if path.is_file():
         return path
@@ -682,20 +748,53 @@ def find_codec_checkpoint(path, min_key="mel_full"):
     if not path.is_dir():
         raise ValueError(f"codec checkpoint not found: {path}")
     checkpointer = AtomicCheckpointer(path, save_rng_state=False, clear_partial=False)
-    found = checkpointer.find_checkpoint(min_key=min_key) if any(
-        min_key in c.meta for c in checkpointer.list_checkpoints()
-    ) else checkpointer.find_checkpoint()
+    checkpoints = checkpointer.list_checkpoints()
+    if min_key is not None or max_key is not None:
+        ranking = {"min_key": min_key} if min_key is not None else {"max_key": max_key}
+    else:
+        ranking = _recorded_ranking(checkpoints, path)
+    key = next(iter(ranking.values()), None)
+    if key is not None and any(key in c.meta for c in checkpoints):
+        found = checkpointer.find_checkpoint(**ranking)
+    else:
+        found = checkpointer.find_checkpoint()
+        if found is not None and key is not None:
+            _warn_once(("no key", str(path), key),
+                       f"no checkpoint in {path} records {key!r}: took the latest, "
+                       f"{found.path.name}")
+        elif found is not None and len(checkpoints) > 1:
+            _warn_once(("latest", str(path)),
+                       f"took the latest of {len(checkpoints)} checkpoints in {path}, "
+                       f"{found.path.name} (they record no best_by entry): name the metric "
+                       f"to take the best by (min_key / max_key, --min-key)")
     if found is None or not (found.path / "codec.ckpt").is_file():
         raise ValueError(f"{path} holds no checkpoint with a codec.ckpt file")
     return found.path / "codec.ckpt"
 
 
-def load_codec(model_yaml, checkpoint, overrides=None):
+def _recorded_ranking(checkpoints, folder) -> Dict[str, str]:
+    """The ``best_by`` entry of the latest checkpoint that has one (``{}`` if none)."""
+    for checkpoint in sorted(checkpoints, key=lambda c: c.meta["unixtime"], reverse=True):
+        entry = checkpoint.meta.get(BEST_BY)
+        if entry is None:
+            continue
+        if (isinstance(entry, dict) and len(entry) == 1
+                and next(iter(entry)) in ("min_key", "max_key")
+                and isinstance(next(iter(entry.values())), str)):
+            return dict(entry)
+        _warn_once(("best_by", str(checkpoint.path)),
+                   f"{checkpoint.path / METAFNAME}: ignoring its {BEST_BY} entry {entry!r} "
+                   f"(expected {{min_key: <name>}} or {{max_key: <name>}})")
+    return {}
+
+
+def load_codec(model_yaml, checkpoint, overrides=None, min_key=None, max_key=None):
     """Builds the codec of ``model_yaml`` and loads weights (and threshold) from ``checkpoint``.
 
     ``model_yaml=None`` takes the model definition that travels with the weights:
     the ``hyperparams.yaml`` of a packaged folder. A checkpoint without one (a
-    recipe's ``CKPT+`` folder) needs ``model_yaml``.
+    recipe's ``CKPT+`` folder) needs ``model_yaml``. ``checkpoint``, ``min_key``
+    and ``max_key`` are as in :func:`find_codec_checkpoint`.
 
     Weights are loaded with :func:`load_state_strict` (``weights_only=True``: a
     checkpoint cannot run code; checksum, keys, shapes and finiteness checked):
@@ -703,7 +802,7 @@ def load_codec(model_yaml, checkpoint, overrides=None):
     """
     from hyperpyyaml import load_hyperpyyaml
 
-    ckpt = find_codec_checkpoint(checkpoint)
+    ckpt = find_codec_checkpoint(checkpoint, min_key=min_key, max_key=max_key)
     if model_yaml is None:
         model_yaml = ckpt.parent / "hyperparams.yaml"
         if not model_yaml.is_file():

@@ -30,7 +30,7 @@ from speechbrain_dsl import plots
 from speechbrain_dsl.atomic import write_json
 from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
 from speechbrain_dsl.data.speech_clips import crops, speech_corpus
-from speechbrain_dsl.evaluation.efficiency import PLACEMENT_OVERRIDES
+from speechbrain_dsl.evaluation.efficiency import read_placements
 from speechbrain_dsl.nnet.dsl import DSLLoss, activation_sparsity
 from speechbrain_dsl.nnet.losses import MultiScaleMelLoss
 
@@ -92,6 +92,8 @@ def main(argv=None):
     parser.add_argument("--alphas", type=float, nargs="+", default=[1e-5, 1e-3, 1e-1, 1.0])
     parser.add_argument("--out", default="results/sweep")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--placements", default=str(ROOT / "hparams" / "dsl_placements.yaml"),
+                        help="YAML of the DSL placements compared in Fig. 8")
     args = parser.parse_args(argv)
     steps = args.steps or (40 if args.quick else 600)
     torch.set_num_threads(1)
@@ -108,7 +110,7 @@ def main(argv=None):
         print(f"[fig6] alpha={alpha:g}: sparsity {run['sparsity_curve'][-1][1]:.1%} "
               f"after {steps} steps ({time.time() - start:.0f} s)", flush=True)
     placement = {}
-    for split, overrides in PLACEMENT_OVERRIDES.items():
+    for split, overrides in read_placements(args.placements).items():
         run = train_run(overrides, 1e-4, steps, data, args.seed, log_every)
         placement[split] = {k: run[k] for k in ("spearman", "auroc", "held_out_mae")}
         print(f"[fig8] split after {split}: Spearman {run['spearman']:.3f}, AUROC "

@@ -81,7 +81,9 @@ def main(argv):
     if too_many:
         raise ValueError(f"{manifest_file}: counts {too_many} exceed max_count={hp['max_count']}")
 
-    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"])
+    # a codec recipe save folder: its best checkpoint has the lowest validation mel distance
+    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"],
+                                          min_key="mel_full")
     cache = EmbeddingCache(hp["cache_folder"], codec, hp["encode_batch_size"],
                            max_seconds=hp["clip_seconds"])
     costs = part_costs(codec.encoder, codec.sample_rate) if codec.has_dsl else None

@@ -209,7 +209,9 @@ def main(argv):
     labels = sorted({e["label"] for e in manifests["train"].values()})
     targets = {s: {u: labels.index(e["label"]) for u, e in manifests[s].items()} for s in SPLITS}
 
-    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"])
+    # a codec recipe save folder: its best checkpoint has the lowest validation mel distance
+    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"],
+                                          min_key="mel_full")
     cache = EmbeddingCache(hp["cache_folder"], codec, hp["encode_batch_size"], max_seconds=1.0)
     costs = part_costs(codec.encoder, codec.sample_rate) if codec.has_dsl else None
     make_probe = probe_factory(codec, len(labels), hp["features"], hp["probe_kwargs"],
