@@ -17,7 +17,10 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m tools.demo $(if $(QUICK),--quick) $(ARGS)
 
+# Style first (seconds), then the suite: ruff's settings are in pyproject.toml.
 test: $(STAMP)
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q $(ARGS)
 
 clean-venv:

@@ -124,15 +124,12 @@ def bench_encode_decode(models, speech, repeats: int):
 
     def run(case):
         engine, precision, mode = case
-        model = models[(engine, precision)]
-        model.mode, model.threshold = settings[mode]
-        return model.encode_batch(speech)
+        mode, threshold = settings[mode]
+        return models[(engine, precision)].encode_with_routing(speech, mode=mode,
+                                                               threshold=threshold)
 
     times = {case: [] for case in cases}
-    light = {}
-    for case in cases:  # warm-up, light shares
-        run(case)
-        light[case] = models[case[:2]].routing_stats()["light_share"]
+    light = {case: run(case).routing.light_share for case in cases}  # warm-up, light shares
     for _ in range(repeats):
         for case in cases:
             timed(lambda: run(case), times[case])
@@ -140,7 +137,7 @@ def bench_encode_decode(models, speech, repeats: int):
                  rtf=statistics.median(times[(e, p, m)]) / seconds,
                  ms=1000 * statistics.median(times[(e, p, m)]), light_share=light[(e, p, m)])
             for e, p, m in cases]
-    tokens = run(("torch", "fp32", "mixed"))
+    tokens = run(("torch", "fp32", "mixed")).tokens
     decoders = {"torch": models[("torch", "fp32")], "onnxruntime": models[("onnxruntime", "fp32")]}
     dtimes = {k: [] for k in decoders}
     for model in decoders.values():
@@ -197,13 +194,13 @@ def accuracy(models, clips, threshold: float):
     runs = {}
     for key in ENGINES:
         model = models[key]
-        model.mode, model.threshold = "mixed", threshold
         runs[key] = []
         for clip in clips:
-            tokens = model.encode_batch(torch.from_numpy(clip)[None]).numpy()
-            out = model.codec.last_routing
-            runs[key].append(Encoded(tokens, None, out.predicted.detach().numpy(),
-                                     out.route.numpy(), out.segment_mask.numpy()))
+            out = model.encode_with_routing(torch.from_numpy(clip)[None], mode="mixed",
+                                            threshold=threshold)
+            routing = out.routing
+            runs[key].append(Encoded(out.tokens.numpy(), None, routing.predicted.detach().numpy(),
+                                     routing.route.numpy(), routing.segment_mask.numpy()))
     fp32, int8 = ("onnxruntime", "fp32"), ("onnxruntime", "int8")
     engines = agreement(runs[("torch", "fp32")], runs[fp32])
     pairs = list(zip(runs[("torch", "fp32")], runs[fp32]))

@@ -110,8 +110,7 @@ def run(args):
         ]
 
         def call(mode, route, wav=wav):
-            encoder.dsl.mode = mode
-            return encoder(wav, None, route)
+            return encoder(wav, None, route, mode)
 
         with torch.no_grad():
             times = interleaved_median_ms(

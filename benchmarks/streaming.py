@@ -38,9 +38,8 @@ def main(argv=None):
         codec.threshold = float(codec.predict_distances(wav[None]).median())
     rows = []
     for mode in ("full", "light", "mixed"):
-        codec.mode = mode
         for chunk_ms in (20, 100, 1000):
-            stream = StreamingEncoder(codec)
+            stream = StreamingEncoder(codec, mode=mode)
             size = codec.sample_rate * chunk_ms // 1000
             stream.push(wav[:size]), stream.reset()  # warm-up
             busy, total = [], 0.0

@@ -134,8 +134,8 @@ def default_hparams():
 
 def package_untrained(model_yaml, folder):
     """Packages an untrained codec of ``model_yaml`` (codebooks initialised) into ``folder/model``."""
-    from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
     from speechbrain_dsl.inference.package import package
+    from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
 
     with open(model_yaml) as f:
         from hyperpyyaml import load_hyperpyyaml

@@ -7,9 +7,8 @@ need it (it lives under pytest's session base folder; tests must not modify it).
 
 import numpy as np
 import torch
-from hyperpyyaml import load_hyperpyyaml
-
 from conftest import DSL_YAML
+from hyperpyyaml import load_hyperpyyaml
 
 
 def speechy(seconds: float, seed: int, rate: int = 16000) -> torch.Tensor:
@@ -38,8 +37,8 @@ def onnx_package(tmp_path_factory):
     ``encoder.onnx``, ``decoder.onnx`` and ``encoder.int8.onnx`` (calibrated on
     synthetic speech-like audio); built once per session.
     """
-    from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
     from speechbrain_dsl.inference.package import package
+    from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
 
     root = tmp_path_factory.getbasetemp() / "onnx_package"
     folder = root / "model"

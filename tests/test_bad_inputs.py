@@ -20,6 +20,14 @@ import pytest
 import soundfile as sf
 import torch
 
+from speechbrain_dsl.data.audio import (
+    AudioChecker,
+    BadAudioError,
+    audio_info,
+    read_json,
+    read_text,
+)
+from speechbrain_dsl.inference.interface import DSLCodecInterface
 from speechbrain_dsl.training.checkpoints import (
     MANIFEST,
     AtomicCheckpointer,
@@ -31,14 +39,6 @@ from speechbrain_dsl.training.checkpoints import (
     verify_manifest,
     write_manifest,
 )
-from speechbrain_dsl.data.audio import (
-    AudioChecker,
-    BadAudioError,
-    audio_info,
-    read_json,
-    read_text,
-)
-from speechbrain_dsl.inference.interface import DSLCodecInterface
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained"

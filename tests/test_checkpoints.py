@@ -13,7 +13,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.epoch_loop import EpochCounter
 
-from speechbrain_dsl import checkpoints
+from speechbrain_dsl.training import checkpoints
 from speechbrain_dsl.training.checkpoints import (
     BEST_BY,
     MANIFEST,

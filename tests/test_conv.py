@@ -4,18 +4,16 @@ import math
 
 import pytest
 import torch
+from conftest import make_encoder, make_light_tail
 from torch import nn
 
+from speechbrain_dsl.lobes.soundstream import EncoderBlock, ResidualUnit, SoundStreamEncoder
 from speechbrain_dsl.nnet.conv import (
     CausalConv1d,
     CausalConvTranspose1d,
     CausalStack,
     compose_receptive_field,
 )
-from speechbrain_dsl.lobes.soundstream import EncoderBlock, ResidualUnit
-from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
-
-from conftest import make_encoder, make_light_tail
 
 
 def dependency_support(module, in_channels, samples, frame):

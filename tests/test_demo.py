@@ -8,9 +8,9 @@ import sys
 from importlib import metadata
 
 import pytest
+from conftest import ROOT
 
 from tools.demo import STAGES
-from speechbrain_dsl.inference.package import ROOT
 
 
 def demo(out, *args):

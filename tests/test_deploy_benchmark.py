@@ -8,9 +8,7 @@ import sys
 
 import numpy as np
 import soundfile as sf
-
-from speechbrain_dsl.inference.package import ROOT
-
+from conftest import ROOT
 from deploy_helpers import onnx_package, speechy
 
 

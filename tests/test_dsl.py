@@ -4,6 +4,14 @@ import math
 
 import pytest
 import torch
+from conftest import (
+    TINY_BASE_CHANNELS,
+    TINY_HOP,
+    load_hparams,
+    make_dsl_encoder,
+    make_encoder,
+    make_light_tail,
+)
 from torch import nn
 
 from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
@@ -20,15 +28,6 @@ from speechbrain_dsl.nnet.gated_compression import (
     GatedNetwork,
 )
 from speechbrain_dsl.nnet.segments import length_mask, segment_mean
-
-from conftest import (
-    TINY_BASE_CHANNELS,
-    TINY_HOP,
-    load_hparams,
-    make_dsl_encoder,
-    make_encoder,
-    make_light_tail,
-)
 
 TAIL_HOP = 8  # base steps per output frame in the tiny model
 

@@ -4,12 +4,11 @@ import shutil
 
 import pytest
 import torch
-
-from speechbrain_dsl.training.checkpoints import write_manifest
-from speechbrain_dsl.inference.interface import (DSLCodecInterface, OnnxRuntimeCodec, load_tokenizer)
-from speechbrain_dsl.lobes.codec import DSLCodec
-
 from deploy_helpers import first_token_ties, onnx_package, route_ties, speechy, widest_gap
+
+from speechbrain_dsl.inference.interface import DSLCodecInterface, OnnxRuntimeCodec, load_tokenizer
+from speechbrain_dsl.lobes.codec import DSLCodec
+from speechbrain_dsl.training.checkpoints import write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +48,21 @@ def test_engines_give_the_same_tokens_routes_and_audio(engines, mode):
     threshold = widest_gap(pt.codec.predict_distances(wavs, lengths)[0])  # the unpadded item
     results = {}
     for model in (ort, pt):
-        model.mode, model.threshold = mode, threshold
-        tokens = model.encode_batch(wavs, lengths)
-        results[model.engine] = (tokens, model.routing_stats(), model.codec.last_routing)
-    (t_ort, s_ort, out_ort), (t_pt, s_pt, out_pt) = results["onnxruntime"], results["torch"]
+        results[model.engine] = model.encode_with_routing(wavs, lengths, mode=mode,
+                                                          threshold=threshold)
+    out_ort, out_pt = results["onnxruntime"], results["torch"]
+    t_ort, t_pt = out_ort.tokens, out_pt.tokens
+    s_ort, s_pt = out_ort.routing, out_pt.routing
     assert t_ort.shape == t_pt.shape == (3, 215, 8)
-    valid = out_pt.segment_mask
-    assert torch.equal(out_ort.segment_mask, valid)
+    assert (s_ort.mode, s_ort.threshold) == (s_pt.mode, s_pt.threshold) == (mode, threshold)
+    valid = s_pt.segment_mask
+    assert torch.equal(s_ort.segment_mask, valid)
     if mode == "mixed":
-        assert route_ties(s_ort["route"][valid], s_pt["route"][valid],
-                          s_pt["predicted"][valid].detach(), threshold)[1] == 0
-        assert 0 < s_pt["light_share"] < 1
+        assert route_ties(s_ort.route[valid], s_pt.route[valid],
+                          s_pt.predicted[valid].detach(), threshold)[1] == 0
+        assert 0 < s_pt.light_share < 1
     else:
-        assert torch.equal(s_ort["route"][valid], s_pt["route"][valid])
+        assert torch.equal(s_ort.route[valid], s_pt.route[valid])
     with torch.no_grad():
         emb = pt.codec.embed(wavs, lengths)
     assert first_token_ties(t_ort, t_pt, emb, pt.codec.quantizer.codebooks)[1] == 0

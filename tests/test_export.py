@@ -15,16 +15,23 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from conftest import DSL_YAML, ROOT
+from deploy_helpers import first_token_ties, onnx_package, route_ties, speechy, widest_gap
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.training.checkpoints import AtomicCheckpointer, load_codec
-from speechbrain_dsl.inference.export import (ExportableDecoder, ExportableEncoder, MatmulISTFT,
-                                    export_decoder_onnx, export_torch, metadata, read_metadata)
-from speechbrain_dsl.inference.package import ROOT, package
+from speechbrain_dsl.inference.export import (
+    ExportableDecoder,
+    ExportableEncoder,
+    MatmulISTFT,
+    export_decoder_onnx,
+    export_torch,
+    metadata,
+    read_metadata,
+)
+from speechbrain_dsl.inference.package import package
 from speechbrain_dsl.inference.runtime import OnnxCodec, agreement
 from speechbrain_dsl.lobes.vocos import ISTFTHead
-
-from deploy_helpers import first_token_ties, onnx_package, route_ties, speechy, widest_gap
+from speechbrain_dsl.training.checkpoints import AtomicCheckpointer, load_codec
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +80,15 @@ def test_rows_with_context_give_the_frames_of_whole_utterance_encoding(exported)
     codec, runtime, _ = exported
     wav = speechy(4.6, 3)[None]
     lengths = torch.tensor([1.0])
-    codec.mode, codec.threshold = "mixed", widest_gap(codec.predict_distances(wav))
+    threshold = widest_gap(codec.predict_distances(wav))
     with torch.no_grad():
-        tokens, _ = codec.encode(wav, lengths)
-    out = runtime.encode(wav.numpy(), lengths.numpy(), threshold=codec.threshold, embeddings=True)
+        encoded = codec.encode_with_routing(wav, lengths, mode="mixed", threshold=threshold)
+    tokens, reference = encoded.tokens, encoded.routing
+    out = runtime.encode(wav.numpy(), lengths.numpy(), threshold=threshold, embeddings=True)
     assert out.tokens.shape == tuple(tokens.shape) == (1, 230, 8)
-    reference = codec.last_routing
     assert out.route.tolist() == reference.route.tolist()
     assert 0 < out.route.sum() < out.route.size
-    with torch.no_grad():
-        emb = codec.embed(wav, lengths)
+    emb = encoded.emb
     np.testing.assert_allclose(out.embeddings, emb.transpose(1, 2).numpy(), atol=1e-4)
     assert first_token_ties(out.tokens, tokens, emb, codec.quantizer.codebooks)[1] == 0
 
@@ -166,7 +172,7 @@ def test_torch_export_program_matches_pytorch(exported, tmp_path):
 def test_export_cli_writes_one_encoder_or_a_folder_of_graphs(exported, tmp_path):
     codec, _, _ = exported
     AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint()
-    folder = package(tmp_path / "save", tmp_path / "packaged")  # without graphs
+    folder = package(tmp_path / "save", tmp_path / "packaged", DSL_YAML)  # without graphs
     assert not (folder / "encoder.onnx").exists()
     result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.inference.export", str(folder),
                              "--out", str(tmp_path / "cli.onnx")], capture_output=True, text=True)

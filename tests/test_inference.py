@@ -74,15 +74,16 @@ def test_packaged_folder_loads_offline_and_matches_the_trained_codec(packaged, t
     model = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(tmp_path / "cache"))
     assert model.threshold == pytest.approx(0.4321) and model.mode == "mixed"
     wav = torch.randn(2, 16000) * 0.1
-    tokens = model.encode_batch(wav)
+    with model.routing() as calls:
+        tokens = model.encode_batch(wav)
     expected, _ = codec.encode(wav)
     assert tokens.shape == (2, 50, 8) and torch.equal(tokens, expected)
-    stats = model.routing_stats()
-    assert 0.0 <= stats["light_share"] <= 1.0 and stats["route"].shape == (2, 1)
+    (routing,) = calls
+    assert 0.0 <= routing.light_share <= 1.0 and routing.route.shape == (2, 1)
+    assert routing.mode == "mixed" and routing.threshold == pytest.approx(0.4321)
     assert model.decode_batch(tokens).shape == (2, 16000)
-    model.mode = "full"
-    model.encode_batch(wav)
-    assert model.routing_stats()["light_share"] == 0.0
+    assert model.encode_with_routing(wav, mode="full").routing.light_share == 0.0
+    assert model.mode == "mixed"  # a call's mode is not the model's default
 
 
 def test_encode_file_resamples_and_names_unreadable_files(packaged, tmp_path):

@@ -16,8 +16,8 @@ import yaml
 from speechbrain.utils.train_logger import FileTrainLogger
 
 from speechbrain_dsl.data.synthetic import make_libritts
-from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
 from speechbrain_dsl.evaluation.metrics import mel_distance
+from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
 from speechbrain_dsl.training.recipe_utils import RunningMeans
 
 ROOT = Path(__file__).resolve().parents[1]

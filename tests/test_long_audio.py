@@ -12,14 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from conftest import ROOT, make_codec
+from deploy_helpers import first_token_ties, onnx_package, speechy, widest_gap
 
 from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
 from speechbrain_dsl.inference.interface import DSLCodecInterface, read_blocks
-from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.inference.runtime import Geometry, encode_in_pieces
-
-from conftest import make_codec
-from deploy_helpers import first_token_ties, onnx_package, speechy, widest_gap
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +39,8 @@ def test_pieces_with_context_longer_than_a_segment_equal_whole_encoding():
     lengths = torch.tensor([1.0, 0.61, 0.3])
     codec.threshold = widest_gap(codec.predict_distances(wavs)[0])
     with torch.no_grad():
-        tokens, _ = codec.encode(wavs, lengths)
-    reference = codec.last_routing
+        encoded = codec.encode_with_routing(wavs, lengths)
+    tokens, reference = encoded.tokens, encoded.routing
     geometry = Geometry.from_metadata(metadata(codec, "encoder"))
     assert geometry.context_samples == 128 > geometry.segment_samples == 48
     rows = torch_row_encoder(ExportableEncoder(codec))
@@ -62,18 +60,18 @@ def test_encode_batch_in_pieces_equals_one_call(folder, engine):
     wavs = torch.stack([speechy(7.4, 21), speechy(7.4, 22)])
     lengths = torch.tensor([1.0, 0.55])
     model.mode, model.threshold = "mixed", widest_gap(model.codec.predict_distances(wavs)[0])
-    whole = model.encode_batch(wavs, lengths)
-    whole_stats = model.routing_stats()
+    whole = model.encode_with_routing(wavs, lengths)
     model.piece_seconds = 2.0  # 4 pieces
-    pieces = model.encode_batch(wavs, lengths)
-    stats = model.routing_stats()
+    cut = model.encode_with_routing(wavs, lengths)
+    pieces, stats, whole_stats, whole = cut.tokens, cut.routing, whole.routing, whole.tokens
     with torch.no_grad():
         emb = model.codec.embed(wavs, lengths)
     assert pieces.shape == whole.shape == (2, 370, 8)
     assert first_token_ties(pieces, whole, emb, model.codec.quantizer.codebooks)[1] == 0
-    valid = model.codec.last_routing.segment_mask
-    assert torch.equal(stats["route"][valid], whole_stats["route"][valid])
-    assert 0 < stats["light_share"] < 1
+    valid = whole_stats.segment_mask
+    assert torch.equal(stats.segment_mask, valid)
+    assert torch.equal(stats.route[valid], whole_stats.route[valid])
+    assert 0 < stats.light_share < 1
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
@@ -86,17 +84,19 @@ def test_encode_file_reads_resamples_and_encodes_in_blocks(folder, tmp_path, eng
     model.threshold = widest_gap(model.codec.predict_distances(
         torchaudio.functional.resample(torch.from_numpy(audio.mean(1)), 22050, 16000)[None])[0])
     model.piece_seconds = 1.0
-    tokens = model.encode_file(tmp_path / "clip.wav", progress=True)
+    with model.routing() as calls:
+        tokens = model.encode_file(tmp_path / "clip.wav", progress=True)
     assert "piece" in capfd.readouterr().err  # the tqdm bar
-    stats = model.routing_stats()
+    (stats,) = calls
     whole = torchaudio.functional.resample(torch.from_numpy(audio).mean(1), 22050, 16000)[None]
     model.piece_seconds = 60.0
-    want = model.encode_batch(whole)
+    encoded = model.encode_with_routing(whole)
+    want = encoded.tokens
     assert tokens.shape == want.shape == (1, 265, 8)
     with torch.no_grad():
         emb = model.codec.embed(whole)
     assert first_token_ties(tokens, want, emb, model.codec.quantizer.codebooks)[1] == 0
-    assert torch.equal(stats["route"], model.routing_stats()["route"])
+    assert torch.equal(stats.route, encoded.routing.route)
 
 
 def test_read_blocks_concatenate_to_the_whole_resampled_file():

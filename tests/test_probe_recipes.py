@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ROOT
 
 from speechbrain_dsl.data.synthetic import make_libricount
-from speechbrain_dsl.probing.embedding_cache import EmbeddingCache, codec_fingerprint
-from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.lobes.probes import ConvProbe
 from speechbrain_dsl.nnet.gated_compression import GatedCompression, GatedNetwork
+from speechbrain_dsl.probing.embedding_cache import EmbeddingCache, codec_fingerprint
 from tests.conftest import make_codec
 
 KWS = ROOT / "recipes" / "SpeechCommands" / "probe"

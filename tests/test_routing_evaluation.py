@@ -11,9 +11,13 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
-from speechbrain_dsl.training.checkpoints import AtomicCheckpointer, find_codec_checkpoint, load_codec
 from speechbrain_dsl.data.synthetic import make_audioset
+from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
+from speechbrain_dsl.training.checkpoints import (
+    AtomicCheckpointer,
+    find_codec_checkpoint,
+    load_codec,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "hparams" / "soundstream_dsl.yaml"

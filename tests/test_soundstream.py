@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
-
-from speechbrain_dsl.lobes.soundstream import SoundStreamDecoder, SoundStreamEncoder
-from speechbrain_dsl.lobes.discriminators import SoundStreamDiscriminator
-
 from conftest import TINY_HOP, make_decoder, make_encoder
+
+from speechbrain_dsl.lobes.discriminators import SoundStreamDiscriminator
+from speechbrain_dsl.lobes.soundstream import SoundStreamDecoder, SoundStreamEncoder
 
 
 @pytest.mark.parametrize("samples", [16, 17, 100, 160, 161, 333])

@@ -7,8 +7,9 @@ import random
 import re
 import sys
 
+from conftest import ROOT
+
 from speechbrain_dsl.data.synthetic import speech_commands_set
-from speechbrain_dsl.inference.package import ROOT
 
 sys.path.append(str(ROOT / "recipes" / "SpeechCommands"))
 from speech_commands_prepare import prepare_speech_commands  # noqa: E402

@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
+from deploy_helpers import first_token_ties, onnx_package, route_ties
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_dsl.training.checkpoints import load_codec
-from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.inference.runtime import OnnxCodec
 from speechbrain_dsl.inference.streaming import StreamingEncoder
-
-from deploy_helpers import first_token_ties, onnx_package, route_ties
+from speechbrain_dsl.training.checkpoints import load_codec
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,8 @@ def test_streaming_tokens_are_the_offline_tokens(codec):
         values = codec.predict_distances(wav[None]).flatten().sort().values
         k = int((values[1:] - values[:-1]).argmax())
         codec.threshold = float(values[k] + values[k + 1]) / 2
-        tokens, _ = codec.encode(wav[None])
+        encoded = codec.encode_with_routing(wav[None])
+        tokens = encoded.tokens
     stream = StreamingEncoder(codec, engine="torch")
     parts = []
     for chunk in wav.split(5000):
@@ -82,7 +82,7 @@ def test_streaming_tokens_are_the_offline_tokens(codec):
     with torch.no_grad():
         emb = codec.embed(wav[None])
     assert first_token_ties(streamed, tokens[0], emb[0], codec.quantizer.codebooks)[1] == 0
-    assert stream.routes == codec.last_routing.route[0].tolist()
+    assert stream.routes == encoded.routing.route[0].tolist()
 
 
 @pytest.fixture(scope="module")

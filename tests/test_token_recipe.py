@@ -13,13 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ROOT, make_codec
 
 from speechbrain_dsl.inference.interface import load_tokenizer
-from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.lobes.probes import TokenClassifier
 from speechbrain_dsl.training.recipe_utils import NOISY_LOGGERS, read_plain_hparams
-
-from conftest import make_codec
 
 RECIPE = ROOT / "recipes" / "SpeechCommands" / "tokens"
 YAMLS = {"dsl": RECIPE / "hparams" / "tokens_dsl.yaml",

@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, TINY_HOP, make_codec
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dsl.inference.interface import DACStyleCodec, load_tokenizer
-from speechbrain_dsl.inference.package import ROOT
 from speechbrain_dsl.lobes.codec import DSLCodec
-
-from conftest import TINY_HOP, make_codec
 
 SPEECHBRAIN = Path(importlib.util.find_spec("speechbrain").submodule_search_locations[0])
 SHIPPED = ROOT / "pretrained" / "dsl-codec-16k"

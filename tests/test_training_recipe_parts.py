@@ -1,6 +1,7 @@
 """The parts of the new codec recipe: decoder, losses, discriminator, codebooks, gain, retrofit."""
 
 import torch
+from conftest import ROOT
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dsl.lobes.discriminators import MultiResolutionSTFTDiscriminator
@@ -9,8 +10,6 @@ from speechbrain_dsl.nnet.augment import RandomGain
 from speechbrain_dsl.nnet.losses import GANLoss, MultiResolutionSTFTLoss
 from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
 from speechbrain_dsl.training.retrofit import init_codec_from
-
-from conftest import ROOT
 
 
 def test_istft_head_inverts_an_aligned_stft_exactly():

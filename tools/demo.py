@@ -469,7 +469,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.demo",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "results" / "demo"))
-    parser.add_argument("--quick", action="store_true", help="smoke-run sizes (~5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smoke-run sizes (~3 minutes on a quiet 2-core CPU)")
     parser.add_argument("--force", action="store_true", help="rerun finished stages")
     parser.add_argument("--only", nargs="+", choices=STAGES, default=None,
                         help="rerun these stages (others are skipped if finished)")

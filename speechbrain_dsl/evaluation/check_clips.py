@@ -43,7 +43,7 @@ True
 
 import json
 from pathlib import Path
-from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -57,25 +57,6 @@ CHECK_FOLDER = "check"
 CHECK_FILE = "check.json"
 
 
-# --- the one place that reads a codec's routing --------------------------------------
-
-
-class _Routing(NamedTuple):
-    route: torch.Tensor  # [B, segments] bool, True = light
-    segment_mask: torch.Tensor  # [B, segments] bool, True = a segment of real audio
-    frames: int  # encoder frames of the call (for the segment length)
-
-
-def _routing_of_last_encode(codec) -> _Routing:
-    """The routing of ``codec``'s last ``encode`` call.
-
-    Every routing read of this module goes through here, so a change of the
-    codec's routing API changes these lines only.
-    """
-    out = codec.last_routing
-    return _Routing(out.route, out.segment_mask, out.emb.shape[-1])
-
-
 # --- measuring -----------------------------------------------------------------------
 
 
@@ -87,7 +68,7 @@ def measure_check(codec, clips: Sequence[torch.Tensor]) -> Dict[str, float]:
     ---------
     codec : DSLCodec
         In eval mode. A codec with a DSL is measured in every pass of
-        :data:`PASSES` (its mode is restored afterwards), one without only in
+        :data:`PASSES` (each call names its mode), one without only in
         ``full``.
     clips : sequence of torch.Tensor
         Mono waveforms ``[S]`` at the codec's sample rate, coded one at a time.
@@ -102,26 +83,17 @@ def measure_check(codec, clips: Sequence[torch.Tensor]) -> Dict[str, float]:
     from speechbrain_dsl.evaluation.metrics import mel_distance
 
     result = {}
-    passes = PASSES if codec.has_dsl else ("full",)
-    previous = codec.mode if codec.has_dsl else None
-    try:
-        for name in passes:
-            if codec.has_dsl:
-                codec.mode = name
-            distances, shares = [], []
-            for clip in clips:
-                tokens, _ = codec.encode(clip[None])
-                if codec.has_dsl and name == "mixed":
-                    routing = _routing_of_last_encode(codec)
-                    shares.append(float(routing.route[routing.segment_mask].float().mean()))
-                wav_hat = codec.decode(tokens)[..., : clip.shape[-1]]
-                distances.append(float(mel_distance(wav_hat.squeeze(1), clip[None])[0]))
-            result[f"mel_{name}"] = float(np.mean(distances))
-            if shares:
-                result["light_share_mixed"] = float(np.mean(shares))
-    finally:
-        if previous is not None:
-            codec.mode = previous
+    for name in PASSES if codec.has_dsl else ("full",):
+        distances, shares = [], []
+        for clip in clips:
+            encoded = codec.encode_with_routing(clip[None], mode=name)
+            if name == "mixed":
+                shares.append(encoded.routing.light_share)
+            wav_hat = codec.decode(encoded.tokens)[..., : clip.shape[-1]]
+            distances.append(float(mel_distance(wav_hat.squeeze(1), clip[None])[0]))
+        result[f"mel_{name}"] = float(np.mean(distances))
+        if shares:
+            result["light_share_mixed"] = float(np.mean(shares))
     return result
 
 
@@ -136,7 +108,7 @@ def light_share_by_level(codec, clips: Sequence[torch.Tensor], silence_dbfs: flo
     Arguments
     ---------
     codec : DSLCodec
-        With a DSL encoder; its mode is set to ``mixed`` and restored afterwards.
+        With a DSL encoder; routed in ``mixed`` mode.
     clips : sequence of torch.Tensor
         Mono waveforms ``[S]`` at the codec's sample rate.
     silence_dbfs : float
@@ -151,23 +123,17 @@ def light_share_by_level(codec, clips: Sequence[torch.Tensor], silence_dbfs: flo
     if not codec.has_dsl:
         raise ValueError("light_share_by_level: the codec has no DSL encoder (nothing is routed)")
     counts = {"silence-like": [0, 0], "speech": [0, 0]}
-    previous = codec.mode
-    codec.mode = "mixed"
-    try:
-        for clip in clips:
-            codec.encode(clip[None])
-            routing = _routing_of_last_encode(codec)
-            seg = codec.encoder.dsl.segment_length(routing.frames) * codec.hop_length
-            for i, light in enumerate(routing.route[0].tolist()):
-                piece = clip[i * seg : (i + 1) * seg]
-                if piece.numel() == 0:
-                    continue
-                level = 20 * torch.log10(piece.pow(2).mean().sqrt().clamp(min=1e-8))
-                group = counts["silence-like" if level < silence_dbfs else "speech"]
-                group[0] += int(light)
-                group[1] += 1
-    finally:
-        codec.mode = previous
+    for clip in clips:
+        routing = codec.encode_with_routing(clip[None], mode="mixed").routing
+        seg = routing.segment_frames * codec.hop_length
+        for i, light in enumerate(routing.route[0].tolist()):
+            piece = clip[i * seg : (i + 1) * seg]
+            if piece.numel() == 0:
+                continue
+            level = 20 * torch.log10(piece.pow(2).mean().sqrt().clamp(min=1e-8))
+            group = counts["silence-like" if level < silence_dbfs else "speech"]
+            group[0] += int(light)
+            group[1] += 1
     return {
         name: {"light_share": light / total if total else None, "segments": total}
         for name, (light, total) in counts.items()

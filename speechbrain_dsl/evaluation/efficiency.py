@@ -52,7 +52,7 @@ def executed_macs(model, wav, mode=None, route=None, lengths=None):
         scaling included), so the routing is the one the codec would take.
     wav : torch.Tensor
     mode : str, optional
-        Routing mode for this call (restored afterwards); default: current mode.
+        Routing mode of this call; the default mode when None.
     route : torch.Tensor, optional
         Forced route ``[B, segments]`` (True = light), as in ``DSLEncoder.forward``.
     lengths : torch.Tensor, optional
@@ -63,15 +63,11 @@ def executed_macs(model, wav, mode=None, route=None, lengths=None):
     """
     encoder = model.encoder if hasattr(model, "encode_features") else model
     run = model.encode_features if hasattr(model, "encode_features") else encoder
-    dsl = encoder.dsl
-    previous, was_training = dsl.mode, encoder.training
+    was_training = encoder.training
     encoder.eval()
     try:
-        if mode is not None:
-            dsl.mode = mode
-        return count_macs(run, wav, lengths, route)
+        return count_macs(run, wav, lengths, route, mode)
     finally:
-        dsl.mode = previous
         encoder.train(was_training)
 
 

@@ -86,8 +86,7 @@ class ExportableEncoder(nn.Module):
     offline encoding:
 
     >>> long = torch.randn(1, 1, 32000) * 0.1
-    >>> codec.mode = "full"
-    >>> offline, _ = codec.encode_features(long)
+    >>> offline, _ = codec.encode_features(long, mode="full")
     >>> second = model(long[..., 16000:], torch.tensor(-math.inf), long[..., 15680:16000])[0]
     >>> torch.allclose(second, offline[..., 50:], atol=1e-5)
     True
@@ -100,7 +99,7 @@ class ExportableEncoder(nn.Module):
         if codec.encoder.dsl.segment_frames is None:
             raise ValueError("codec: export needs fixed-size routing segments (segment_frames)")
         self.encoder = codec.encoder.eval()
-        self.input_scale = codec.input_scale
+        self.to_network = codec.to_network  # the codec's input scaling, not a copy of it
         self.hop = codec.hop_length
         self.register_buffer("codebooks", codec.quantizer.codebooks.detach().clone())
         self.frames = codec.encoder.dsl.segment_frames
@@ -126,19 +125,12 @@ class ExportableEncoder(nn.Module):
         """
         dsl = self.encoder.dsl
         window = segments if context is None else torch.cat([context, segments], dim=-1)
-        masked = dsl.mask(self.encoder.base(window * self.input_scale))
+        masked = dsl.mask(self.encoder.base(self.to_network(window)))
         context_frames = 0 if context is None else context.shape[-1] // self.hop
         own = masked[..., context_frames * dsl.hop:]  # the segments' own base features
         predicted = dsl.switch(own, own.shape[-1], lengths)[:, 0]
-        light = predicted < threshold
-        light_rows = light.nonzero().flatten()
-        full_rows = (~light).nonzero().flatten()
-        frames = segments.shape[-1] // self.hop
-        emb = torch.zeros(segments.shape[0], self.codebooks.shape[-1], frames,
-                          dtype=segments.dtype, device=segments.device)
-        for tail, rows in ((dsl.light_tail, light_rows), (dsl.full_tail, full_rows)):
-            out = tail(masked.index_select(0, rows))[..., context_frames:]
-            emb = emb.index_copy(0, rows, out)
+        light = dsl.decide(predicted, "mixed", threshold)
+        emb = dsl.run_rows(masked, light)[..., context_frames:]
         return emb, self.quantize(emb.transpose(1, 2)), predicted
 
     def quantize(self, emb):
@@ -274,7 +266,7 @@ class ExportableDecoder(nn.Module):
             decoder._modules = dict(decoder._modules)
             decoder.head = MatmulISTFT(decoder.head)
         self.decoder = decoder.eval()
-        self.input_scale = codec.input_scale
+        self.from_network = codec.from_network  # the codec's output scaling, not a copy of it
         self.register_buffer("codebooks", codec.quantizer.codebooks.detach().clone())
         self.vocab_size = self.codebooks.shape[1]
 
@@ -284,7 +276,7 @@ class ExportableDecoder(nn.Module):
         flat = self.codebooks[:k].reshape(-1, self.codebooks.shape[-1])
         offsets = torch.arange(k, device=tokens.device) * self.vocab_size
         latents = F.embedding(tokens + offsets, flat).sum(2)  # [N, T, D]
-        return self.decoder(latents.transpose(1, 2)) / self.input_scale
+        return self.from_network(self.decoder(latents.transpose(1, 2)))
 
 
 def torch_row_encoder(model: ExportableEncoder):
@@ -423,7 +415,7 @@ def _traceable_length_to_mask(length, max_len=None, dtype=None, device=None):
 def _export_friendly():
     """Swaps two functions for graph-friendly equivalents while a model is traced."""
     with unittest.mock.patch.object(CausalConv1d, "forward", _export_conv_forward), \
-            unittest.mock.patch("speechbrain_dsl.nnet.dsl.length_to_mask",
+            unittest.mock.patch("speechbrain_dsl.nnet.segments.length_to_mask",
                                 _traceable_length_to_mask):
         yield
 

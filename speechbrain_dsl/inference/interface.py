@@ -53,8 +53,7 @@ from speechbrain.inference.interfaces import Pretrained
 from torch import nn
 
 from speechbrain_dsl.inference import runtime as rt
-from speechbrain_dsl.lobes.codec import MAX_PEAK, DSLCodec
-from speechbrain_dsl.nnet.dsl import DSLOutput
+from speechbrain_dsl.lobes.codec import MAX_PEAK, DSLCodec, Encoding, Routing
 
 REQUIRED_FILES = ("hyperparams.yaml", "codec.ckpt")
 ENGINES = ("torch", "onnxruntime")
@@ -64,8 +63,9 @@ class DSLCodecInterface(Pretrained):
     """Encode to tokens and decode back with a trained (DSL) codec.
 
     Set ``mode`` (``full``, ``light``, ``mixed``), ``threshold`` and
-    ``num_codebooks`` as needed; :attr:`bitrate` gives the resulting kbps and
-    :meth:`routing_stats` describes the routing of the last encode call.
+    ``num_codebooks`` as needed (or pass ``mode`` and ``threshold`` per call, or
+    scope them with :meth:`routing`); :attr:`bitrate` gives the resulting kbps.
+    :meth:`encode_with_routing` returns the routes of a call with its tokens.
     :attr:`engine` says what runs the encoder and decoder (see the module's
     docstring).
     """
@@ -168,8 +168,12 @@ class DSLCodecInterface(Pretrained):
                              "(from_hparams(..., engine='onnxruntime') loads them)")
         self._engine = value
 
-    def _onnx_runs(self) -> bool:
-        return self._engine == "onnxruntime" and self.mode in rt.MODES
+    def _onnx_runs(self, mode: str) -> bool:
+        return self._engine == "onnxruntime" and mode in rt.MODES
+
+    def routing(self, mode: Optional[str] = None, threshold: Optional[float] = None):
+        """Scoped routing for the calls inside a ``with`` block; see :meth:`DSLCodec.routing`."""
+        return self.codec.routing(mode, threshold)
 
     @property
     def codec(self):
@@ -219,6 +223,8 @@ class DSLCodecInterface(Pretrained):
         wavs: Union[torch.Tensor, np.ndarray],
         wav_lens: Optional[torch.Tensor] = None,
         sample_rate: Optional[int] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
     ) -> torch.Tensor:
         """Tokens ``[B, T, num_codebooks]`` of ``wavs`` ``[B, S]``.
 
@@ -232,18 +238,39 @@ class DSLCodecInterface(Pretrained):
         sample_rate : int, optional
             Rate of ``wavs`` in Hz, resampled to the codec's; the codec's own
             rate (:attr:`sample_rate`) when None.
+        mode, threshold : optional
+            Routing of this call; the scope's or the codec's by default.
         """
-        wavs = self.codec.check_input(wavs, sample_rate, "wavs", check_range=True, resample=True)
-        wav_lens = self.codec.check_length(wav_lens, wavs.shape[0], "wav_lens")
-        if self._onnx_runs():
-            return encode_with_runtime(self.codec, self.runtime, wavs, wav_lens,
-                                       self._piece_segments()).to(self.device)
-        if self._pieces_apply(wavs.shape[-1]):  # long input: bounded memory, same tokens
-            return encode_with_runtime(self.codec, None, wavs, wav_lens,
-                                       self._piece_segments()).to(self.device)
+        return self.encode_with_routing(wavs, wav_lens, sample_rate, mode, threshold).tokens
+
+    @torch.no_grad()
+    def encode_with_routing(
+        self,
+        wavs: Union[torch.Tensor, np.ndarray],
+        wav_lens: Optional[torch.Tensor] = None,
+        sample_rate: Optional[int] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
+    ) -> Encoding:
+        """:meth:`encode_batch` with the routes of the call: an :class:`Encoding`.
+
+        ``Encoding.emb`` is None when the call ran through encoder rows
+        (onnxruntime, or an input long enough to be cut into pieces).
+        """
+        codec = self.codec
+        mode, threshold = codec.resolve_routing(mode, threshold)
+        wavs = codec.check_input(wavs, sample_rate, "wavs", check_range=True, resample=True)
+        wav_lens = codec.check_length(wav_lens, wavs.shape[0], "wav_lens")
+        if self._onnx_runs(mode) or self._pieces_apply(wavs.shape[-1], mode):
+            # onnxruntime, or a long input in pieces: bounded memory, same tokens
+            runtime = self.runtime if self._onnx_runs(mode) else None
+            out = encode_with_runtime(codec, runtime, wavs, wav_lens, self._piece_segments(),
+                                      mode=mode, threshold=threshold)
+            out.tokens = out.tokens.to(self.device)
+            return out
         wav_lens = None if wav_lens is None else wav_lens.to(self.device)
-        tokens, _ = self.codec.encode(wavs.to(self.device), wav_lens)
-        return tokens
+        return codec.encode_with_routing(wavs.to(self.device), wav_lens, mode=mode,
+                                         threshold=threshold)
 
     def _piece_segments(self) -> int:
         if self.piece_seconds <= 0:
@@ -251,14 +278,14 @@ class DSLCodecInterface(Pretrained):
         segment = self.codec.encoder.dsl.segment_frames * self.codec.hop_length
         return max(1, round(self.piece_seconds * self.sample_rate / segment))
 
-    def _can_cut(self) -> bool:
+    def _can_cut(self, mode: str) -> bool:
         """True when inputs can be encoded a segment at a time (DSL, fixed segments, no oracle)."""
         codec = self.codec
-        return bool(codec.has_dsl and codec.encoder.dsl.segment_frames and codec.mode in rt.MODES)
+        return bool(codec.has_dsl and codec.encoder.dsl.segment_frames and mode in rt.MODES)
 
-    def _pieces_apply(self, samples: int) -> bool:
+    def _pieces_apply(self, samples: int, mode: str) -> bool:
         """True when a torch-engine input is longer than one piece and can be cut."""
-        if not self._can_cut():
+        if not self._can_cut(mode):
             return False
         segment = self.codec.encoder.dsl.segment_frames * self.codec.hop_length
         return samples > self._piece_segments() * segment
@@ -277,12 +304,14 @@ class DSLCodecInterface(Pretrained):
         wav_lens = None if wav_lens is None else torch.as_tensor(wav_lens).to(self.device)
         return self.codec.decode(tokens.to(self.device), wav_lens).squeeze(1)
 
-    def encode_file(self, path, progress: Optional[bool] = None) -> torch.Tensor:
+    def encode_file(self, path, progress: Optional[bool] = None, mode: Optional[str] = None,
+                    threshold: Optional[float] = None) -> torch.Tensor:
         """Tokens ``[1, T, K]`` of an audio file (any rate: resampled, mixed to mono).
 
         The file is read, resampled and encoded :attr:`piece_seconds` at a time
         with the streaming encoder, so memory does not grow with its length and
-        the tokens are those of encoding it whole.
+        the tokens are those of encoding it whole. Inside a :meth:`routing`
+        scope the file's :class:`Routing` is handed to it.
 
         Arguments
         ---------
@@ -290,6 +319,8 @@ class DSLCodecInterface(Pretrained):
         progress : bool, optional
             Show a tqdm progress bar (by default when the file has more than one
             piece and stderr is a terminal).
+        mode, threshold : optional
+            Routing of this call; the scope's or the codec's by default.
         """
         from tqdm.auto import tqdm
 
@@ -303,10 +334,12 @@ class DSLCodecInterface(Pretrained):
             rate = reader.samplerate
             target = self.sample_rate
             resampled = math.ceil(reader.frames * target / rate)
-            if not self._can_cut() or resampled < self.codec.hop_length:
+            mode, threshold = self.codec.resolve_routing(mode, threshold)
+            if not self._can_cut(mode) or resampled < self.codec.hop_length:
                 audio = reader.read(dtype="float32", always_2d=True)  # whole (baseline, oracle)
-                return self.encode_batch(torch.from_numpy(audio).mean(1)[None], sample_rate=rate)
-            stream = StreamingEncoder(self, engine=self._engine)
+                return self.encode_batch(torch.from_numpy(audio).mean(1)[None], sample_rate=rate,
+                                         mode=mode, threshold=threshold)
+            stream = StreamingEncoder(self, engine=self._engine, mode=mode, threshold=threshold)
             block = self._piece_segments() * self.codec.encoder.dsl.segment_frames
             block_seconds = block * self.codec.hop_length / target
             pieces = max(1, math.ceil(reader.frames / (block_seconds * rate)))
@@ -323,25 +356,11 @@ class DSLCodecInterface(Pretrained):
             finally:
                 bar.close()
         tokens = torch.cat(tokens)[None, :, : self.codec.num_codebooks]
-        predicted = torch.tensor(stream.predicted)[None]
         route = torch.tensor(stream.routes, dtype=torch.bool)[None]
-        self.codec.last_routing = DSLOutput(None, None, predicted, None, route,
-                                            torch.ones_like(route))
+        self.codec.record_routing(Routing(
+            mode, threshold, route, torch.tensor(stream.predicted)[None], torch.ones_like(route),
+            self.codec.encoder.dsl.segment_frames))
         return tokens.to(self.device)
-
-    def routing_stats(self):
-        """Light share, per-segment routes and predictions of the last encode call."""
-        out = self.codec.last_routing
-        if out is None:
-            return None
-        valid = out.segment_mask
-        return {
-            "mode": self.mode,
-            "threshold": self.threshold,
-            "light_share": float(out.route[valid].float().mean()),
-            "route": out.route.cpu(),
-            "predicted": None if out.predicted is None else out.predicted.cpu(),
-        }
 
 
 def _sha256(path) -> Optional[str]:
@@ -412,16 +431,18 @@ def read_blocks(reader: sf.SoundFile, target_rate: int, block_seconds: float,
 
 def encode_with_runtime(codec: DSLCodec, runtime, wavs: torch.Tensor,
                         lengths: Optional[torch.Tensor], piece_segments: int = 60,
-                        embeddings: bool = False):
-    """Tokens ``[B, T, num_codebooks]`` of checked ``wavs`` ``[B, 1, S]`` through encoder rows.
+                        embeddings: bool = False, mode: Optional[str] = None,
+                        threshold: Optional[float] = None) -> Encoding:
+    """Encodes checked ``wavs`` ``[B, 1, S]`` through encoder rows: an :class:`Encoding`.
 
     ``runtime`` (an :class:`~speechbrain_dsl.inference.runtime.OnnxCodec`) runs
     the rows in onnxruntime; None runs them in eager PyTorch
     (:func:`speechbrain_dsl.inference.export.torch_row_encoder`). Either way the input is
     cut into pieces of ``piece_segments`` segments
-    (:func:`~speechbrain_dsl.inference.runtime.encode_in_pieces`) and
-    ``codec.last_routing`` describes the routes. With ``embeddings`` the
-    embeddings ``[B, D, T]`` are returned too.
+    (:func:`~speechbrain_dsl.inference.runtime.encode_in_pieces`). The tokens are
+    ``[B, T, num_codebooks]``; with ``embeddings`` the embeddings ``[B, T, D]``
+    come too. ``mode`` and ``threshold`` as in ``DSLCodec.resolve_routing``; the
+    call's :class:`Routing` goes to an open ``codec.routing()`` scope.
     """
     if runtime is None:
         from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
@@ -430,15 +451,16 @@ def encode_with_runtime(codec: DSLCodec, runtime, wavs: torch.Tensor,
         geometry = rt.Geometry.from_metadata(metadata(codec, "encoder"))
     else:
         rows, geometry = runtime.encode_rows, runtime.geometry
-    limit = rt.threshold_for(codec.mode, codec.threshold)
+    mode, threshold = codec.resolve_routing(mode, threshold)
     out = rt.encode_in_pieces(rows, geometry, wavs[:, 0].detach().cpu().float().numpy(),
-                              None if lengths is None else lengths.cpu().numpy(), limit,
-                              piece_segments, embeddings)
+                              None if lengths is None else lengths.cpu().numpy(),
+                              rt.threshold_for(mode, threshold), piece_segments, embeddings)
     tokens = torch.from_numpy(out.tokens[..., : codec.num_codebooks])
-    emb = None if out.embeddings is None else torch.from_numpy(out.embeddings)
-    codec.last_routing = DSLOutput(emb, None, torch.from_numpy(out.predicted), None,
-                                   torch.from_numpy(out.route), torch.from_numpy(out.segment_mask))
-    return (tokens, emb) if embeddings else tokens
+    emb = None if out.embeddings is None else torch.from_numpy(out.embeddings).transpose(1, 2)
+    routing = Routing(mode, threshold, torch.from_numpy(out.route),
+                      torch.from_numpy(out.predicted), torch.from_numpy(out.segment_mask),
+                      geometry.segment_samples // geometry.hop)
+    return Encoding(tokens, emb, codec.record_routing(routing))
 
 
 class OnnxRuntimeCodec(DSLCodec):
@@ -461,36 +483,24 @@ class OnnxRuntimeCodec(DSLCodec):
         codec.runtime, codec.engine = runtime, "onnxruntime"
         return codec
 
-    def _onnx_runs(self) -> bool:
-        return self.engine == "onnxruntime" and self.mode in rt.MODES
+    def _onnx_runs(self, mode: str) -> bool:
+        return self.engine == "onnxruntime" and mode in rt.MODES
 
-    def embed(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
-        """As :meth:`DSLCodec.embed`, in onnxruntime."""
-        if not self._onnx_runs():
-            return super().embed(inputs, length, sample_rate)
+    def encode_with_routing(self, inputs, length=None, sample_rate=None, mode=None,
+                            threshold=None, tokens=True) -> Encoding:
+        """As :meth:`DSLCodec.encode_with_routing`, in onnxruntime (``emb`` only with ``tokens=False``)."""
+        mode, threshold = self.resolve_routing(mode, threshold)
+        if not self._onnx_runs(mode):
+            return super().encode_with_routing(inputs, length, sample_rate, mode, threshold,
+                                               tokens)
         wav = self.check_input(inputs, sample_rate, check_range=True)
         length = self.check_length(length, wav.shape[0])
-        _, emb = encode_with_runtime(self, self.runtime, wav, length, self.piece_segments, True)
-        return emb.transpose(1, 2).to(wav.device)
-
-    def encode(self, inputs, length=None, sample_rate=None):
-        """As :meth:`DSLCodec.encode`, in onnxruntime."""
-        if not self._onnx_runs():
-            return super().encode(inputs, length, sample_rate)
-        wav = self.check_input(inputs, sample_rate, check_range=True)
-        length = self.check_length(length, wav.shape[0])
-        tokens = encode_with_runtime(self, self.runtime, wav, length, self.piece_segments)
-        tokens = tokens.to(wav.device)
-        return tokens, self.embeddings(tokens)
-
-    def _encode_tokens(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
-        """The tokens of :meth:`encode` without their codebook vectors (``sig_to_tokens``)."""
-        if not self._onnx_runs():
-            return super()._encode_tokens(inputs, length, sample_rate)
-        wav = self.check_input(inputs, sample_rate, check_range=True)
-        length = self.check_length(length, wav.shape[0])
-        tokens = encode_with_runtime(self, self.runtime, wav, length, self.piece_segments)
-        return tokens.to(wav.device)
+        # embeddings only when asked for: tokens-only calls keep memory bounded
+        out = encode_with_runtime(self, self.runtime, wav, length, self.piece_segments,
+                                  embeddings=not tokens, mode=mode, threshold=threshold)
+        out.tokens = out.tokens.to(wav.device) if tokens else None
+        out.emb = None if out.emb is None else out.emb.to(wav.device)
+        return out
 
     def decode(self, tokens, length=None) -> torch.Tensor:
         """As :meth:`DSLCodec.decode`, in onnxruntime."""

@@ -138,17 +138,17 @@ class StreamingEncoder:
 
     @property
     def mode(self) -> str:
-        """The routing mode pushes use."""
-        if self._mode is not None:
-            return self._mode
-        return self.codec.mode if self.codec is not None else "mixed"
+        """The routing mode pushes use: the one given, else the codec's (scope or default)."""
+        if self.codec is not None:
+            return self.codec.resolve_routing(self._mode, self._threshold)[0]
+        return "mixed" if self._mode is None else self._mode
 
     @property
     def threshold(self) -> float:
         """The switch threshold pushes use (mixed mode)."""
-        if self._threshold is not None:
-            return float(self._threshold)
-        return self.codec.threshold if self.codec is not None else self.runtime.threshold
+        if self.codec is not None:
+            return self.codec.resolve_routing(self._mode, self._threshold)[1]
+        return self.runtime.threshold if self._threshold is None else float(self._threshold)
 
     @property
     def routes(self) -> List[bool]:

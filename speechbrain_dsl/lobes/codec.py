@@ -71,6 +71,73 @@ class CodecOutput:
     dsl: Optional[DSLOutput]
 
 
+@dataclass
+class Routing:
+    """Which segments of one encode call took the light tail, and why.
+
+    What an encode call hands back about its routing (:meth:`DSLCodec.encode_with_routing`,
+    :meth:`DSLCodec.routing`); a codec without a DSL routes everything full.
+
+    Attributes
+    ----------
+    mode : str
+        The mode the call ran in (``full``, ``light``, ``mixed``, ``oracle``).
+    threshold : float or None
+        The threshold it used (None without a DSL).
+    route : torch.Tensor
+        Bool ``[batch, segments]``: True where the light tail ran.
+    predicted : torch.Tensor or None
+        The switch's predicted distance per segment (``mixed`` and ``oracle``).
+    segment_mask : torch.Tensor
+        Bool ``[batch, segments]``: False for segments that are all padding.
+    segment_frames : int
+        Encoder frames per segment.
+
+    Example
+    -------
+    >>> r = Routing("mixed", 0.5, torch.tensor([[True, False], [True, True]]),
+    ...             None, torch.tensor([[True, True], [True, False]]), 50)
+    >>> round(r.light_share, 4), r.light_shares()
+    (0.6667, [0.5, 1.0])
+    """
+
+    mode: str
+    threshold: Optional[float]
+    route: torch.Tensor
+    predicted: Optional[torch.Tensor]
+    segment_mask: torch.Tensor
+    segment_frames: int
+
+    @property
+    def light_share(self) -> float:
+        """Share of the valid segments that took the light tail (NaN for none)."""
+        valid = self.route[self.segment_mask]
+        return float(valid.float().mean()) if valid.numel() else math.nan
+
+    def light_shares(self) -> List[float]:
+        """Light share of each item's own (valid) segments."""
+        return [float(r[m].float().mean()) if bool(m.any()) else math.nan
+                for r, m in zip(self.route, self.segment_mask)]
+
+
+@dataclass
+class Encoding:
+    """What :meth:`DSLCodec.encode_with_routing` returns.
+
+    Attributes
+    ----------
+    tokens : torch.Tensor
+        ``[B, T, num_codebooks]`` long.
+    emb : torch.Tensor or None
+        Continuous encoder output ``[B, T, D]`` (before quantization).
+    routing : Routing
+    """
+
+    tokens: torch.Tensor
+    emb: Optional[torch.Tensor]
+    routing: Routing
+
+
 class DSLCodec(nn.Module):
     """A neural audio codec whose encoder may hold a Dynamic Switch Layer.
 
@@ -117,7 +184,15 @@ class DSLCodec(nn.Module):
         self.hop_length = encoder.hop
         self.num_codebooks = None  # all of them
         self.vocab_size = quantizer.codebook_size
-        self.last_routing = None
+        self._scopes = []  # open routing() scopes, innermost last
+
+    def to_network(self, wav):
+        """The waveform as the networks see it (``input_scale`` times it)."""
+        return wav * self.input_scale
+
+    def from_network(self, audio):
+        """The decoder's output back at the waveform's scale."""
+        return audio / self.input_scale
 
     @property
     def decoder_dtype(self):
@@ -187,7 +262,10 @@ class DSLCodec(nn.Module):
 
     @property
     def mode(self):
-        """Routing mode of the DSL (``full``, ``light``, ``mixed``, ``oracle``)."""
+        """Default routing mode of the DSL (``full``, ``light``, ``mixed``, ``oracle``).
+
+        The mode of calls that name none, outside :meth:`routing` scopes.
+        """
         return self.encoder.dsl.mode if self.has_dsl else "full"
 
     @mode.setter
@@ -200,7 +278,7 @@ class DSLCodec(nn.Module):
 
     @property
     def threshold(self):
-        """Switch threshold on the predicted distance."""
+        """Switch threshold on the predicted distance (the calibrated one, saved with the weights)."""
         return self.encoder.dsl.threshold if self.has_dsl else None
 
     @threshold.setter
@@ -208,6 +286,74 @@ class DSLCodec(nn.Module):
         if not self.has_dsl:
             raise ValueError("threshold needs a DSL encoder; this codec has none")
         self.encoder.dsl.threshold = float(value)
+
+    def resolve_routing(self, mode=None, threshold=None):
+        """The ``(mode, threshold)`` a call runs with: its own, else the innermost
+        :meth:`routing` scope's, else the codec's defaults.
+
+        Raises
+        ------
+        ValueError
+            For an unknown mode, or a mode other than ``full`` or any threshold
+            on a codec without a DSL.
+        """
+        for scope in reversed(self._scopes):
+            mode = scope["mode"] if mode is None else mode
+            threshold = scope["threshold"] if threshold is None else threshold
+        if not self.has_dsl:
+            if mode not in (None, "full") or threshold is not None:
+                raise ValueError(f"mode={mode!r}, threshold={threshold!r}: routing needs a DSL "
+                                 f"encoder; this codec has none")
+            return "full", None
+        mode = self.encoder.dsl.check_mode(mode)
+        return mode, self.threshold if threshold is None else float(threshold)
+
+    @contextlib.contextmanager
+    def routing(self, mode: Optional[str] = None, threshold: Optional[float] = None):
+        """Routes every encode call inside the block with ``mode`` and ``threshold``.
+
+        For callers that cannot pass them per call (a recipe calling
+        ``sig_to_tokens``, a probe computing embeddings). Yields a list that
+        receives the :class:`Routing` of each call made inside the block. The
+        codec's defaults are untouched; scopes nest (the inner one wins).
+
+        Example
+        -------
+        >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder, SoundStreamDecoder
+        >>> from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
+        >>> codec = DSLCodec(
+        ...     SoundStreamEncoder(channels=2, multipliers=(2,), strides=(8,), emb_dim=8),
+        ...     ResidualVectorQuantizer(dim=8, num_quantizers=2, codebook_size=16),
+        ...     SoundStreamDecoder(emb_dim=8, channels=2, multipliers=(2,), strides=(8,)),
+        ... )
+        >>> with codec.routing(mode="full") as calls:
+        ...     _ = codec.sig_to_tokens(torch.zeros(2, 800))
+        >>> [(r.mode, r.route.shape) for r in calls]
+        [('full', torch.Size([2, 1]))]
+        """
+        self.resolve_routing(mode, threshold)  # refuse bad values before the block runs
+        scope = {"mode": mode, "threshold": threshold, "calls": []}
+        self._scopes.append(scope)
+        try:
+            yield scope["calls"]
+        finally:
+            self._scopes.remove(scope)
+
+    def record_routing(self, routing: "Routing") -> "Routing":
+        """Hands ``routing`` to the innermost open :meth:`routing` scope; returns it."""
+        if self._scopes:
+            self._scopes[-1]["calls"].append(routing)
+        return routing
+
+    def routing_of(self, dsl: Optional[DSLOutput], mode: str, threshold: Optional[float],
+                   batch: int, frames: int, lengths=None) -> "Routing":
+        """The :class:`Routing` of an encoder pass from its DSL output (None: no DSL)."""
+        if dsl is None:
+            valid = length_mask(lengths, frames, "cpu", batch).any(1, keepdim=True)
+            return Routing("full", None, torch.zeros_like(valid), None, valid, frames)
+        segment_frames = self.encoder.dsl.segment_length(frames)
+        return Routing(mode, threshold, dsl.route, dsl.predicted, dsl.segment_mask,
+                       segment_frames)
 
     def check_input(
         self,
@@ -347,13 +493,18 @@ class DSLCodec(nn.Module):
             )
         return length
 
-    def encode_features(self, wav, lengths=None, route=None):
-        """Encoder output ``[B, D, T]`` and the DSL output (None for a baseline)."""
-        wav = wav * self.input_scale
+    def encode_features(self, wav, lengths=None, route=None, mode=None, threshold=None):
+        """Encoder output ``[B, D, T]`` and the DSL output (None for a baseline).
+
+        ``mode`` and ``threshold`` as in :meth:`resolve_routing`; ``route``
+        (bool ``[B, segments]``) forces the routes.
+        """
+        wav = self.to_network(wav)
         if self.has_dsl:
-            out = self.encoder(wav, lengths, route)
-            self.last_routing = out
+            mode, threshold = self.resolve_routing(mode, threshold)
+            out = self.encoder(wav, lengths, route, mode, threshold)
             return out.emb, out
+        self.resolve_routing(mode, threshold)
         return self.encoder(wav), None
 
     def forward(self, wav, lengths=None, n_quantizers: Optional[int] = None):
@@ -379,7 +530,7 @@ class DSLCodec(nn.Module):
         emb = emb.transpose(1, 2)
         mask = length_mask(lengths, emb.shape[1], emb.device, emb.shape[0])
         quantized, tokens, commitment = self.quantizer(emb, mask)
-        wav_hat = self.decoder(quantized.transpose(1, 2)) / self.input_scale
+        wav_hat = self.from_network(self.decoder(quantized.transpose(1, 2)))
         return CodecOutput(wav_hat, emb, quantized, tokens, commitment, dsl)
 
     @contextlib.contextmanager
@@ -401,42 +552,83 @@ class DSLCodec(nn.Module):
         inputs: Union[torch.Tensor, np.ndarray],
         length: Optional[torch.Tensor] = None,
         sample_rate: Optional[int] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
     ) -> torch.Tensor:
         """Continuous encoder embeddings ``[B, T, D]`` (for probes), routed per ``mode``.
 
         ``inputs`` are checked by :meth:`check_input` (range included) and
         ``length`` by :meth:`check_length`; another ``sample_rate`` is refused.
+        ``mode`` and ``threshold`` route this call (see :meth:`resolve_routing`).
         """
-        wav = self.check_input(inputs, sample_rate, check_range=True)
-        length = self.check_length(length, wav.shape[0])
-        if length is not None:
-            length = length.to(wav.device)
-        with self._inference():
-            emb, _ = self.encode_features(wav, length)
-        emb = emb.transpose(1, 2)
-        if length is not None:
-            clean_padding_(emb, length)
-        return emb
+        return self.encode_with_routing(inputs, length, sample_rate, mode, threshold,
+                                        tokens=False).emb
 
     def encode(
         self,
         inputs: Union[torch.Tensor, np.ndarray],
         length: Optional[torch.Tensor] = None,
         sample_rate: Optional[int] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
     ):
         """Tokens ``[B, T, num_codebooks]`` (long) and their codebook vectors ``[B, T, K, D]``.
 
-        The signature of SpeechBrain's Encodec wrapper, ``encode(inputs, length)``.
+        The signature of SpeechBrain's Encodec wrapper, ``encode(inputs, length)``;
+        ``mode`` and ``threshold`` route this call (see :meth:`resolve_routing`).
         """
-        tokens = self._tokens(inputs, length, sample_rate)
+        tokens = self._tokens(inputs, length, sample_rate, mode, threshold)
         return tokens, self._vectors(tokens)
 
-    def _tokens(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
-        """What :meth:`encode` computes for the tokens, in PyTorch (no codebook vectors)."""
-        emb = self.embed(inputs, length, sample_rate)
+    def encode_with_routing(
+        self,
+        inputs: Union[torch.Tensor, np.ndarray],
+        length: Optional[torch.Tensor] = None,
+        sample_rate: Optional[int] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
+        tokens: bool = True,
+    ) -> Encoding:
+        """Tokens, continuous embeddings and the :class:`Routing` of this call.
+
+        Arguments as in :meth:`encode`; ``tokens=False`` skips the quantizer
+        (``Encoding.tokens`` is None).
+
+        Example
+        -------
+        >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder, SoundStreamDecoder
+        >>> from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
+        >>> codec = DSLCodec(
+        ...     SoundStreamEncoder(channels=2, multipliers=(2,), strides=(8,), emb_dim=8),
+        ...     ResidualVectorQuantizer(dim=8, num_quantizers=2, codebook_size=16),
+        ...     SoundStreamDecoder(emb_dim=8, channels=2, multipliers=(2,), strides=(8,)),
+        ... )
+        >>> out = codec.encode_with_routing(torch.zeros(2, 800))
+        >>> out.tokens.shape, out.emb.shape, out.routing.mode, out.routing.light_share
+        (torch.Size([2, 100, 2]), torch.Size([2, 100, 8]), 'full', 0.0)
+        """
+        wav = self.check_input(inputs, sample_rate, check_range=True)
+        length = self.check_length(length, wav.shape[0])
+        if length is not None:
+            length = length.to(wav.device)
+        mode, threshold = self.resolve_routing(mode, threshold)
         with self._inference():
-            _, tokens, _ = self.quantizer(emb)
-        return tokens[..., : self.num_codebooks]
+            emb, dsl = self.encode_features(wav, length, mode=mode, threshold=threshold)
+        routing = self.routing_of(dsl, mode, threshold, emb.shape[0], emb.shape[-1], length)
+        emb = emb.transpose(1, 2)
+        if length is not None:
+            clean_padding_(emb, length)
+        codes = None
+        if tokens:
+            with self._inference():
+                _, codes, _ = self.quantizer(emb)
+            codes = codes[..., : self.num_codebooks]
+        return Encoding(codes, emb, self.record_routing(routing))
+
+    def _tokens(self, inputs, length=None, sample_rate=None, mode=None,
+                threshold=None) -> torch.Tensor:
+        """What :meth:`encode` computes for the tokens, in PyTorch (no codebook vectors)."""
+        return self.encode_with_routing(inputs, length, sample_rate, mode, threshold).tokens
 
     def _encode_tokens(self, inputs, length=None, sample_rate=None) -> torch.Tensor:
         """The tokens of :meth:`encode` without looking their codebook vectors up.
@@ -462,7 +654,7 @@ class DSLCodec(nn.Module):
         """The switch's predicted distance per segment ``[B, segments]``; runs no tail."""
         if not self.has_dsl:
             raise ValueError("predict_distances needs a DSL encoder; this codec has none")
-        wav = self.check_input(inputs) * self.input_scale
+        wav = self.to_network(self.check_input(inputs))
         with self._inference():
             return self.encoder.predict_distances(wav, length)
 
@@ -503,7 +695,7 @@ class DSLCodec(nn.Module):
         length = self.check_length(length, latents.shape[0])
         with self._inference():
             audio = self.decoder(latents.to(self.decoder_dtype))
-        audio = audio / self.input_scale
+        audio = self.from_network(audio)
         if length is not None:
             clean_padding_(audio, length.to(audio.device), len_dim=-1)
         return audio

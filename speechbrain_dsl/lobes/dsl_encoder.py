@@ -70,14 +70,16 @@ class DSLEncoder(nn.Module):
         self.emb_dim = encoder.emb_dim
         self.split_after = split_after
 
-    def forward(self, wav, lengths=None, route=None):
+    def forward(self, wav, lengths=None, route=None, mode=None, threshold=None):
         """Encodes ``wav`` [batch, 1, samples]; returns a :class:`DSLOutput`.
 
         The waveform is zero-padded on the right to a multiple of the hop, so
-        ``out.emb`` is ``[batch, emb_dim, ceil(samples / hop)]``.
+        ``out.emb`` is ``[batch, emb_dim, ceil(samples / hop)]``. ``route``,
+        ``mode`` and ``threshold`` as in
+        :meth:`~speechbrain_dsl.nnet.dsl.DynamicSwitchLayer.forward`.
         """
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
-        return self.dsl(self.base(wav), lengths, route)
+        return self.dsl(self.base(wav), lengths, route, mode, threshold)
 
     def predict_distances(self, wav, lengths=None):
         """Switch predictions ``[batch, segments]`` from base, mask and switch only."""
@@ -124,8 +126,7 @@ def baseline_to_dsl_state(state, split_after, prefix="encoder."):
     >>> unexpected
     []
     >>> x = torch.randn(1, 1, 800)
-    >>> enc.dsl.mode = "full"
-    >>> torch.equal(enc.eval()(x).emb, baseline(x))
+    >>> torch.equal(enc.eval()(x, mode="full").emb, baseline(x))
     True
     """
     cut = 1 + split_after

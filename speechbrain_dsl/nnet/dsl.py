@@ -300,7 +300,56 @@ class DynamicSwitchLayer(nn.Module):
         frame_mask = length_mask(lengths, frames, device, batch)
         return segment_mean(frame_mask.float(), self.segment_length(frames)) > 0
 
-    def forward(self, x, lengths=None, route=None):
+    def check_mode(self, mode):
+        """``mode`` if it is one of :data:`MODES`, the layer's default mode for None."""
+        if mode is None:
+            return self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return mode
+
+    def decide(self, scores, mode=None, threshold=None):
+        """Routes from per-segment scores: the one place a route is decided.
+
+        Every routed pass calls it: the layer itself, the exported row encoder
+        (and so streaming and onnxruntime) and the evaluation's oracle routes.
+
+        Arguments
+        ---------
+        scores : torch.Tensor
+            Distances per segment, any shape: the switch's predictions, or the
+            true distances for ``oracle`` routing. Only their shape is used in
+            ``full`` and ``light`` mode.
+        mode : str, optional
+            ``full`` (nothing light), ``light`` (everything light), ``mixed`` or
+            ``oracle`` (a score below ``threshold`` goes light); the layer's
+            default mode when None.
+        threshold : float or torch.Tensor, optional
+            The layer's calibrated threshold when None; a 0-dim tensor keeps it a
+            graph input when exported.
+
+        Returns
+        -------
+        torch.Tensor
+            Bool, the shape of ``scores``: True where the light tail runs.
+
+        Example
+        -------
+        >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
+        >>> tail = SoundStreamEncoder(4, channels=2, multipliers=(1,), strides=(4,), emb_dim=6)
+        >>> dsl = DynamicSwitchLayer(tail.stages, tail.stages, Switch(4), threshold=0.5)
+        >>> scores = torch.tensor([[0.2, 0.7]])
+        >>> dsl.decide(scores), dsl.decide(scores, "full"), dsl.decide(scores, threshold=1.0)
+        (tensor([[ True, False]]), tensor([[False, False]]), tensor([[True, True]]))
+        """
+        mode = self.check_mode(mode)
+        if mode == "full":
+            return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+        if mode == "light":
+            return torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+        return scores < (self.threshold if threshold is None else threshold)
+
+    def forward(self, x, lengths=None, route=None, mode=None, threshold=None):
         """Applies mask, switch and the tails to base features ``x`` [B, C, T].
 
         Arguments
@@ -312,6 +361,11 @@ class DynamicSwitchLayer(nn.Module):
         route : torch.Tensor, optional
             Bool ``[batch, segments]`` forcing the route (True = light) in inference,
             e.g. for benchmarks at a fixed light share. The switch still runs.
+        mode : str, optional
+            Routing mode of this call (see :meth:`decide`); the layer's default
+            mode when None.
+        threshold : float, optional
+            Threshold of this call; the calibrated one when None.
 
         Returns
         -------
@@ -322,6 +376,7 @@ class DynamicSwitchLayer(nn.Module):
                 f"DynamicSwitchLayer: input length {x.shape[-1]} must be a multiple "
                 f"of the tail hop {self.hop}"
             )
+        mode = self.check_mode(mode)
         batch, frames = x.shape[0], x.shape[-1] // self.hop
         seg = self.segment_length(frames)
         frame_mask = length_mask(lengths, frames, x.device, batch)
@@ -341,35 +396,45 @@ class DynamicSwitchLayer(nn.Module):
                 light_emb=light,
             )
 
-        n_seg = segment_mask.shape[1]
-        mode = "mixed" if route is not None else self.mode
         predicted = distance = light = None
-        if mode == "full":
-            emb = self.full_tail(masked)
-            route = torch.zeros(batch, n_seg, dtype=torch.bool, device=x.device)
-        elif mode == "light":
-            emb = self.light_tail(masked)
-            route = torch.ones(batch, n_seg, dtype=torch.bool, device=x.device)
-        elif mode == "oracle":
+        if route is not None:
+            if route.shape != segment_mask.shape:
+                raise ValueError(
+                    f"route must have shape {tuple(segment_mask.shape)} (batch, segments), "
+                    f"got {tuple(route.shape)}"
+                )
+            mode, route = "mixed", route.bool()
+        if mode in ("mixed", "oracle"):
+            predicted = self.switch(masked, seg * self.hop, lengths)
+        if mode == "oracle":
             full = self.full_tail(masked)
             light = self.light_tail(masked)
             distance = self.segment_distance(light, full, frame_mask)
-            predicted = self.switch(masked, seg * self.hop, lengths)
-            route = distance < self.threshold
-            per_frame = route.repeat_interleave(seg, dim=1)[:, None, :frames]
-            emb = torch.where(per_frame, light, full)
+            route = self.decide(distance, mode, threshold)
+            emb = self.stitch(light, full, route)
         else:
-            predicted = self.switch(masked, seg * self.hop, lengths)
             if route is None:
-                route = predicted < self.threshold
-            elif route.shape != (batch, n_seg):
-                raise ValueError(
-                    f"route must have shape {(batch, n_seg)} (batch, segments), got "
-                    f"{tuple(route.shape)}"
-                )
-            route = route.bool()
+                route = self.decide(segment_mask if predicted is None else predicted,
+                                    mode, threshold)
             emb = self.routed_forward(masked, route, seg)
         return DSLOutput(emb, masked, predicted, distance, route, segment_mask, light)
+
+    def stitch(self, light, full, route):
+        """Frames of ``light`` where ``route`` is True and of ``full`` elsewhere.
+
+        For outputs of both tails computed on every frame (``oracle`` routing and
+        evaluations that compare several routes of the same audio).
+
+        Arguments
+        ---------
+        light, full : torch.Tensor
+            ``[batch, emb_dim, frames]`` outputs of the two tails.
+        route : torch.Tensor
+            Bool ``[batch, segments]``, True = light.
+        """
+        frames = full.shape[-1]
+        per_frame = route.repeat_interleave(self.segment_length(frames), dim=1)
+        return torch.where(per_frame[:, None, :frames], light, full)
 
     def routed_forward(self, x, route, segment_frames):
         """Runs each segment through exactly one tail and stitches the outputs.
@@ -387,17 +452,46 @@ class DynamicSwitchLayer(nn.Module):
         torch.Tensor
             ``[batch, emb_dim, time / hop]``.
         """
+        frames = x.shape[-1] // self.hop
         if bool(route.all()):
             return self.light_tail(x)
         if not bool(route.any()):
             return self.full_tail(x)
-        frames = x.shape[-1] // self.hop
+        if route.shape[1] == 1:
+            return self.run_rows(x, route[:, 0])  # one segment per row
         out = None
         for tail, takes_light in ((self.light_tail, True), (self.full_tail, False)):
             runs = runs_of(route == takes_light, segment_frames, frames)
             out = run_packed(tail, x, runs, out)
         return out
 
+    def run_rows(self, x, light):
+        """Runs each row of ``x`` through one tail, chosen per row by ``light``.
+
+        Index-based (``nonzero``, ``index_select``, ``index_copy``), with no
+        Python branch on the routes, so an exported graph keeps the routing and
+        skips the other tail for every row.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Masked base features ``[rows, channels, time]``.
+        light : torch.Tensor
+            Bool ``[rows]``: True = light tail.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[rows, emb_dim, time / hop]``.
+        """
+        out = None
+        for tail, rows in ((self.light_tail, light.nonzero().flatten()),
+                           (self.full_tail, (~light).nonzero().flatten())):
+            y = tail(x.index_select(0, rows))
+            if out is None:
+                out = y.new_zeros(x.shape[0], y.shape[1], x.shape[-1] // self.hop)
+            out = out.index_copy(0, rows, y)
+        return out
 
 class DSLLoss(nn.Module):
     """The DSL loss, Eq. 5: ``alpha * L_compression + beta * (L_switch + L_light)``.

@@ -141,39 +141,30 @@ class EmbeddingCache:
             clip = read_clip(entry["wav"], rate, entry.get("start", 0), entry.get("stop", -1))
             clips[utt] = clip[:limit] if limit else clip
         order = sorted(ids, key=lambda u: len(clips[u]))
-        previous = codec.mode if codec.has_dsl else None
-        if codec.has_dsl:
-            codec.mode = mode
-        elif mode != "full":
+        if not codec.has_dsl and mode != "full":
             raise ValueError(f"mode {mode!r} needs a codec with a DSL; this one has none")
-        try:
-            for i in range(0, len(order), self.batch_size):
-                batch = order[i : i + self.batch_size]
-                sizes = torch.tensor([len(clips[u]) for u in batch])
-                wav = torch.zeros(len(batch), int(sizes.max()))
-                for row, utt in enumerate(batch):
-                    wav[row, : sizes[row]] = clips[utt]
-                lengths = sizes / sizes.max()
-                emb = codec.embed(wav, lengths)
-                with codec._inference():
-                    _, tokens, _ = codec.quantizer(emb)
-                row_frames = [codec.frames_for(int(size)) for size in sizes]
-                shares = self._light_shares(row_frames) if codec.has_dsl else [None] * len(batch)
-                for row, utt in enumerate(batch):
-                    frames = codec.frames_for(int(sizes[row]))
-                    self.encoded += 1
-                    yield utt, {"emb": emb[row, :frames].clone(),
-                                "tokens": tokens[row, :frames].to(torch.int16).clone(),
-                                "light_share": shares[row]}
-        finally:
-            if previous is not None:
-                codec.mode = previous
+        for i in range(0, len(order), self.batch_size):
+            batch = order[i : i + self.batch_size]
+            sizes = torch.tensor([len(clips[u]) for u in batch])
+            wav = torch.zeros(len(batch), int(sizes.max()))
+            for row, utt in enumerate(batch):
+                wav[row, : sizes[row]] = clips[utt]
+            lengths = sizes / sizes.max()
+            encoded = codec.encode_with_routing(wav, lengths, mode=mode, tokens=False)
+            emb = encoded.emb
+            with codec._inference():
+                _, tokens, _ = codec.quantizer(emb)  # every codebook, whatever the tokenizer uses
+            row_frames = [codec.frames_for(int(size)) for size in sizes]
+            shares = _light_shares(encoded.routing, row_frames) if codec.has_dsl else [None] * len(batch)
+            for row, utt in enumerate(batch):
+                frames = row_frames[row]
+                self.encoded += 1
+                yield utt, {"emb": emb[row, :frames].clone(),
+                            "tokens": tokens[row, :frames].to(torch.int16).clone(),
+                            "light_share": shares[row]}
 
-    def _light_shares(self, frames):
-        """Light share of each row's own segments (its frame count, not the batch padding)."""
-        out = self.codec.last_routing
-        if out is None or out.route is None:
-            return [None] * len(frames)
-        segment = self.codec.encoder.dsl.segment_length(out.emb.shape[-1])
-        return [float(out.route[row, : math.ceil(n / segment)].float().mean())
-                for row, n in enumerate(frames)]
+
+def _light_shares(routing, frames):
+    """Light share of each row's own segments (its frame count, not the batch padding)."""
+    return [float(routing.route[row, : math.ceil(n / routing.segment_frames)].float().mean())
+            for row, n in enumerate(frames)]

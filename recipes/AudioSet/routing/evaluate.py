@@ -31,7 +31,7 @@ from hyperpyyaml import load_hyperpyyaml
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from speechbrain_dsl import plots
+from speechbrain_dsl.evaluation import plots
 from speechbrain_dsl.atomic import write_json, write_text
 from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
 from speechbrain_dsl.training.checkpoints import find_codec_checkpoint, load_codec
@@ -141,10 +141,8 @@ def encode_all_ways(codec, wav, batch_size):
     parts = {"full": [], "light": [], "predicted": [], "route": []}
     for chunk in wav.split(batch_size):
         for mode in ("full", "light"):
-            codec.mode = mode
-            parts[mode].append(codec.encode_features(chunk[:, None])[0])
-        codec.mode = "mixed"
-        _, out = codec.encode_features(chunk[:, None])
+            parts[mode].append(codec.encode_features(chunk[:, None], mode=mode)[0])
+        _, out = codec.encode_features(chunk[:, None], mode="mixed")
         parts["predicted"].append(out.predicted)
         parts["route"].append(out.route)
     result = {k: torch.cat(v) for k, v in parts.items()}
@@ -157,9 +155,7 @@ def encode_all_ways(codec, wav, batch_size):
 @torch.no_grad()
 def decode_routed(codec, enc, route, length, batch_size):
     """Waveforms decoded from full/light embeddings mixed by ``route`` [N, segments]."""
-    frames = enc["full"].shape[-1]
-    per_frame = route.repeat_interleave(enc["segment_frames"], 1)[:, None, :frames]
-    emb = torch.where(per_frame, enc["light"], enc["full"])
+    emb = codec.encoder.dsl.stitch(enc["light"], enc["full"], route)
     out = []
     for chunk in emb.split(batch_size):
         _, tokens, _ = codec.quantizer(chunk.transpose(1, 2))
@@ -191,11 +187,10 @@ def quality(wav_hat, wav, use_visqol):
 def wall_ratio(codec, wav, repeats, batch_size):
     """Median encoder wall time, mixed / full, timed round-robin."""
     def run(mode):
-        codec.mode = mode
         start = time.perf_counter()
         with torch.no_grad():
             for chunk in wav.split(batch_size):
-                codec.encode_features(chunk[:, None])
+                codec.encode_features(chunk[:, None], mode=mode)
         return time.perf_counter() - start
 
     times = {"full": [], "mixed": []}
@@ -392,7 +387,7 @@ def main(argv):
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = prepare_audioset(hp["segments_csv"], hp["class_labels_csv"], hp["audio_folder"],
                               out_dir / "manifest.json")
-    checkpoint = find_codec_checkpoint(hp["codec_checkpoint"])
+    checkpoint = find_codec_checkpoint(hp["codec_checkpoint"], min_key="mel_full")
     codec = load_codec(hp["model_yaml"], checkpoint)
     if hp["threshold"] is not None:
         codec.threshold = hp["threshold"]

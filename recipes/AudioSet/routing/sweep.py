@@ -26,7 +26,7 @@ from hyperpyyaml import load_hyperpyyaml
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from speechbrain_dsl import plots
+from speechbrain_dsl.evaluation import plots
 from speechbrain_dsl.atomic import write_json
 from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
 from speechbrain_dsl.data.speech_clips import crops, speech_corpus
@@ -72,8 +72,7 @@ def train_run(overrides, alpha, steps, data, seed, log_every):
     codec.eval()
     held = torch.cat([crops(held_speech, 1.0, 16000, 24, gen), crops(held_quiet, 1.0, 16000, 12, gen)])
     with torch.no_grad():
-        codec.mode = "oracle"
-        _, dsl = codec.encode_features(held[:, None])
+        _, dsl = codec.encode_features(held[:, None], mode="oracle")
     predicted, true = dsl.predicted.flatten(), dsl.distance.flatten()
     easy = true <= true.median()  # segments the light path handles best
     return {

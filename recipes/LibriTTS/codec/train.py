@@ -324,8 +324,8 @@ class CodecBrain(sb.Brain):
         picked = (positions % self.visqol_every == 0).nonzero().flatten()
         use_visqol = self.hparams.valid_visqol and picked.numel() > 0
         for mode in self.hparams.eval_modes:
-            codec.mode = mode
-            tokens, _ = codec.encode(wav, lens)
+            encoded = codec.encode_with_routing(wav, lens, mode=mode)
+            tokens = encoded.tokens
             wav_hat = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
             mel = mel_distance(wav_hat, wav, lens)
             self._add(f"mel_{mode}", mel)
@@ -348,16 +348,14 @@ class CodecBrain(sb.Brain):
                     self._add("pair_lsd", lsd[picked])
                     self._add("level_error_db", self.level_errors(wav[picked], lens[picked]))
             if mode == "mixed":
-                out = codec.last_routing
-                self._add("light_share", out.route[out.segment_mask].float())
+                routing = encoded.routing
+                self._add("light_share", routing.route[routing.segment_mask].float())
         if codec.has_dsl:
-            codec.mode = "oracle"
-            _, out = codec.encode_features(wav[:, None], lens)
+            _, out = codec.encode_features(wav[:, None], lens, mode="oracle")
             steps = length_mask(lens, out.masked.shape[-1], wav.device, wav.shape[0])
             self._add("sparsity", torch.tensor([activation_sparsity(out.masked.transpose(1, 2)[steps])]))
             self._add("predicted", out.predicted[out.segment_mask])
             self._add("true_distance", out.distance[out.segment_mask])
-            codec.mode = "mixed"
         return torch.tensor(self.stats["mel_loss"][-1])
 
     def level_errors(self, wav, lens):
@@ -377,7 +375,7 @@ class CodecBrain(sb.Brain):
             gain = 10 ** ((dbfs - level_db(wav)) / 20)
             gain = torch.minimum(gain, 0.99 / wav.abs().amax(-1).clamp(min=1e-8))
             scaled = wav * gain[:, None]
-            tokens, _ = codec.encode(scaled, lens)
+            tokens, _ = codec.encode(scaled, lens, mode="full")
             out = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
             errors.append((level_db(out) - level_db(scaled)).abs())
         return torch.stack(errors)

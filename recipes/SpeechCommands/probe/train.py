@@ -28,7 +28,7 @@ from hyperpyyaml import load_hyperpyyaml
 from sklearn.metrics import confusion_matrix
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dsl import plots
+from speechbrain_dsl.evaluation import plots
 from speechbrain_dsl.atomic import write_json, write_text
 from speechbrain_dsl.data.audio import read_json
 from speechbrain_dsl.evaluation.efficiency import count_macs, mode_macs_per_second, part_costs
