@@ -66,8 +66,13 @@ def machine() -> str:
 
 def prepare(model: Path, out: Path, calibration: Path) -> Path:
     """A packaged copy of ``model`` with its three ONNX graphs (reused when up to date)."""
+    from speechbrain_dsl.inference.export import (
+        ONNX_FILES,
+        export_folder,
+        read_audio_folder,
+        read_metadata,
+    )
     from speechbrain_dsl.training.checkpoints import load_codec, sha256_file, write_manifest
-    from speechbrain_dsl.inference.export import ONNX_FILES, export_folder, read_audio_folder, read_metadata
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("codec.ckpt", "hyperparams.yaml"):
@@ -75,7 +80,8 @@ def prepare(model: Path, out: Path, calibration: Path) -> Path:
             shutil.copyfile(model / name, out / name)
     sha = sha256_file(out / "codec.ckpt")
     if all((out / n).is_file() for n in ONNX_FILES) and all(
-            read_metadata(out / n).get("weights_sha256") == sha for n in ONNX_FILES):
+        read_metadata(out / n).get("weights_sha256") == sha for n in ONNX_FILES
+    ):
         print(f"reusing the graphs in {out}", file=sys.stderr)
     else:
         start = time.perf_counter()
@@ -99,8 +105,9 @@ def held_out(folders, seconds: float):
 def interface(folder: Path, engine: str, precision: str):
     from speechbrain_dsl.inference.interface import DSLCodecInterface
 
-    return DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder), engine=engine,
-                                          onnx_precision=precision)
+    return DSLCodecInterface.from_hparams(
+        source=str(folder), savedir=str(folder), engine=engine, onnx_precision=precision
+    )
 
 
 def timed(fn, repeats_times):
@@ -125,18 +132,27 @@ def bench_encode_decode(models, speech, repeats: int):
     def run(case):
         engine, precision, mode = case
         mode, threshold = settings[mode]
-        return models[(engine, precision)].encode_with_routing(speech, mode=mode,
-                                                               threshold=threshold)
+        return models[(engine, precision)].encode_with_routing(
+            speech, mode=mode, threshold=threshold
+        )
 
     times = {case: [] for case in cases}
     light = {case: run(case).routing.light_share for case in cases}  # warm-up, light shares
     for _ in range(repeats):
         for case in cases:
-            timed(lambda: run(case), times[case])
-    rows = [dict(stage="encode", engine=e, precision=p, mode=m,
-                 rtf=statistics.median(times[(e, p, m)]) / seconds,
-                 ms=1000 * statistics.median(times[(e, p, m)]), light_share=light[(e, p, m)])
-            for e, p, m in cases]
+            timed(lambda case=case: run(case), times[case])
+    rows = [
+        dict(
+            stage="encode",
+            engine=e,
+            precision=p,
+            mode=m,
+            rtf=statistics.median(times[(e, p, m)]) / seconds,
+            ms=1000 * statistics.median(times[(e, p, m)]),
+            light_share=light[(e, p, m)],
+        )
+        for e, p, m in cases
+    ]
     tokens = run(("torch", "fp32", "mixed")).tokens
     decoders = {"torch": models[("torch", "fp32")], "onnxruntime": models[("onnxruntime", "fp32")]}
     dtimes = {k: [] for k in decoders}
@@ -144,10 +160,18 @@ def bench_encode_decode(models, speech, repeats: int):
         model.decode_batch(tokens)
     for _ in range(repeats):
         for k, model in decoders.items():
-            timed(lambda: model.decode_batch(tokens), dtimes[k])
-    rows += [dict(stage="decode", engine=k, precision="fp32", mode="mixed",
-                  rtf=statistics.median(v) / seconds, ms=1000 * statistics.median(v))
-             for k, v in dtimes.items()]
+            timed(lambda model=model: model.decode_batch(tokens), dtimes[k])
+    rows += [
+        dict(
+            stage="decode",
+            engine=k,
+            precision="fp32",
+            mode="mixed",
+            rtf=statistics.median(v) / seconds,
+            ms=1000 * statistics.median(v),
+        )
+        for k, v in dtimes.items()
+    ]
     return rows, median
 
 
@@ -161,8 +185,13 @@ def bench_stream(models, speech, threshold: float, chunk_ms: int = 100):
     rows = []
     for engine, precision in ENGINES:
         for mode in MODES:
-            stream = StreamingEncoder(models[(engine, precision)], engine=engine, mode=mode,
-                                      threshold=threshold, precision=precision)
+            stream = StreamingEncoder(
+                models[(engine, precision)],
+                engine=engine,
+                mode=mode,
+                threshold=threshold,
+                precision=precision,
+            )
             stream.push(speech[0, :16000])
             stream.reset()
             busy, total = [], 0.0
@@ -176,11 +205,19 @@ def bench_stream(models, speech, threshold: float, chunk_ms: int = 100):
             start = time.perf_counter()
             stream.flush()
             total += time.perf_counter() - start
-            rows.append(dict(stage="stream", engine=engine, precision=precision, mode=mode,
-                             rtf=total / (speech.shape[-1] / 16000), chunk_ms=chunk_ms,
-                             p50_ms=1000 * float(np.percentile(busy, 50)),
-                             p99_ms=1000 * float(np.percentile(busy, 99)),
-                             light_share=sum(stream.routes) / len(stream.routes)))
+            rows.append(
+                dict(
+                    stage="stream",
+                    engine=engine,
+                    precision=precision,
+                    mode=mode,
+                    rtf=total / (speech.shape[-1] / 16000),
+                    chunk_ms=chunk_ms,
+                    p50_ms=1000 * float(np.percentile(busy, 50)),
+                    p99_ms=1000 * float(np.percentile(busy, 99)),
+                    light_share=sum(stream.routes) / len(stream.routes),
+                )
+            )
     return rows
 
 
@@ -188,43 +225,60 @@ def accuracy(models, clips, threshold: float):
     """Engine agreement (torch vs ORT fp32) and int8 vs fp32 on held-out utterances."""
     import torch
 
-    from speechbrain_dsl.inference.runtime import Encoded, agreement
     from speechbrain_dsl.evaluation.metrics import mel_distance
+    from speechbrain_dsl.inference.runtime import Encoded, agreement
 
     runs = {}
     for key in ENGINES:
         model = models[key]
         runs[key] = []
         for clip in clips:
-            out = model.encode_with_routing(torch.from_numpy(clip)[None], mode="mixed",
-                                            threshold=threshold)
+            out = model.encode_with_routing(
+                torch.from_numpy(clip)[None], mode="mixed", threshold=threshold
+            )
             routing = out.routing
-            runs[key].append(Encoded(out.tokens.numpy(), None, routing.predicted.detach().numpy(),
-                                     routing.route.numpy(), routing.segment_mask.numpy()))
+            runs[key].append(
+                Encoded(
+                    out.tokens.numpy(),
+                    None,
+                    routing.predicted.detach().numpy(),
+                    routing.route.numpy(),
+                    routing.segment_mask.numpy(),
+                )
+            )
     fp32, int8 = ("onnxruntime", "fp32"), ("onnxruntime", "int8")
     engines = agreement(runs[("torch", "fp32")], runs[fp32])
     pairs = list(zip(runs[("torch", "fp32")], runs[fp32]))
-    engines["max_prediction_difference"] = max(float(np.abs(a.predicted - b.predicted).max())
-                                               for a, b in pairs)
+    engines["max_prediction_difference"] = max(
+        float(np.abs(a.predicted - b.predicted).max()) for a, b in pairs
+    )
     # where a route differs: both predictions (they straddle the threshold)
     engines["route_changes_at"] = [
         (float(a.predicted[i]), float(b.predicted[i]))
-        for a, b in pairs for i in zip(*np.nonzero(a.route != b.route))]
+        for a, b in pairs
+        for i in zip(*np.nonzero(a.route != b.route))
+    ]
     quantized = agreement(runs[fp32], runs[int8])
     decoder = models[fp32]
-    audio = {key: [decoder.decode_batch(torch.from_numpy(e.tokens))[0, : len(c)]
-                   for e, c in zip(runs[key], clips)] for key in (fp32, int8)}
+    audio = {
+        key: [
+            decoder.decode_batch(torch.from_numpy(e.tokens))[0, : len(c)]
+            for e, c in zip(runs[key], clips)
+        ]
+        for key in (fp32, int8)
+    }
     originals = [torch.from_numpy(c) for c in clips]
 
     def mel(a, b):
         return float(torch.stack([mel_distance(x[None], y[None])[0] for x, y in zip(a, b)]).mean())
 
-    quantized.update(mel_int8_to_fp32=mel(audio[int8], audio[fp32]),
-                     mel_fp32_to_input=mel(audio[fp32], originals),
-                     mel_int8_to_input=mel(audio[int8], originals),
-                     threshold=threshold,
-                     light_share=float(np.mean(np.concatenate([e.route.ravel()
-                                                               for e in runs[fp32]]))))
+    quantized.update(
+        mel_int8_to_fp32=mel(audio[int8], audio[fp32]),
+        mel_fp32_to_input=mel(audio[fp32], originals),
+        mel_int8_to_input=mel(audio[int8], originals),
+        threshold=threshold,
+        light_share=float(np.mean(np.concatenate([e.route.ravel() for e in runs[fp32]]))),
+    )
     return engines, quantized
 
 
@@ -245,6 +299,7 @@ def write_long_file(path: Path, clips, minutes: float) -> Path:
 
 def measure_long(args) -> int:
     """(child process) Encodes one long file and prints its costs as JSON."""
+
     def rss():  # peak RSS of this program in MiB (ru_maxrss would count the forked parent)
         status = Path("/proc/self/status").read_text()
         return int(status.split("VmHWM:")[1].split()[0]) / 1024
@@ -272,8 +327,17 @@ def measure_long(args) -> int:
     elapsed = time.perf_counter() - start
     if args.tokens_out:
         np.save(args.tokens_out, tokens[:3000])
-    print(json.dumps(dict(seconds=elapsed, loaded_rss_mib=loaded, peak_rss_mib=rss(),
-                          torch_imported="torch" in sys.modules, frames=int(tokens.shape[0]))))
+    print(
+        json.dumps(
+            dict(
+                seconds=elapsed,
+                loaded_rss_mib=loaded,
+                peak_rss_mib=rss(),
+                torch_imported="torch" in sys.modules,
+                frames=int(tokens.shape[0]),
+            )
+        )
+    )
     return 0
 
 
@@ -283,29 +347,53 @@ def bench_long(folder: Path, clips, minutes: float, tmp: Path):
 
     long_file = write_long_file(tmp / "long.wav", clips, minutes)
     short_file = write_long_file(tmp / "five.wav", clips, min(5.0, minutes))
-    cases = [("runtime", "onnxruntime", long_file, False),
-             ("onnxruntime", "onnxruntime", long_file, False),
-             ("torch", "torch", long_file, False),
-             ("torch", "torch", short_file, True)]
+    cases = [
+        ("runtime", "onnxruntime", long_file, False),
+        ("onnxruntime", "onnxruntime", long_file, False),
+        ("torch", "torch", long_file, False),
+        ("torch", "torch", short_file, True),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     rows = []
     for entry, engine, path, whole in cases:
         tokens_out = tmp / f"tokens-{entry}-{whole}.npy"
-        command = [sys.executable, __file__, "--measure-long", "--folder", str(folder),
-                   "--engine", entry, "--file", str(path), "--tokens-out", str(tokens_out)]
-        result = subprocess.run(command + (["--whole"] if whole else []), capture_output=True,
-                                text=True, env=env)
+        command = [
+            sys.executable,
+            __file__,
+            "--measure-long",
+            "--folder",
+            str(folder),
+            "--engine",
+            entry,
+            "--file",
+            str(path),
+            "--tokens-out",
+            str(tokens_out),
+        ]
+        result = subprocess.run(
+            command + (["--whole"] if whole else []), capture_output=True, text=True, env=env
+        )
         if result.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
         info = json.loads(result.stdout.strip().splitlines()[-1])
         seconds = sf.info(str(path)).duration
-        rows.append(dict(stage="long_file", engine=engine, precision="fp32", mode="mixed",
-                         rtf=info["seconds"] / seconds, minutes=seconds / 60,
-                         entry={"runtime": "OnnxCodec.encode_file (no PyTorch)"}.get(
-                             entry, "interface " + ("encode_batch, one call" if whole
-                                                    else "encode_file")),
-                         loaded_rss_mib=info["loaded_rss_mib"], peak_rss_mib=info["peak_rss_mib"],
-                         torch_imported=info["torch_imported"], tokens_file=str(tokens_out)))
+        rows.append(
+            dict(
+                stage="long_file",
+                engine=engine,
+                precision="fp32",
+                mode="mixed",
+                rtf=info["seconds"] / seconds,
+                minutes=seconds / 60,
+                entry={"runtime": "OnnxCodec.encode_file (no PyTorch)"}.get(
+                    entry, "interface " + ("encode_batch, one call" if whole else "encode_file")
+                ),
+                loaded_rss_mib=info["loaded_rss_mib"],
+                peak_rss_mib=info["peak_rss_mib"],
+                torch_imported=info["torch_imported"],
+                tokens_file=str(tokens_out),
+            )
+        )
     # the long file's first minute of tokens against that minute encoded whole
     model = interface(folder, "torch", "fp32")
     minute, _ = sf.read(str(long_file), dtype="float32", frames=60 * 16000)
@@ -317,71 +405,118 @@ def bench_long(folder: Path, clips, minutes: float, tmp: Path):
 
 
 def report(rows, engines, int8, sizes, args, load):
-    print(f"Deployment benchmark: {machine()}, one thread (OMP_NUM_THREADS=1, onnxruntime "
-          f"1 thread), model {args.model}, all ratios from this one run; 1-min load average "
-          f"{load[0]:.1f} at the start, {load[1]:.1f} at the end (other work shares the cores)\n")
+    print(
+        f"Deployment benchmark: {machine()}, one thread (OMP_NUM_THREADS=1, onnxruntime "
+        f"1 thread), model {args.model}, all ratios from this one run; 1-min load average "
+        f"{load[0]:.1f} at the start, {load[1]:.1f} at the end (other work shares the cores)\n"
+    )
     enc = {(r["engine"], r["precision"], r["mode"]): r for r in rows if r["stage"] == "encode"}
     base = enc[("torch", "fp32", "full")]["ms"]
-    print(f"Encode, {args.seconds:g} s of held-out speech in one call (median of "
-          f"{args.repeats}, round-robin)")
-    print(f"{'engine':<13}{'precision':<10}{'mode':<7}{'light':>6}{'ms':>8}{'RTF':>9}"
-          f"{'speed-up vs torch full':>24}")
+    print(
+        f"Encode, {args.seconds:g} s of held-out speech in one call (median of "
+        f"{args.repeats}, round-robin)"
+    )
+    print(
+        f"{'engine':<13}{'precision':<10}{'mode':<7}{'light':>6}{'ms':>8}{'RTF':>9}"
+        f"{'speed-up vs torch full':>24}"
+    )
     for (e, p, m), r in enc.items():
-        print(f"{e:<13}{p:<10}{m:<7}{r['light_share']:>6.0%}{r['ms']:>8.0f}{r['rtf']:>9.4f}"
-              f"{base / r['ms']:>23.2f}x")
+        print(
+            f"{e:<13}{p:<10}{m:<7}{r['light_share']:>6.0%}{r['ms']:>8.0f}{r['rtf']:>9.4f}"
+            f"{base / r['ms']:>23.2f}x"
+        )
     print(f"\nDecode, the {args.seconds:g} s of mixed tokens")
     for r in rows:
         if r["stage"] == "decode":
-            print(f"{r['engine']:<13}{r['precision']:<10}{'':<7}{'':>6}{r['ms']:>8.0f}"
-                  f"{r['rtf']:>9.4f}")
-    print("\nStreaming, 100-ms chunks: RTF and "
-          f"compute per completed segment")
-    print(f"{'engine':<13}{'precision':<10}{'mode':<7}{'light':>6}{'RTF':>9}{'p50 ms':>9}"
-          f"{'p99 ms':>9}")
+            print(
+                f"{r['engine']:<13}{r['precision']:<10}{'':<7}{'':>6}{r['ms']:>8.0f}"
+                f"{r['rtf']:>9.4f}"
+            )
+    print("\nStreaming, 100-ms chunks: RTF and compute per completed segment")
+    print(
+        f"{'engine':<13}{'precision':<10}{'mode':<7}{'light':>6}{'RTF':>9}{'p50 ms':>9}"
+        f"{'p99 ms':>9}"
+    )
     for r in rows:
         if r["stage"] == "stream":
-            print(f"{r['engine']:<13}{r['precision']:<10}{r['mode']:<7}{r['light_share']:>6.0%}"
-                  f"{r['rtf']:>9.4f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
-    print(f"\nAgreement on {engines['segments']} held-out segments at the calibrated threshold "
-          f"(mixed)")
-    print(f"  largest prediction difference torch vs onnxruntime: "
-          f"{engines['max_prediction_difference']:.1e}; routes that differ: "
-          + (", ".join(f"torch {a:.4f} / onnxruntime {b:.4f}" for a, b in
-                       engines["route_changes_at"]) or "none")
-          + f" (threshold {int8['threshold']:.4f})")
-    for name, m in (("torch fp32 vs onnxruntime fp32", engines),
-                    ("onnxruntime int8 vs fp32", int8)):
-        print(f"  {name}: routes {m['route_changes']} changed ({m['route_agreement']:.2%} agree), "
-              f"tokens {m['token_changes']} of {m['tokens']} changed "
-              f"({m['token_agreement']:.2%} agree; {m['frames_changed']:.1%} of frames, "
-              f"first codebook {m['first_codebook_changes']:.1%})")
-    print(f"  decoded mel distance: int8 to fp32 {int8['mel_int8_to_fp32']:.3f}; to the input: "
-          f"fp32 {int8['mel_fp32_to_input']:.3f}, int8 {int8['mel_int8_to_input']:.3f}")
+            print(
+                f"{r['engine']:<13}{r['precision']:<10}{r['mode']:<7}{r['light_share']:>6.0%}"
+                f"{r['rtf']:>9.4f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            )
+    print(
+        f"\nAgreement on {engines['segments']} held-out segments at the calibrated threshold "
+        f"(mixed)"
+    )
+    print(
+        f"  largest prediction difference torch vs onnxruntime: "
+        f"{engines['max_prediction_difference']:.1e}; routes that differ: "
+        + (
+            ", ".join(
+                f"torch {a:.4f} / onnxruntime {b:.4f}" for a, b in engines["route_changes_at"]
+            )
+            or "none"
+        )
+        + f" (threshold {int8['threshold']:.4f})"
+    )
+    for name, m in (
+        ("torch fp32 vs onnxruntime fp32", engines),
+        ("onnxruntime int8 vs fp32", int8),
+    ):
+        print(
+            f"  {name}: routes {m['route_changes']} changed ({m['route_agreement']:.2%} agree), "
+            f"tokens {m['token_changes']} of {m['tokens']} changed "
+            f"({m['token_agreement']:.2%} agree; {m['frames_changed']:.1%} of frames, "
+            f"first codebook {m['first_codebook_changes']:.1%})"
+        )
+    print(
+        f"  decoded mel distance: int8 to fp32 {int8['mel_int8_to_fp32']:.3f}; to the input: "
+        f"fp32 {int8['mel_fp32_to_input']:.3f}, int8 {int8['mel_int8_to_input']:.3f}"
+    )
     print("\nModel files: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
     long_rows = [r for r in rows if r["stage"] == "long_file"]
     if long_rows:
-        print("\nLong file, encode_file in a fresh process (peak RSS includes the process: "
-              "importing PyTorch alone is ~0.65 GiB here)")
-        print(f"{'entry':<42}{'min':>5}{'RTF':>9}{'loaded MiB':>12}{'peak MiB':>10}"
-              f"{'1st min = whole':>17}")
+        print(
+            "\nLong file, encode_file in a fresh process (peak RSS includes the process: "
+            "importing PyTorch alone is ~0.65 GiB here)"
+        )
+        print(
+            f"{'entry':<42}{'min':>5}{'RTF':>9}{'loaded MiB':>12}{'peak MiB':>10}"
+            f"{'1st min = whole':>17}"
+        )
         for r in long_rows:
-            print(f"{r['entry'] + ' (' + r['engine'] + ')':<42}{r['minutes']:>5.0f}{r['rtf']:>9.4f}"
-                  f"{r['loaded_rss_mib']:>12.0f}{r['peak_rss_mib']:>10.0f}"
-                  f"{r['first_minute_tokens_equal_whole']:>16.2%}")
+            print(
+                f"{r['entry'] + ' (' + r['engine'] + ')':<42}{r['minutes']:>5.0f}{r['rtf']:>9.4f}"
+                f"{r['loaded_rss_mib']:>12.0f}{r['peak_rss_mib']:>10.0f}"
+                f"{r['first_minute_tokens_equal_whole']:>16.2%}"
+            )
     print("\nTargets")
     speedup = base / enc[("onnxruntime", "int8", "mixed")]["ms"]
-    stream_full = next(r["rtf"] for r in rows if r["stage"] == "stream"
-                       and r["engine"] == "onnxruntime" and r["precision"] == "fp32"
-                       and r["mode"] == "full")
-    checks = [("ORT int8 mixed >= 4x faster than torch fp32 full", f"{speedup:.2f}x", speedup >= 4),
-              ("streaming full pass RTF <= 0.005 (ORT fp32)", f"{stream_full:.4f}",
-               stream_full <= 0.005),
-              ("int8 routes agree with fp32 on >= 98% of segments",
-               f"{int8['route_agreement']:.2%}", int8["route_agreement"] >= 0.98)]
+    stream_full = next(
+        r["rtf"]
+        for r in rows
+        if r["stage"] == "stream"
+        and r["engine"] == "onnxruntime"
+        and r["precision"] == "fp32"
+        and r["mode"] == "full"
+    )
+    checks = [
+        ("ORT int8 mixed >= 4x faster than torch fp32 full", f"{speedup:.2f}x", speedup >= 4),
+        ("streaming full pass RTF <= 0.005 (ORT fp32)", f"{stream_full:.4f}", stream_full <= 0.005),
+        (
+            "int8 routes agree with fp32 on >= 98% of segments",
+            f"{int8['route_agreement']:.2%}",
+            int8["route_agreement"] >= 0.98,
+        ),
+    ]
     hour = [r for r in long_rows if r["minutes"] >= 59]
     for r in hour:
-        checks.append((f"one hour under 1 GiB peak RSS: {r['entry']} ({r['engine']})",
-                       f"{r['peak_rss_mib']:.0f} MiB", r["peak_rss_mib"] < 1024))
+        checks.append(
+            (
+                f"one hour under 1 GiB peak RSS: {r['entry']} ({r['engine']})",
+                f"{r['peak_rss_mib']:.0f} MiB",
+                r["peak_rss_mib"] < 1024,
+            )
+        )
     for name, value, ok in checks:
         print(f"  [{'met' if ok else 'MISSED'}] {name}: {value}")
 
@@ -390,19 +525,37 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "pretrained" / "dsl-codec-16k"))
-    parser.add_argument("--calibration", default=str(CORPUS / "dev-clean"),
-                        help="held-out audio for the int8 calibration")
-    parser.add_argument("--eval", nargs="+", default=[str(CORPUS / "test-clean"),
-                                                      str(CORPUS / "test-recorded")],
-                        help="held-out audio for timing and accuracy")
-    parser.add_argument("--eval-seconds", type=float, default=150.0,
-                        help="seconds of each --eval folder for the accuracy comparison")
+    parser.add_argument(
+        "--calibration",
+        default=str(CORPUS / "dev-clean"),
+        help="held-out audio for the int8 calibration",
+    )
+    parser.add_argument(
+        "--eval",
+        nargs="+",
+        default=[str(CORPUS / "test-clean"), str(CORPUS / "test-recorded")],
+        help="held-out audio for timing and accuracy",
+    )
+    parser.add_argument(
+        "--eval-seconds",
+        type=float,
+        default=150.0,
+        help="seconds of each --eval folder for the accuracy comparison",
+    )
     parser.add_argument("--out", help="folder for the exported graphs (reused when up to date)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=60.0,
-                        help="length of the speech the encode, decode and stream cases time")
-    parser.add_argument("--long-minutes", type=float, default=60.0,
-                        help="length of the long file (0 skips the long-file runs)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="length of the speech the encode, decode and stream cases time",
+    )
+    parser.add_argument(
+        "--long-minutes",
+        type=float,
+        default=60.0,
+        help="length of the long file (0 skips the long-file runs)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--measure-long", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -419,13 +572,16 @@ def main(argv=None):
     load_before = os.getloadavg()[0]
     for folder in [args.calibration, *args.eval]:
         if not Path(folder).is_dir():
-            parser.error(f"no audio folder {folder} (make the corpus with python -m "
-                         f"speechbrain_dsl.data.synthetic libritts, or point --calibration / "
-                         f"--eval at held-out audio)")
+            parser.error(
+                f"no audio folder {folder} (make the corpus with python -m "
+                f"speechbrain_dsl.data.synthetic libritts, or point --calibration / "
+                f"--eval at held-out audio)"
+            )
     with tempfile.TemporaryDirectory(prefix="dsl-deploy-") as tmp:
         tmp = Path(tmp)
-        folder = prepare(Path(args.model), Path(args.out) if args.out else tmp / "model",
-                         Path(args.calibration))
+        folder = prepare(
+            Path(args.model), Path(args.out) if args.out else tmp / "model", Path(args.calibration)
+        )
         clips = held_out(args.eval, args.eval_seconds)
         speech = torch.from_numpy(np.concatenate(clips))[None, : round(args.seconds * 16000)]
         if speech.shape[-1] < round(args.seconds * 16000):
@@ -438,19 +594,29 @@ def main(argv=None):
         for row in rows:
             if row["stage"] in ("encode", "stream") and row["precision"] == "int8":
                 row["vs_fp32"] = int8
-            if row["stage"] in ("encode", "stream") and row["engine"] == "onnxruntime" \
-                    and row["precision"] == "fp32":
+            if (
+                row["stage"] in ("encode", "stream")
+                and row["engine"] == "onnxruntime"
+                and row["precision"] == "fp32"
+            ):
                 row["vs_torch"] = engines
-        sizes = {name: (folder / name).stat().st_size for name in
-                 ("codec.ckpt", "encoder.onnx", "encoder.int8.onnx", "decoder.onnx")}
+        sizes = {
+            name: (folder / name).stat().st_size
+            for name in ("codec.ckpt", "encoder.onnx", "encoder.int8.onnx", "decoder.onnx")
+        }
         for row in rows:
             if row["stage"] == "encode":
-                row["model_bytes"] = sizes["encoder.int8.onnx" if row["precision"] == "int8" else
-                                           "codec.ckpt" if row["engine"] == "torch" else
-                                           "encoder.onnx"]
+                row["model_bytes"] = sizes[
+                    "encoder.int8.onnx"
+                    if row["precision"] == "int8"
+                    else "codec.ckpt"
+                    if row["engine"] == "torch"
+                    else "encoder.onnx"
+                ]
             elif row["stage"] == "decode":
-                row["model_bytes"] = sizes["codec.ckpt" if row["engine"] == "torch" else
-                                           "decoder.onnx"]
+                row["model_bytes"] = sizes[
+                    "codec.ckpt" if row["engine"] == "torch" else "decoder.onnx"
+                ]
         del models
         if args.long_minutes > 0:
             rows += bench_long(folder, clips, args.long_minutes, tmp)

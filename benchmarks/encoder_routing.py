@@ -44,12 +44,18 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--json", action="store_true", help="print rows as JSON")
-    parser.add_argument("--no-placements", action="store_true",
-                        help="skip the placement comparison table")
-    parser.add_argument("--placements", default=str(ROOT / "hparams" / "dsl_placements.yaml"),
-                        help="YAML of the DSL placements compared (overrides of --model)")
     parser.add_argument(
-        "--allocator", choices=("tuned", "default"), default="tuned",
+        "--no-placements", action="store_true", help="skip the placement comparison table"
+    )
+    parser.add_argument(
+        "--placements",
+        default=str(ROOT / "hparams" / "dsl_placements.yaml"),
+        help="YAML of the DSL placements compared (overrides of --model)",
+    )
+    parser.add_argument(
+        "--allocator",
+        choices=("tuned", "default"),
+        default="tuned",
         help="glibc malloc settings (see module docstring)",
     )
     return parser.parse_args(argv)
@@ -88,7 +94,12 @@ def forced_route(batch, segments, share, generator):
 def run(args):
     import torch
 
-    from speechbrain_dsl.evaluation.efficiency import executed_macs, load_encoder, part_costs, predicted_mac_ratio
+    from speechbrain_dsl.evaluation.efficiency import (
+        executed_macs,
+        load_encoder,
+        part_costs,
+        predicted_mac_ratio,
+    )
 
     torch.set_num_threads(1)
     encoder, sample_rate = load_encoder(args.model)
@@ -97,8 +108,12 @@ def run(args):
     seg_frames = encoder.dsl.segment_frames
     seg_samples = seg_frames * encoder.hop
     layouts = {
-        "b60": torch.randn(args.seconds, 1, seg_samples, generator=torch.Generator().manual_seed(0)),
-        "1x60s": torch.randn(1, 1, args.seconds * seg_samples, generator=torch.Generator().manual_seed(0)),
+        "b60": torch.randn(
+            args.seconds, 1, seg_samples, generator=torch.Generator().manual_seed(0)
+        ),
+        "1x60s": torch.randn(
+            1, 1, args.seconds * seg_samples, generator=torch.Generator().manual_seed(0)
+        ),
     }
     rows = []
     for layout, wav in layouts.items():
@@ -123,14 +138,22 @@ def run(args):
             wall_ratio, mac_ratio = ms / times[0], mac / macs[0]
             predicted = predicted_mac_ratio(costs, share) if mode == "mixed" else mac_ratio
             saving_share = (
-                (1 - wall_ratio) / (1 - predicted) if mode == "mixed" and predicted < 0.999 else None
+                (1 - wall_ratio) / (1 - predicted)
+                if mode == "mixed" and predicted < 0.999
+                else None
             )
-            rows.append({
-                "layout": layout, "mode": mode, "light_share": share,
-                "wall_ms": round(ms, 2), "wall_ratio": round(wall_ratio, 4),
-                "mac_ratio": round(mac_ratio, 4), "predicted_mac_ratio": round(predicted, 4),
-                "saving_vs_predicted": None if saving_share is None else round(saving_share, 3),
-            })
+            rows.append(
+                {
+                    "layout": layout,
+                    "mode": mode,
+                    "light_share": share,
+                    "wall_ms": round(ms, 2),
+                    "wall_ratio": round(wall_ratio, 4),
+                    "mac_ratio": round(mac_ratio, 4),
+                    "predicted_mac_ratio": round(predicted, 4),
+                    "saving_vs_predicted": None if saving_share is None else round(saving_share, 3),
+                }
+            )
     allocator = {k: os.environ.get(k) for k in TUNED_MALLOC}
     return rows, allocator, costs
 
@@ -152,20 +175,27 @@ def placement_rows(args):
     for split, overrides in read_placements(args.placements).items():
         encoder = load_encoder(args.model, overrides)[0].eval()
         encoders[split] = (encoder, part_costs(encoder))
-        fns += [lambda e=encoder: e(wav, None, torch.zeros_like(route)),
-                lambda e=encoder: e(wav, None, route)]
+        fns += [
+            lambda e=encoder: e(wav, None, torch.zeros_like(route)),
+            lambda e=encoder: e(wav, None, route),
+        ]
     with torch.no_grad():
         times = interleaved_median_ms(fns, args.repeats)
     rows = []
-    for i, (split, (encoder, costs)) in enumerate(encoders.items()):
+    for i, (split, (_, costs)) in enumerate(encoders.items()):
         full_ms, mixed_ms = times[2 * i], times[2 * i + 1]
         p = costs["params"]
-        rows.append({
-            "split_after": split, "base_params": p["base"],
-            "light_params_ratio": p["full_tail"] / p["light_tail"],
-            "light_macs_ratio": costs["macs_per_second"]["full_tail"] / costs["macs_per_second"]["light_tail"],
-            "wall_ratio_80": mixed_ms / full_ms, "mac_ratio_80": predicted_mac_ratio(costs, 0.8),
-        })
+        rows.append(
+            {
+                "split_after": split,
+                "base_params": p["base"],
+                "light_params_ratio": p["full_tail"] / p["light_tail"],
+                "light_macs_ratio": costs["macs_per_second"]["full_tail"]
+                / costs["macs_per_second"]["light_tail"],
+                "wall_ratio_80": mixed_ms / full_ms,
+                "mac_ratio_80": predicted_mac_ratio(costs, 0.8),
+            }
+        )
     return rows
 
 
@@ -177,23 +207,39 @@ def main(argv=None):
         print(json.dumps(rows, indent=2))
         return 0
     placements = [] if args.no_placements else placement_rows(args)
-    alloc = ", ".join(f"{k}={v}" for k, v in allocator.items()) if any(allocator.values()) else "glibc defaults"
-    print(f"DSL encoder routing benchmark: 1 thread, {args.seconds} s of audio, "
-          f"median of {args.repeats}; allocator: {alloc}")
-    print(f"{'layout':<7}{'mode':<7}{'light':>6}{'wall ms':>9}{'wall/full':>10}"
-          f"{'MAC/full':>9}{'MAC pred':>9}{'saving/pred':>12}")
+    alloc = (
+        ", ".join(f"{k}={v}" for k, v in allocator.items())
+        if any(allocator.values())
+        else "glibc defaults"
+    )
+    print(
+        f"DSL encoder routing benchmark: 1 thread, {args.seconds} s of audio, "
+        f"median of {args.repeats}; allocator: {alloc}"
+    )
+    print(
+        f"{'layout':<7}{'mode':<7}{'light':>6}{'wall ms':>9}{'wall/full':>10}"
+        f"{'MAC/full':>9}{'MAC pred':>9}{'saving/pred':>12}"
+    )
     for r in rows:
         saving = "" if r["saving_vs_predicted"] is None else f"{r['saving_vs_predicted']:.2f}"
-        print(f"{r['layout']:<7}{r['mode']:<7}{r['light_share']:>6.1f}{r['wall_ms']:>9.1f}"
-              f"{r['wall_ratio']:>10.3f}{r['mac_ratio']:>9.3f}{r['predicted_mac_ratio']:>9.3f}{saving:>12}")
+        print(
+            f"{r['layout']:<7}{r['mode']:<7}{r['light_share']:>6.1f}{r['wall_ms']:>9.1f}"
+            f"{r['wall_ratio']:>10.3f}{r['mac_ratio']:>9.3f}{r['predicted_mac_ratio']:>9.3f}{saving:>12}"
+        )
     if placements:
-        print("\nDSL placement, b60, mixed at 80% light vs mixed at 0% (same switch and mask cost):")
-        print(f"{'split after':<13}{'base params':>12}{'full/light params':>19}{'full/light MACs':>17}"
-              f"{'wall 80%':>10}{'MAC 80%':>9}")
+        print(
+            "\nDSL placement, b60, mixed at 80% light vs mixed at 0% (same switch and mask cost):"
+        )
+        print(
+            f"{'split after':<13}{'base params':>12}{'full/light params':>19}{'full/light MACs':>17}"
+            f"{'wall 80%':>10}{'MAC 80%':>9}"
+        )
         for r in placements:
             name = "first conv" if r["split_after"] == 0 else f"block {r['split_after']}"
-            print(f"{name:<13}{r['base_params']:>12,}{r['light_params_ratio']:>18.1f}x"
-                  f"{r['light_macs_ratio']:>16.1f}x{r['wall_ratio_80']:>10.3f}{r['mac_ratio_80']:>9.3f}")
+            print(
+                f"{name:<13}{r['base_params']:>12,}{r['light_params_ratio']:>18.1f}x"
+                f"{r['light_macs_ratio']:>16.1f}x{r['wall_ratio_80']:>10.3f}{r['mac_ratio_80']:>9.3f}"
+            )
     return 0
 
 

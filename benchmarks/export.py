@@ -47,10 +47,17 @@ def main(argv=None):
     session = onnxruntime.InferenceSession(str(path), options)
     rows = []
     for name, threshold in (("all full", -1e9), ("median", median), ("all light", 1e9)):
-        feed = {"segments": wav.numpy(), "threshold": np.array(threshold, np.float32),
-                "context": np.zeros((60, 1, 0), np.float32), "lengths": np.ones(60, np.float32)}
+        feed = {
+            "segments": wav.numpy(),
+            "threshold": np.array(threshold, np.float32),
+            "context": np.zeros((60, 1, 0), np.float32),
+            "lengths": np.ones(60, np.float32),
+        }
         thr = torch.tensor(threshold)
-        runs = {"pytorch": lambda: model(wav, thr), "onnxruntime": lambda: session.run(None, feed)}
+        runs = {
+            "pytorch": lambda thr=thr: model(wav, thr),
+            "onnxruntime": lambda feed=feed: session.run(None, feed),
+        }
         times = {k: [] for k in runs}
         with torch.no_grad():
             for fn in runs.values():
@@ -62,16 +69,25 @@ def main(argv=None):
                     times[k].append(time.perf_counter() - start)
             light = float((model(wav, thr)[2] < thr).float().mean())
         pt, ort = (1000 * statistics.median(times[k]) for k in ("pytorch", "onnxruntime"))
-        rows.append({"routing": name, "light_share": light, "pytorch_ms": pt,
-                     "onnxruntime_ms": ort, "ratio": ort / pt})
+        rows.append(
+            {
+                "routing": name,
+                "light_share": light,
+                "pytorch_ms": pt,
+                "onnxruntime_ms": ort,
+                "ratio": ort / pt,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"Exported encoder + tokens, 60 x 1 s, 1 thread, median of {args.repeats}")
     print(f"{'routing':<11}{'light':>7}{'PyTorch ms':>12}{'ORT ms':>9}{'ORT/PyTorch':>13}")
     for r in rows:
-        print(f"{r['routing']:<11}{r['light_share']:>7.0%}{r['pytorch_ms']:>12.1f}"
-              f"{r['onnxruntime_ms']:>9.1f}{r['ratio']:>13.2f}")
+        print(
+            f"{r['routing']:<11}{r['light_share']:>7.0%}{r['pytorch_ms']:>12.1f}"
+            f"{r['onnxruntime_ms']:>9.1f}{r['ratio']:>13.2f}"
+        )
     return 0
 
 

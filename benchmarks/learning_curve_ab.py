@@ -66,8 +66,10 @@ def validate(brain, valid):
     tokens, _ = codec.encode(wav)
     wav_hat = codec.decode(tokens)[..., : wav.shape[-1]].squeeze(1)
     codec.train()
-    return {"mel": float(mel_distance(wav_hat, wav).mean()),
-            "lsd": float(mel_distance(wav_hat, wav, n_mels=None).mean())}
+    return {
+        "mel": float(mel_distance(wav_hat, wav).mean()),
+        "lsd": float(mel_distance(wav_hat, wav, n_mels=None).mean()),
+    }
 
 
 def main(argv=None):
@@ -88,10 +90,16 @@ def main(argv=None):
     files = [str(p) for s in args.train_subsets for p in sorted((root / s).rglob("*.wav"))]
     valid_files = [p for s in args.valid_subsets for p in sorted((root / s).rglob("*.wav"))]
     if not files or not valid_files:
-        raise SystemExit(f"error: no wavs under {root} for {args.train_subsets} / {args.valid_subsets}")
+        raise SystemExit(
+            f"error: no wavs under {root} for {args.train_subsets} / {args.valid_subsets}"
+        )
     pick = random.Random(0).sample(valid_files, min(args.valid_utterances, len(valid_files)))
-    valid = torch.stack([torch.nn.functional.pad(a, (0, 4 * SAMPLE_RATE - len(a)))
-                         for a in (read(p, 4.0) for p in pick)])
+    valid = torch.stack(
+        [
+            torch.nn.functional.pad(a, (0, 4 * SAMPLE_RATE - len(a)))
+            for a in (read(p, 4.0) for p in pick)
+        ]
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
@@ -102,28 +110,42 @@ def main(argv=None):
             data = batches(files, args.batch, 1.0, seed)
             for step in range(1, args.steps + 1):
                 wav = next(data)
-                for config, brain in brains.items():
+                for brain in brains.values():
                     torch.manual_seed(seed * 100003 + step)  # same gains and dropout draws
                     brain.fit_batch(SimpleNamespace(sig=(wav, torch.ones(len(wav)))))
                 if step % args.every == 0:
                     for config, brain in brains.items():
-                        rows.append({"seed": seed, "step": step, "config": config,
-                                     **validate(brain, valid)})
-                    print(f"seed {seed} step {step}: " + ", ".join(
-                        f"{r['config']} mel {r['mel']:.3f} lsd {r['lsd']:.3f}"
-                        for r in rows[-2:]), file=sys.stderr, flush=True)
+                        rows.append(
+                            {"seed": seed, "step": step, "config": config, **validate(brain, valid)}
+                        )
+                    print(
+                        f"seed {seed} step {step}: "
+                        + ", ".join(
+                            f"{r['config']} mel {r['mel']:.3f} lsd {r['lsd']:.3f}"
+                            for r in rows[-2:]
+                        ),
+                        file=sys.stderr,
+                        flush=True,
+                    )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"codec_{args.model}.yaml, batch {args.batch} x 1 s, seeds {args.seeds}: "
-          f"validation distance (full pass, {len(pick)} utterances x 4 s), mean over seeds")
+    print(
+        f"codec_{args.model}.yaml, batch {args.batch} x 1 s, seeds {args.seeds}: "
+        f"validation distance (full pass, {len(pick)} utterances x 4 s), mean over seeds"
+    )
     print("| step | previous mel | default mel | previous LSD | default LSD |")
     print("|---|---|---|---|---|")
     for step in sorted({r["step"] for r in rows}):
-        mean = {(c, m): statistics.mean(r[m] for r in rows if r["step"] == step and r["config"] == c)
-                for c in ("previous", "default") for m in ("mel", "lsd")}
-        print(f"| {step} | {mean['previous', 'mel']:.3f} | {mean['default', 'mel']:.3f} | "
-              f"{mean['previous', 'lsd']:.3f} | {mean['default', 'lsd']:.3f} |")
+        mean = {
+            (c, m): statistics.mean(r[m] for r in rows if r["step"] == step and r["config"] == c)
+            for c in ("previous", "default")
+            for m in ("mel", "lsd")
+        }
+        print(
+            f"| {step} | {mean['previous', 'mel']:.3f} | {mean['default', 'mel']:.3f} | "
+            f"{mean['previous', 'lsd']:.3f} | {mean['default', 'lsd']:.3f} |"
+        )
     return 0
 
 

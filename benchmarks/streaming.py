@@ -53,21 +53,27 @@ def main(argv=None):
             start = time.perf_counter()
             stream.flush()
             total += time.perf_counter() - start
-            rows.append({
-                "mode": mode, "chunk_ms": chunk_ms, "rtf": total / args.seconds,
-                "segment_push_ms_median": 1000 * statistics.median(busy),
-                "segment_push_ms_max": 1000 * max(busy),
-                "light_share": sum(stream.routes) / len(stream.routes),
-            })
+            rows.append(
+                {
+                    "mode": mode,
+                    "chunk_ms": chunk_ms,
+                    "rtf": total / args.seconds,
+                    "segment_push_ms_median": 1000 * statistics.median(busy),
+                    "segment_push_ms_max": 1000 * max(busy),
+                    "light_share": sum(stream.routes) / len(stream.routes),
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"StreamingEncoder, 1 thread, {args.seconds} s of audio, 1-s routing segments")
     print(f"{'mode':<7}{'chunk':>7}{'RTF':>9}{'segment push ms (median / max)':>33}{'light':>7}")
     for r in rows:
-        print(f"{r['mode']:<7}{r['chunk_ms']:>5}ms{r['rtf']:>9.4f}"
-              f"{r['segment_push_ms_median']:>20.2f} / {r['segment_push_ms_max']:<10.2f}"
-              f"{r['light_share']:>7.0%}")
+        print(
+            f"{r['mode']:<7}{r['chunk_ms']:>5}ms{r['rtf']:>9.4f}"
+            f"{r['segment_push_ms_median']:>20.2f} / {r['segment_push_ms_max']:<10.2f}"
+            f"{r['light_share']:>7.0%}"
+        )
     return 0
 
 

@@ -49,8 +49,17 @@ PREVIOUS = {
     "adversarial_start_step": 2000,
     "gain": None,
     "rvq_dead_code_usage": None,
-    "loss_weights": {"mel": 1.0, "stft": 0.0, "level": 0.0, "commitment": 1.0, "adversarial": 1.0,
-                     "feature": 10.0, "dsl_compression": 1e-4, "dsl_switch": 1.0, "dsl_light": 1.0},
+    "loss_weights": {
+        "mel": 1.0,
+        "stft": 0.0,
+        "level": 0.0,
+        "commitment": 1.0,
+        "adversarial": 1.0,
+        "feature": 10.0,
+        "dsl_compression": 1e-4,
+        "dsl_switch": 1.0,
+        "dsl_light": 1.0,
+    },
 }
 
 
@@ -60,13 +69,17 @@ def build(config, model, precision, out):
     if config == "previous":
         overrides.update(PREVIOUS)
         if model == "baseline":
-            overrides["loss_weights"] = {k: v for k, v in PREVIOUS["loss_weights"].items()
-                                         if not k.startswith("dsl")}
+            overrides["loss_weights"] = {
+                k: v for k, v in PREVIOUS["loss_weights"].items() if not k.startswith("dsl")
+            }
     torch.manual_seed(0)
     with open(RECIPE / "hparams" / f"codec_{model}.yaml") as f:
         hparams = load_hyperpyyaml(f, overrides)
-    brain = CodecBrain(modules=hparams["modules"], hparams=hparams,
-                       run_opts={"device": "cpu", "precision": precision})
+    brain = CodecBrain(
+        modules=hparams["modules"],
+        hparams=hparams,
+        run_opts={"device": "cpu", "precision": precision},
+    )
     brain.init_optimizers()
     brain.optimizer_step = 0
     brain.term_sums, brain.term_counts = {}, {}
@@ -108,8 +121,11 @@ def breakdown(brain, wav, lens):
         (codec.decoder(emb) ** 2).mean().backward()
 
     def losses():
-        (brain.modules.mel_loss(fake, wav) + brain.modules.stft_loss(fake, wav)
-         + brain.modules.level_loss(fake, wav)).backward()
+        (
+            brain.modules.mel_loss(fake, wav)
+            + brain.modules.stft_loss(fake, wav)
+            + brain.modules.level_loss(fake, wav)
+        ).backward()
 
     def discriminator():
         hp.gan_loss.discriminator_loss(fake, wav).backward()
@@ -117,23 +133,29 @@ def breakdown(brain, wav, lens):
         (adversarial + feature).backward()
 
     with brain.training_ctx:
-        for name, fn in (("encoder", encoder), ("decoder", decoder), ("losses", losses),
-                         ("discriminator", discriminator)):
+        for name, fn in (
+            ("encoder", encoder),
+            ("decoder", decoder),
+            ("losses", losses),
+            ("discriminator", discriminator),
+        ):
             parts[name] = timed(fn)
     return parts
 
 
 def compare_variants(args):
     """Generator/GAN step seconds of the default configuration under CPU settings."""
-    wav = 0.1 * torch.randn(args.batch, int(16000 * args.seconds),
-                            generator=torch.Generator().manual_seed(0))
+    wav = 0.1 * torch.randn(
+        args.batch, int(16000 * args.seconds), generator=torch.Generator().manual_seed(0)
+    )
     batch = SimpleNamespace(sig=(wav, torch.ones(args.batch)))
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
         brains = {}
         for variant in args.variants:
-            brain = build("default", args.model, "bf16" if variant == "bf16" else "fp32",
-                          Path(tmp) / variant)
+            brain = build(
+                "default", args.model, "bf16" if variant == "bf16" else "fp32", Path(tmp) / variant
+            )
             if variant == "compile":
                 brain.modules.codec = torch.compile(brain.modules.codec)
             brains[variant] = brain
@@ -147,16 +169,27 @@ def compare_variants(args):
                 torch.set_num_threads(threads[variant])
                 for kind in ("generator", "gan"):
                     times.setdefault((variant, kind), []).append(
-                        timed(lambda: step(brain, batch, kind == "gan")))
-    rows = [{"config": "default", "variant": v, "step": k, "seconds": statistics.median(t),
-             "model": args.model, "batch": f"{args.batch} x {args.seconds:g} s"}
-            for (v, k), t in times.items()]
+                        timed(lambda brain=brain, kind=kind: step(brain, batch, kind == "gan"))
+                    )
+    rows = [
+        {
+            "config": "default",
+            "variant": v,
+            "step": k,
+            "seconds": statistics.median(t),
+            "model": args.model,
+            "batch": f"{args.batch} x {args.seconds:g} s",
+        }
+        for (v, k), t in times.items()
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     reference = args.variants[0]
-    print(f"default codec_{args.model}.yaml, batch {args.batch} x {args.seconds:g} s, median of "
-          f"{args.repeats} steps; ratios against {reference}")
+    print(
+        f"default codec_{args.model}.yaml, batch {args.batch} x {args.seconds:g} s, median of "
+        f"{args.repeats} steps; ratios against {reference}"
+    )
     print("| variant | generator step (s) | GAN step (s) | generator ratio | GAN ratio |")
     print("|---|---|---|---|---|")
     for variant in args.variants:
@@ -175,8 +208,9 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--configs", nargs="+", choices=("previous", "default"),
-                        default=["previous", "default"])
+    parser.add_argument(
+        "--configs", nargs="+", choices=("previous", "default"), default=["previous", "default"]
+    )
     parser.add_argument("--variants", nargs="+", choices=("fp32", "bf16", "threads2", "compile"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -198,28 +232,43 @@ def main(argv=None):
             for config, brain in brains.items():
                 for kind in ("generator", "gan"):
                     times.setdefault((config, kind), []).append(
-                        timed(lambda: step(brain, batch, kind == "gan")))
+                        timed(lambda brain=brain, kind=kind: step(brain, batch, kind == "gan"))
+                    )
         for config, brain in brains.items():
             parts[config] = breakdown(brain, wav[:, None], lens)
     for (config, kind), values in times.items():
-        rows.append({"config": config, "step": kind, "seconds": statistics.median(values),
-                     "model": args.model, "precision": args.precision, "threads": args.threads,
-                     "batch": f"{args.batch} x {args.seconds:g} s",
-                     **({"breakdown": parts[config]} if kind == "gan" else {})})
+        rows.append(
+            {
+                "config": config,
+                "step": kind,
+                "seconds": statistics.median(values),
+                "model": args.model,
+                "precision": args.precision,
+                "threads": args.threads,
+                "batch": f"{args.batch} x {args.seconds:g} s",
+                **({"breakdown": parts[config]} if kind == "gan" else {}),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"codec_{args.model}.yaml, batch {args.batch} x {args.seconds:g} s, {args.precision}, "
-          f"{args.threads} thread(s), median of {args.repeats} steps")
-    print(f"| config | generator step (s) | GAN step (s) | GAN / generator | "
-          f"encoder | decoder | losses | discriminator |")
+    print(
+        f"codec_{args.model}.yaml, batch {args.batch} x {args.seconds:g} s, {args.precision}, "
+        f"{args.threads} thread(s), median of {args.repeats} steps"
+    )
+    print(
+        "| config | generator step (s) | GAN step (s) | GAN / generator | "
+        "encoder | decoder | losses | discriminator |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for config in configs:
         g, d = times[config, "generator"], times[config, "gan"]
         g, d = statistics.median(g), statistics.median(d)
         p = parts[config]
-        print(f"| {config} | {g:.2f} | {d:.2f} | {d / g:.2f}x | {p['encoder']:.2f} | "
-              f"{p['decoder']:.2f} | {p['losses']:.2f} | {p['discriminator']:.2f} |")
+        print(
+            f"| {config} | {g:.2f} | {d:.2f} | {d / g:.2f}x | {p['encoder']:.2f} | "
+            f"{p['decoder']:.2f} | {p['losses']:.2f} | {p['discriminator']:.2f} |"
+        )
     if len(configs) == 2:
         prev, new = (statistics.median(times[c, "gan"]) for c in configs)
         print(f"GAN step: default is {prev / new:.2f}x cheaper than previous")

@@ -41,20 +41,31 @@ MOVED_MODULES = {
 
 # (old module, name) -> new module
 MOVED_NAMES = {
-    **{("speechbrain_dsl.nnet.dsl", n): "speechbrain_dsl.nnet.segments"
-       for n in ("length_mask", "segment_mean")},
-    **{("speechbrain_dsl.nnet.dsl", n): "speechbrain_dsl.nnet.gated_compression"
-       for n in ("GatedCompression", "GatedNetwork", "GatedCompressionLoss")},
-    **{("speechbrain_dsl.nnet.conv", n): "speechbrain_dsl.lobes.soundstream"
-       for n in ("ResidualUnit", "EncoderBlock", "DecoderBlock", "ELUConv")},
-    **{("speechbrain_dsl.lobes.soundstream", n): "speechbrain_dsl.lobes.discriminators"
-       for n in ("WaveformDiscriminator", "STFTDiscriminator", "SoundStreamDiscriminator")},
+    **{
+        ("speechbrain_dsl.nnet.dsl", n): "speechbrain_dsl.nnet.segments"
+        for n in ("length_mask", "segment_mean")
+    },
+    **{
+        ("speechbrain_dsl.nnet.dsl", n): "speechbrain_dsl.nnet.gated_compression"
+        for n in ("GatedCompression", "GatedNetwork", "GatedCompressionLoss")
+    },
+    **{
+        ("speechbrain_dsl.nnet.conv", n): "speechbrain_dsl.lobes.soundstream"
+        for n in ("ResidualUnit", "EncoderBlock", "DecoderBlock", "ELUConv")
+    },
+    **{
+        ("speechbrain_dsl.lobes.soundstream", n): "speechbrain_dsl.lobes.discriminators"
+        for n in ("WaveformDiscriminator", "STFTDiscriminator", "SoundStreamDiscriminator")
+    },
 }
 
 
 def _warn(old, new):
-    warnings.warn(f"{old} moved to {new}; the old path goes in the next release",
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{old} moved to {new}; the old path goes in the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def moved_attribute(module, name):

@@ -16,7 +16,7 @@ def speechy(seconds: float, seed: int, rate: int = 16000) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     wav = torch.randn(int(seconds * rate), generator=gen) * 0.003
     for start in range(0, wav.numel() - rate, 2 * rate):
-        wav[start: start + rate] *= 100
+        wav[start : start + rate] *= 100
     return wav
 
 

@@ -37,29 +37,46 @@ def test_look_alike_set_has_the_audioset_csv_format_and_clip_names(audioset):
 
 
 def test_silence_clips_are_quiet_and_speech_clips_are_not(tmp_path, audioset):
-    counts = prepare_audioset(audioset / "eval_segments.csv", audioset / "class_labels_indices.csv",
-                              audioset / "audio", tmp_path / "m.json")
+    counts = prepare_audioset(
+        audioset / "eval_segments.csv",
+        audioset / "class_labels_indices.csv",
+        audioset / "audio",
+        tmp_path / "m.json",
+    )
     entries = json.loads((tmp_path / "m.json").read_text())
     levels = {"speech": [], "silence": []}
     for entry in entries.values():
         audio, _ = sf.read(entry["wav"])
         levels[entry["label"]].append(20 * np.log10(np.sqrt(np.mean(audio**2)) + 1e-9))
     assert max(levels["silence"]) < -38 < min(levels["speech"])
-    assert counts == {"speech": 6, "silence": 6, "missing": 2, "malformed": 0, "ambiguous": 0,
-                      "other": 3}
+    assert counts == {
+        "speech": 6,
+        "silence": 6,
+        "missing": 2,
+        "malformed": 0,
+        "ambiguous": 0,
+        "other": 3,
+    }
 
 
 def test_prepare_skips_and_counts_missing_malformed_and_ambiguous_rows(tmp_path, audioset):
     csv = tmp_path / "segments.csv"
     good = (audioset / "eval_segments.csv").read_text().splitlines()
-    csv.write_text("\n".join(good + [
-        "broken line without fields",
-        'abcdefghijk, 10.000, notanumber, "/m/09x0r"',
-        'zzzzzzzzzzz, 5.000, 15.000, "/m/09x0r,/m/028v0c"',
-        'yyyyyyyyyyy, 5.000, 15.000, "/m/09x0r"',
-    ]) + "\n")
-    counts = prepare_audioset(csv, audioset / "class_labels_indices.csv", audioset / "audio",
-                              tmp_path / "m.json")
+    csv.write_text(
+        "\n".join(
+            good
+            + [
+                "broken line without fields",
+                'abcdefghijk, 10.000, notanumber, "/m/09x0r"',
+                'zzzzzzzzzzz, 5.000, 15.000, "/m/09x0r,/m/028v0c"',
+                'yyyyyyyyyyy, 5.000, 15.000, "/m/09x0r"',
+            ]
+        )
+        + "\n"
+    )
+    counts = prepare_audioset(
+        csv, audioset / "class_labels_indices.csv", audioset / "audio", tmp_path / "m.json"
+    )
     assert counts["malformed"] == 2 and counts["ambiguous"] == 1 and counts["missing"] == 3
     entries = json.loads((tmp_path / "m.json").read_text())
     assert len(entries) == 12 and {e["label"] for e in entries.values()} == {"speech", "silence"}
@@ -71,7 +88,9 @@ def test_prepare_errors_name_what_is_wrong(tmp_path, audioset):
     with pytest.raises(ValueError, match="segments CSV not found: .*nope.csv"):
         prepare_audioset(tmp_path / "nope.csv", labels, audio, tmp_path / "m.json")
     with pytest.raises(ValueError, match="audio folder does not exist"):
-        prepare_audioset(audioset / "eval_segments.csv", labels, tmp_path / "none", tmp_path / "m.json")
+        prepare_audioset(
+            audioset / "eval_segments.csv", labels, tmp_path / "none", tmp_path / "m.json"
+        )
     no_silence = tmp_path / "labels.csv"
     no_silence.write_text('index,mid,display_name\n0,/m/09x0r,"Speech"\n')
     with pytest.raises(ValueError, match="no Silence class"):

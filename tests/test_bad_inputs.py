@@ -96,7 +96,9 @@ def linear_ckpt(tmp_path):
 
 def test_empty_state_dict_is_refused_naming_file_and_keys(tmp_path):
     torch.save({}, tmp_path / "codec.ckpt")
-    with pytest.raises(ValueError, match=r"codec.ckpt does not fit Linear: 2 missing key\(s\) \(weight, bias\)"):
+    with pytest.raises(
+        ValueError, match=r"codec.ckpt does not fit Linear: 2 missing key\(s\) \(weight, bias\)"
+    ):
         load_state_strict(torch.nn.Linear(3, 2), tmp_path / "codec.ckpt")
 
 
@@ -118,7 +120,9 @@ def test_non_finite_weights_are_refused_naming_the_tensor(linear_ckpt, value):
     state = torch.load(linear_ckpt, weights_only=True)
     state["bias"][0] = value
     torch.save(state, linear_ckpt)
-    with pytest.raises(ValueError, match=r"layer.ckpt .*NaN or infinite values in 1 tensor\(s\) \(bias\)"):
+    with pytest.raises(
+        ValueError, match=r"layer.ckpt .*NaN or infinite values in 1 tensor\(s\) \(bias\)"
+    ):
         load_state_strict(torch.nn.Linear(3, 2), linear_ckpt)
 
 
@@ -211,7 +215,9 @@ def test_packaged_folder_with_another_models_weights_is_refused(tmp_path):
     folder = packaged_copy(tmp_path)
     shutil.copy(PRETRAINED / "baseline-codec-16k" / "codec.ckpt", folder / "codec.ckpt")
     write_manifest(folder, ["codec.ckpt", "hyperparams.yaml"])
-    with pytest.raises(ValueError, match=r"codec.ckpt does not fit DSLCodec: \d+ missing key.*encoder\."):
+    with pytest.raises(
+        ValueError, match=r"codec.ckpt does not fit DSLCodec: \d+ missing key.*encoder\."
+    ):
         DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder))
 
 
@@ -320,7 +326,9 @@ def test_read_text_and_read_json_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"list .*latin1.txt is not UTF-8 text \(line 1, byte 3"):
         read_text(tmp_path / "latin1.txt", "list")
     (tmp_path / "list.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="manifest .*list.json holds a JSON list, expected a JSON object"):
+    with pytest.raises(
+        ValueError, match="manifest .*list.json holds a JSON list, expected a JSON object"
+    ):
         read_json(tmp_path / "list.json", "manifest", expect=dict)
 
 
@@ -343,7 +351,9 @@ def libritts(tmp_path):
     root = tmp_path / "LibriTTS"
     for subset, speaker in (("train-clean-100", "19"), ("dev-clean", "84"), ("test-clean", "61")):
         for utt in range(2):
-            wav = tone(root / subset / speaker / "198" / f"{speaker}_198_000000_00000{utt}.wav", rate=24000)
+            wav = tone(
+                root / subset / speaker / "198" / f"{speaker}_198_000000_00000{utt}.wav", rate=24000
+            )
             wav.with_suffix(".normalized.txt").write_text("Hello there.")
     return root
 
@@ -365,9 +375,12 @@ def test_libritts_prepare_reports_bad_files_of_train_and_test_together(libritts,
     # one check of every split, then one error: fixing train must not reveal test's
     train = empty_wav(libritts / "train-clean-100" / "19" / "198" / "19_198_000000_000009.wav")
     test = truncate(libritts / "test-clean" / "61" / "198" / "61_198_000000_000001.wav")
-    with pytest.raises(ValueError, match=r"^2 bad audio files in the LibriTTS subsets \(train "
-                                         r"\['train-clean-100'\], valid \['dev-clean'\], test "
-                                         r"\['test-clean'\]\)") as raised:
+    with pytest.raises(
+        ValueError,
+        match=r"^2 bad audio files in the LibriTTS subsets \(train "
+        r"\['train-clean-100'\], valid \['dev-clean'\], test "
+        r"\['test-clean'\]\)",
+    ) as raised:
         prepare_libritts(libritts, tmp_path / "m")
     assert f"empty audio file {train}" in str(raised.value)
     assert f"truncated audio file {test}" in str(raised.value)
@@ -384,7 +397,10 @@ def test_libritts_skip_bad_audio_leaves_bad_files_out_with_a_warning(libritts, t
 
 def test_libritts_refuses_a_file_name_that_is_not_utf8(libritts, tmp_path):
     badly_named_tone(libritts / "train-clean-100" / "19" / "198")
-    with pytest.raises(ValueError, match=r"badly named audio file .*/caf\\udce9\.wav \(the name is not valid UTF-8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"badly named audio file .*/caf\\udce9\.wav \(the name is not valid UTF-8\)",
+    ):
         prepare_libritts(libritts, tmp_path / "m")
 
 
@@ -396,12 +412,17 @@ def test_libritts_names_a_transcript_that_is_not_utf8(libritts, tmp_path):
 
 
 @pytest.mark.parametrize("broken", ["opt_libritts_prepare.json", "valid.json"])
-def test_libritts_rebuilds_an_option_file_or_manifest_that_does_not_parse(libritts, tmp_path, caplog, broken):
+def test_libritts_rebuilds_an_option_file_or_manifest_that_does_not_parse(
+    libritts, tmp_path, caplog, broken
+):
     paths = prepare_libritts(libritts, tmp_path / "m")
     (tmp_path / "m" / broken).write_text('{"truncated": ')
     with caplog.at_level(logging.WARNING):
         prepare_libritts(libritts, tmp_path / "m")
-    assert f"{tmp_path / 'm' / broken} is not valid JSON" in caplog.text and "rebuilding" in caplog.text
+    assert (
+        f"{tmp_path / 'm' / broken} is not valid JSON" in caplog.text
+        and "rebuilding" in caplog.text
+    )
     assert len(read_json(paths["valid"], expect=dict)) == 2
     assert isinstance(read_json(tmp_path / "m" / "opt_libritts_prepare.json"), dict)
 
@@ -414,7 +435,8 @@ def audioset(tmp_path):
     folder = tmp_path / "as"
     (folder / "audio").mkdir(parents=True)
     (folder / "labels.csv").write_text(
-        'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/028v0c,"Silence"\n')
+        'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/028v0c,"Silence"\n'
+    )
     rows = ["# header", "# header", "# YTID, start_seconds, end_seconds, positive_labels"]
     for i, mid in enumerate(["/m/09x0r", "/m/028v0c"] * 2):
         ytid = f"clip{i:07d}"
@@ -425,8 +447,13 @@ def audioset(tmp_path):
 
 
 def _prepare_audioset(folder, **kwargs):
-    return prepare_audioset(folder / "segments.csv", folder / "labels.csv", folder / "audio",
-                            folder / "m.json", **kwargs)
+    return prepare_audioset(
+        folder / "segments.csv",
+        folder / "labels.csv",
+        folder / "audio",
+        folder / "m.json",
+        **kwargs,
+    )
 
 
 def test_audioset_refuses_a_zero_sample_clip_naming_it(audioset):
@@ -465,8 +492,11 @@ def test_routing_evaluation_refuses_a_zero_sample_clip_in_an_old_manifest(tmp_pa
     from evaluate import load_clips
 
     good, bad = tone(tmp_path / "good.wav"), empty_wav(tmp_path / "bad.wav")
-    (tmp_path / "manifest.json").write_text(json.dumps({
-        "a": {"wav": str(good), "label": "speech"}, "b": {"wav": str(bad), "label": "silence"}}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps(
+            {"a": {"wav": str(good), "label": "speech"}, "b": {"wav": str(bad), "label": "silence"}}
+        )
+    )
     with pytest.raises(ValueError, match=f"empty audio file {bad}"):
         load_clips(tmp_path / "manifest.json", 16000, 1.0, 10, 0)
 
@@ -495,13 +525,17 @@ def test_speech_commands_refuses_a_header_only_wav_naming_it(commands, tmp_path)
 def test_speech_commands_refuses_a_self_referencing_symlink_naming_it(commands, tmp_path):
     loop = commands / "yes" / "cafecafe_nohash_0.wav"
     loop.symlink_to(loop)
-    with pytest.raises(ValueError, match=f"unreadable audio file {loop} \\(.*(loop|Too many levels)"):
+    with pytest.raises(
+        ValueError, match=f"unreadable audio file {loop} \\(.*(loop|Too many levels)"
+    ):
         prepare_speech_commands(commands, tmp_path / "m", task="35")
 
 
 def test_speech_commands_names_a_list_file_that_is_not_utf8(commands, tmp_path):
     (commands / "testing_list.txt").write_bytes(b"no/\xff\xfe_nohash_0.wav\n")
-    with pytest.raises(ValueError, match=f"Speech Commands list {commands / 'testing_list.txt'} is not UTF-8"):
+    with pytest.raises(
+        ValueError, match=f"Speech Commands list {commands / 'testing_list.txt'} is not UTF-8"
+    ):
         prepare_speech_commands(commands, tmp_path / "m", task="35")
 
 
@@ -528,7 +562,9 @@ def libricount(tmp_path):
     for count in range(3):
         for i in range(2):
             wav = tone(folder / f"{count}_{i:04d}.wav")
-            wav.with_suffix(".json").write_text(json.dumps([{"speaker_id": s} for s in range(count)]))
+            wav.with_suffix(".json").write_text(
+                json.dumps([{"speaker_id": s} for s in range(count)])
+            )
     return folder.parent
 
 
@@ -555,11 +591,13 @@ def test_libricount_reports_metadata_problems_and_bad_audio_together(libricount,
         prepare_libricount(libricount, tmp_path / "m.json", folds=2)
     lines = str(raised.value).splitlines()
     assert lines[0] == f"problems in LibriCount {libricount / 'test'} (every file was checked):"
-    assert lines[1].startswith(f"- 1 bad audio file in LibriCount {libricount / 'test'}: "
-                               f"truncated audio file {bad}")
-    assert lines[2:] == [f"- {wrong.with_suffix('.wav')}: the name says 0 speakers but "
-                         f"0_0001.json lists 1",
-                         f"- {missing.with_suffix('.wav')} has no 1_0000.json next to it"]
+    assert lines[1].startswith(
+        f"- 1 bad audio file in LibriCount {libricount / 'test'}: truncated audio file {bad}"
+    )
+    assert lines[2:] == [
+        f"- {wrong.with_suffix('.wav')}: the name says 0 speakers but 0_0001.json lists 1",
+        f"- {missing.with_suffix('.wav')} has no 1_0000.json next to it",
+    ]
     assert not (tmp_path / "m.json").exists()
     with pytest.raises(ValueError) as raised:  # bad audio left out; the metadata still named
         prepare_libricount(libricount, tmp_path / "m.json", folds=2, skip_bad_audio=True)
@@ -569,7 +607,9 @@ def test_libricount_reports_metadata_problems_and_bad_audio_together(libricount,
 def test_libricount_names_metadata_that_does_not_parse_with_its_position(libricount, tmp_path):
     meta = libricount / "test" / "1_0000.json"
     meta.write_text('[{"speaker_id": 1},')
-    with pytest.raises(ValueError, match=f"LibriCount metadata {meta} is not valid JSON \\(line 1, column"):
+    with pytest.raises(
+        ValueError, match=f"LibriCount metadata {meta} is not valid JSON \\(line 1, column"
+    ):
         prepare_libricount(libricount, tmp_path / "m.json", folds=2)
 
 
@@ -583,7 +623,9 @@ def test_libricount_names_metadata_that_is_not_utf8(libricount, tmp_path):
 def test_libricount_names_metadata_of_the_wrong_type(libricount, tmp_path):
     meta = libricount / "test" / "0_0000.json"
     meta.write_text('{"speakers": []}')
-    with pytest.raises(ValueError, match=f"LibriCount metadata {meta}: expected a JSON list .* dict"):
+    with pytest.raises(
+        ValueError, match=f"LibriCount metadata {meta}: expected a JSON list .* dict"
+    ):
         prepare_libricount(libricount, tmp_path / "m.json", folds=2)
 
 
@@ -605,73 +647,128 @@ def codec_recipe():
     return _load_recipe("codec_recipe_train", CODEC_RECIPE / "train.py")
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--number_of_epochs=abc", r"number_of_epochs='abc': expected an integer >= 1"),
-    ("--number_of_epochs=2.5", r"number_of_epochs=2.5: expected an integer >= 1"),
-    ("--number_of_epochs=0", r"number_of_epochs=0: expected an integer >= 1"),
-    ("--lr_generator=abc", r"lr_generator='abc': expected a number > 0"),
-    ("--lr_discriminator=0", r"lr_discriminator=0: expected a number > 0"),
-    ("--lr_generator=.nan", r"lr_generator=nan: expected a number > 0"),
-    ("--batch_size=0", r"batch_size=0: expected an integer >= 1"),
-    ("--valid_batch_size=true", r"valid_batch_size=True: expected an integer >= 1"),
-    ("--train_crop_seconds=0", r"train_crop_seconds=0: expected a number > 0"),
-    ("--valid_max_seconds=-1.0", r"valid_max_seconds=-1.0: expected a number > 0"),
-    ("--target_light_share=2", r"target_light_share=2: expected a number in \(0, 1\)"),
-    ("--target_light_share=0", r"target_light_share=0: expected a number in \(0, 1\)"),
-    ("--adversarial_start_step=-1", r"adversarial_start_step=-1: expected an integer >= 0"),
-    ("--retrofit_distill_steps=-5", r"retrofit_distill_steps=-5: expected an integer >= 0"),
-    ("--loss_weights={mell: 1.0}", r"loss_weights=.*: expected only the terms mel, stft, .* \(unknown: mell\)"),
-    ("--loss_weights={stft: -4.0}", r"loss_weights=.*: expected weights that are each a number >= 0 \(stft: -4.0\)"),
-    ("--level_check_dbfs=[-20.0, 3.0]", r"level_check_dbfs=\[-20.0, 3.0\]: expected a non-empty list of items, each a number <= 0"),
-    ("--valid_visqol=maybe", r"valid_visqol='maybe': expected True or False"),
-    ("--eval_modes=[full, loud]", r"eval_modes=\['full', 'loud'\]: expected a non-empty list of items among full, light, mixed"),
-    ("--lr_decay_per_step=1.5", r"lr_decay_per_step=1.5: expected a number > 0 and <= 1"),
-])
-def test_codec_recipe_refuses_a_bad_hyperparameter_before_writing_anything(codec_recipe, tmp_path, override, message):
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--number_of_epochs=abc", r"number_of_epochs='abc': expected an integer >= 1"),
+        ("--number_of_epochs=2.5", r"number_of_epochs=2.5: expected an integer >= 1"),
+        ("--number_of_epochs=0", r"number_of_epochs=0: expected an integer >= 1"),
+        ("--lr_generator=abc", r"lr_generator='abc': expected a number > 0"),
+        ("--lr_discriminator=0", r"lr_discriminator=0: expected a number > 0"),
+        ("--lr_generator=.nan", r"lr_generator=nan: expected a number > 0"),
+        ("--batch_size=0", r"batch_size=0: expected an integer >= 1"),
+        ("--valid_batch_size=true", r"valid_batch_size=True: expected an integer >= 1"),
+        ("--train_crop_seconds=0", r"train_crop_seconds=0: expected a number > 0"),
+        ("--valid_max_seconds=-1.0", r"valid_max_seconds=-1.0: expected a number > 0"),
+        ("--target_light_share=2", r"target_light_share=2: expected a number in \(0, 1\)"),
+        ("--target_light_share=0", r"target_light_share=0: expected a number in \(0, 1\)"),
+        ("--adversarial_start_step=-1", r"adversarial_start_step=-1: expected an integer >= 0"),
+        ("--retrofit_distill_steps=-5", r"retrofit_distill_steps=-5: expected an integer >= 0"),
+        (
+            "--loss_weights={mell: 1.0}",
+            r"loss_weights=.*: expected only the terms mel, stft, .* \(unknown: mell\)",
+        ),
+        (
+            "--loss_weights={stft: -4.0}",
+            r"loss_weights=.*: expected weights that are each a number >= 0 \(stft: -4.0\)",
+        ),
+        (
+            "--level_check_dbfs=[-20.0, 3.0]",
+            r"level_check_dbfs=\[-20.0, 3.0\]: expected a non-empty list of items, each a number <= 0",
+        ),
+        ("--valid_visqol=maybe", r"valid_visqol='maybe': expected True or False"),
+        (
+            "--eval_modes=[full, loud]",
+            r"eval_modes=\['full', 'loud'\]: expected a non-empty list of items among full, light, mixed",
+        ),
+        ("--lr_decay_per_step=1.5", r"lr_decay_per_step=1.5: expected a number > 0 and <= 1"),
+    ],
+)
+def test_codec_recipe_refuses_a_bad_hyperparameter_before_writing_anything(
+    codec_recipe, tmp_path, override, message
+):
     out = tmp_path / "out"
-    argv = [str(CODEC_RECIPE / "hparams" / "codec_dsl.yaml"), f"--data_folder={tmp_path}",
-            f"--output_folder={out}", override]
+    argv = [
+        str(CODEC_RECIPE / "hparams" / "codec_dsl.yaml"),
+        f"--data_folder={tmp_path}",
+        f"--output_folder={out}",
+        override,
+    ]
     with pytest.raises(ValueError, match=r"bad hyperparameter in .*codec_dsl.yaml .*" + message):
         codec_recipe.main(argv)
     assert not out.exists()  # checked before the experiment folder, the data, the model
 
 
 def test_codec_recipe_names_every_bad_hyperparameter_at_once(codec_recipe, tmp_path):
-    argv = [str(CODEC_RECIPE / "hparams" / "codec_baseline.yaml"), f"--data_folder={tmp_path}",
-            "--number_of_epochs=abc", "--lr_generator=-1e-3"]
-    with pytest.raises(ValueError, match=r"bad hyperparameters in .*codec_baseline.yaml .*"
-                                         r"number_of_epochs='abc'.*; lr_generator=-0.001: expected"):
+    argv = [
+        str(CODEC_RECIPE / "hparams" / "codec_baseline.yaml"),
+        f"--data_folder={tmp_path}",
+        "--number_of_epochs=abc",
+        "--lr_generator=-1e-3",
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"bad hyperparameters in .*codec_baseline.yaml .*"
+        r"number_of_epochs='abc'.*; lr_generator=-0.001: expected",
+    ):
         codec_recipe.main(argv)
 
 
 def test_codec_recipe_refuses_a_crop_shorter_than_the_losses_windows(codec_recipe, tmp_path):
-    argv = [str(CODEC_RECIPE / "hparams" / "codec_dsl.yaml"), f"--data_folder={tmp_path}",
-            f"--output_folder={tmp_path / 'out'}", "--train_crop_seconds=0.05"]
-    with pytest.raises(ValueError, match=r"train_crop_seconds=0.05: expected at least 0.064 s "
-                                         r"\(1025 samples at sample_rate=16000: one codec hop \(320"):
+    argv = [
+        str(CODEC_RECIPE / "hparams" / "codec_dsl.yaml"),
+        f"--data_folder={tmp_path}",
+        f"--output_folder={tmp_path / 'out'}",
+        "--train_crop_seconds=0.05",
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"train_crop_seconds=0.05: expected at least 0.064 s "
+        r"\(1025 samples at sample_rate=16000: one codec hop \(320",
+    ):
         codec_recipe.main(argv)
     assert not (tmp_path / "out" / "manifests").exists()  # before data preparation
 
 
-def test_codec_recipe_refuses_a_batch_larger_than_the_training_set_before_training(libritts, tmp_path):
+def test_codec_recipe_refuses_a_batch_larger_than_the_training_set_before_training(
+    libritts, tmp_path
+):
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "train.py", "hparams/codec_dsl.yaml", f"--data_folder={libritts}",
-         f"--output_folder={out}", "--batch_size=3", "--valid_visqol=False"],
-        cwd=CODEC_RECIPE, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True,
-        text=True, timeout=300)
+        [
+            sys.executable,
+            "train.py",
+            "hparams/codec_dsl.yaml",
+            f"--data_folder={libritts}",
+            f"--output_folder={out}",
+            "--batch_size=3",
+            "--valid_visqol=False",
+        ],
+        cwd=CODEC_RECIPE,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr  # SpeechBrain logs the exception once its log is set up
-    assert re.search(r"ValueError: batch_size=3: expected at most 2, the training utterances per "
-                     r"process \(.*/manifests/train.json holds 2", output), output[-2000:]
+    assert re.search(
+        r"ValueError: batch_size=3: expected at most 2, the training utterances per "
+        r"process \(.*/manifests/train.json holds 2",
+        output,
+    ), output[-2000:]
     assert "batch_size=3: expected at most 2" in (out / "log.txt").read_text()
     assert (out / "manifests" / "train.json").is_file()  # refused after preparing, before training
     assert not (out / "test_metrics.json").exists() and not list((out / "save").glob("CKPT*"))
 
 
 def _dataio_hparams(folder):
-    return {"sample_rate": 16000, "train_crop_seconds": 1.0, "valid_max_seconds": 1.0,
-            "manifest_folder": str(folder)}
+    return {
+        "sample_rate": 16000,
+        "train_crop_seconds": 1.0,
+        "valid_max_seconds": 1.0,
+        "manifest_folder": str(folder),
+    }
 
 
 def test_codec_recipe_names_a_manifest_that_does_not_parse(codec_recipe, libritts, tmp_path):
@@ -687,7 +784,9 @@ def test_codec_recipe_names_a_manifest_entry_without_its_duration(codec_recipe, 
     utt = sorted(entries)[0]
     del entries[utt]["duration"]
     paths["test"].write_text(json.dumps(entries))
-    with pytest.raises(ValueError, match=f"manifest {paths['test']}: entry '{utt}' lacks the field\\(s\\) duration"):
+    with pytest.raises(
+        ValueError, match=f"manifest {paths['test']}: entry '{utt}' lacks the field\\(s\\) duration"
+    ):
         codec_recipe.dataio_prepare(_dataio_hparams(tmp_path / "m"), libritts)
 
 
@@ -695,9 +794,14 @@ def test_codec_recipe_names_a_manifest_entry_without_its_duration(codec_recipe, 
 
 
 def _run_probe(recipe, *args):
-    return subprocess.run([sys.executable, "train.py", "hparams/probe.yaml", *args],
-                          cwd=ROOT / "recipes" / recipe / "probe", capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    return subprocess.run(
+        [sys.executable, "train.py", "hparams/probe.yaml", *args],
+        cwd=ROOT / "recipes" / recipe / "probe",
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=300,
+    )
 
 
 def test_speech_commands_probe_names_a_manifest_that_does_not_parse(tmp_path):
@@ -706,33 +810,50 @@ def test_speech_commands_probe_names_a_manifest_that_does_not_parse(tmp_path):
     for split in ("train", "valid", "test"):
         (out / "manifests" / f"{split}.json").write_text("{}")
     (out / "manifests" / "valid.json").write_text('{"yes_0": {"wav": ')
-    result = _run_probe("SpeechCommands", f"--data_folder={tmp_path}", f"--output_folder={out}",
-                        "--skip_prep=True")
+    result = _run_probe(
+        "SpeechCommands", f"--data_folder={tmp_path}", f"--output_folder={out}", "--skip_prep=True"
+    )
     assert result.returncode != 0
-    assert (f"ValueError: manifest {out / 'manifests' / 'valid.json'} is not valid JSON"
-            in result.stdout + result.stderr)
+    assert (
+        f"ValueError: manifest {out / 'manifests' / 'valid.json'} is not valid JSON"
+        in result.stdout + result.stderr
+    )
 
 
 def test_libricount_probe_names_a_manifest_of_the_wrong_type(tmp_path):
     out = tmp_path / "out"
     (out / "manifests").mkdir(parents=True)
     (out / "manifests" / "libricount.json").write_text("[1, 2]")
-    result = _run_probe("LibriCount", f"--data_folder={tmp_path}", f"--output_folder={out}",
-                        "--skip_prep=True")
+    result = _run_probe(
+        "LibriCount", f"--data_folder={tmp_path}", f"--output_folder={out}", "--skip_prep=True"
+    )
     assert result.returncode != 0
-    assert (f"ValueError: manifest {out / 'manifests' / 'libricount.json'} holds a JSON list, "
-            f"expected a JSON object") in result.stdout + result.stderr
+    assert (
+        f"ValueError: manifest {out / 'manifests' / 'libricount.json'} holds a JSON list, "
+        f"expected a JSON object"
+    ) in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("recipe, override, message", [
-    ("SpeechCommands", "--task=20", r"task=20: expected one of 12, 35, '12', '35'"),
-    ("LibriCount", "--folds=1", r"folds=1: expected an integer >= 2"),
-    ("LibriCount", "--modes=[full, loud]", r"modes=\['full', 'loud'\]: expected a non-empty list of items among"),
-])
+@pytest.mark.parametrize(
+    "recipe, override, message",
+    [
+        ("SpeechCommands", "--task=20", r"task=20: expected one of 12, 35, '12', '35'"),
+        ("LibriCount", "--folds=1", r"folds=1: expected an integer >= 2"),
+        (
+            "LibriCount",
+            "--modes=[full, loud]",
+            r"modes=\['full', 'loud'\]: expected a non-empty list of items among",
+        ),
+    ],
+)
 def test_probe_recipes_refuse_a_bad_hyperparameter_naming_it(tmp_path, recipe, override, message):
     module = _load_recipe(f"{recipe}_probe_train", ROOT / "recipes" / recipe / "probe" / "train.py")
-    argv = [str(ROOT / "recipes" / recipe / "probe" / "hparams" / "probe.yaml"),
-            f"--data_folder={tmp_path}", f"--output_folder={tmp_path / 'out'}", override]
+    argv = [
+        str(ROOT / "recipes" / recipe / "probe" / "hparams" / "probe.yaml"),
+        f"--data_folder={tmp_path}",
+        f"--output_folder={tmp_path / 'out'}",
+        override,
+    ]
     with pytest.raises(ValueError, match=r"bad hyperparameter in .*probe.yaml .*" + message):
         module.main(argv)
     assert not (tmp_path / "out").exists()

@@ -11,9 +11,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_routing_benchmark_json_rows():
     result = subprocess.run(
-        [sys.executable, "benchmarks/encoder_routing.py", "--json", "--repeats", "1",
-         "--seconds", "10"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "benchmarks/encoder_routing.py",
+            "--json",
+            "--repeats",
+            "1",
+            "--seconds",
+            "10",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert result.returncode == 0, result.stderr[-2000:]

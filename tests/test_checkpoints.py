@@ -112,8 +112,12 @@ def _nan_weights_resaved(path):
 
 
 BREAKAGES = {
-    "truncated weights": lambda p: (p / "layer.ckpt").write_bytes((p / "layer.ckpt").read_bytes()[:100]),
-    "zeroed weights": lambda p: (p / "layer.ckpt").write_bytes(bytes(len((p / "layer.ckpt").read_bytes()))),
+    "truncated weights": lambda p: (p / "layer.ckpt").write_bytes(
+        (p / "layer.ckpt").read_bytes()[:100]
+    ),
+    "zeroed weights": lambda p: (p / "layer.ckpt").write_bytes(
+        bytes(len((p / "layer.ckpt").read_bytes()))
+    ),
     "zeroed counter": lambda p: (p / "counter.ckpt").write_bytes(b"\0" * 8),
     "missing file": lambda p: (p / "counter.ckpt").unlink(),
     "flipped byte": lambda p: _flip_byte_in_tensor_data(p / "layer.ckpt"),
@@ -124,7 +128,9 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
-def test_a_broken_latest_checkpoint_is_skipped_for_the_previous_intact_one(tmp_path, caplog, breakage):
+def test_a_broken_latest_checkpoint_is_skipped_for_the_previous_intact_one(
+    tmp_path, caplog, breakage
+):
     ckpt, layer, older, newer = _two_checkpoints(tmp_path)
     BREAKAGES[breakage](newer.path)
     with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.training.checkpoints"):
@@ -189,7 +195,8 @@ def _codec_checkpoints(folder, metas, keep=None):
 
 def test_codec_checkpoint_by_a_named_metric_else_the_latest(tmp_path, caplog):
     _, (low, high, latest) = _codec_checkpoints(
-        tmp_path, [{"mel": 1.0, "acc": 0.2}, {"mel": 3.0, "acc": 0.9}, {"mel": 2.0, "acc": 0.5}])
+        tmp_path, [{"mel": 1.0, "acc": 0.2}, {"mel": 3.0, "acc": 0.9}, {"mel": 2.0, "acc": 0.5}]
+    )
     assert find_codec_checkpoint(tmp_path, min_key="mel") == low / "codec.ckpt"
     assert find_codec_checkpoint(tmp_path, max_key="acc") == high / "codec.ckpt"
     with caplog.at_level(logging.WARNING):
@@ -205,17 +212,23 @@ def test_codec_checkpoint_by_a_named_metric_else_the_latest(tmp_path, caplog):
 
 def test_the_checkpoint_the_run_keeps_as_best_is_found_without_naming_its_metric(tmp_path):
     ckpt, (_, best, _) = _codec_checkpoints(
-        tmp_path, [{"mel": 2.0}, {"mel": 1.0}, {"mel": 3.0}], keep={"min_keys": ["mel"]})
+        tmp_path, [{"mel": 2.0}, {"mel": 1.0}, {"mel": 3.0}], keep={"min_keys": ["mel"]}
+    )
     assert [c.meta[BEST_BY] for c in ckpt.list_checkpoints()] == [{"min_key": "mel"}] * 3
     # an intra-epoch checkpoint after them (no metric, no best_by) is the latest
-    ckpt.save_and_keep_only(meta={"intra": True}, end_of_epoch=False, num_to_keep=1,
-                            ckpt_predicate=lambda c: "intra" in c.meta)
+    ckpt.save_and_keep_only(
+        meta={"intra": True},
+        end_of_epoch=False,
+        num_to_keep=1,
+        ckpt_predicate=lambda c: "intra" in c.meta,
+    )
     assert find_codec_checkpoint(tmp_path) == best / "codec.ckpt"
     assert find_codec_checkpoint(tmp_path, min_key="intra") != best / "codec.ckpt"
 
 
-@pytest.mark.parametrize("keep", [{"min_keys": ["mel"], "max_keys": ["acc"]},
-                                  {"min_keys": ["wer"]}, {}])
+@pytest.mark.parametrize(
+    "keep", [{"min_keys": ["mel"], "max_keys": ["acc"]}, {"min_keys": ["wer"]}, {}]
+)
 def test_no_best_by_entry_unless_one_key_of_the_meta_ranks_the_checkpoints(tmp_path, keep):
     ckpt, _ = _codec_checkpoints(tmp_path, [{"mel": 2.0, "acc": 0.5}], keep=keep)
     assert BEST_BY not in ckpt.find_checkpoint().meta
@@ -225,8 +238,10 @@ def test_disk_full_during_a_save_says_so_names_the_file_and_cleans_up(tmp_path, 
     ckpt = AtomicCheckpointer(tmp_path, {"layer": torch.nn.Linear(2, 2)})
 
     def full_disk(obj, path):  # what torch.save reports when the disk fills up
-        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
-                           "basic_ios::clear: iostream error")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
+            "basic_ios::clear: iostream error"
+        )
 
     monkeypatch.setitem(checkpoints.DEFAULT_SAVE_HOOKS, torch.nn.Module, full_disk)
     monkeypatch.setattr(checkpoints, "_free_bytes", lambda path: 4096)
@@ -252,7 +267,12 @@ def test_a_write_error_with_space_left_is_not_called_a_full_disk(tmp_path, monke
 
 
 def _draw():
-    return random.random(), float(np.random.rand()), float(np.random.randn()), torch.rand(3).tolist()
+    return (
+        random.random(),
+        float(np.random.rand()),
+        float(np.random.randn()),
+        torch.rand(3).tolist(),
+    )
 
 
 def test_rng_state_round_trips_python_numpy_and_torch(tmp_path):
@@ -326,16 +346,24 @@ def _train(folder, kill_at=None, save_rng_state=True):
     sb.utils.seed.seed_everything(1986)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
     counter = EpochCounter(2)
-    checkpointer = AtomicCheckpointer(folder, {"model": model, "counter": counter},
-                                      save_rng_state=save_rng_state)
-    brain = TinyBrain(modules={"model": model}, opt_class=lambda p: torch.optim.SGD(p, lr=0.05),
-                      checkpointer=checkpointer,
-                      run_opts={"ckpt_interval_steps": 3, "noprogressbar": True, "device": "cpu"})
+    checkpointer = AtomicCheckpointer(
+        folder, {"model": model, "counter": counter}, save_rng_state=save_rng_state
+    )
+    brain = TinyBrain(
+        modules={"model": model},
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.05),
+        checkpointer=checkpointer,
+        run_opts={"ckpt_interval_steps": 3, "noprogressbar": True, "device": "cpu"},
+    )
     brain.losses, brain.kill_at = [], kill_at
     try:
-        brain.fit(counter, _dataset(16), _dataset(4),
-                  train_loader_kwargs={"batch_size": 2, "shuffle": True},
-                  valid_loader_kwargs={"batch_size": 2})
+        brain.fit(
+            counter,
+            _dataset(16),
+            _dataset(4),
+            train_loader_kwargs={"batch_size": 2, "shuffle": True},
+            valid_loader_kwargs={"batch_size": 2},
+        )
     except Killed:
         pass
     return brain.losses
@@ -364,13 +392,15 @@ def test_the_resume_test_would_catch_a_checkpoint_without_rng_states(tmp_path):
 def test_a_broken_latest_checkpoint_resumes_bit_for_bit_from_the_one_before(tmp_path, caplog):
     uninterrupted = _train(tmp_path / "once")
     _train(tmp_path / "killed", kill_at=12)
-    latest = max(AtomicCheckpointer(tmp_path / "killed", clear_partial=False).list_checkpoints(),
-                 key=lambda c: c.meta["unixtime"])
+    latest = max(
+        AtomicCheckpointer(tmp_path / "killed", clear_partial=False).list_checkpoints(),
+        key=lambda c: c.meta["unixtime"],
+    )
     (latest.path / "model.ckpt").write_bytes(b"\0" * 64)
     with caplog.at_level(logging.WARNING, logger="speechbrain_dsl.training.checkpoints"):
         resumed = _train(tmp_path / "killed")
     assert str(latest.path) in caplog.text
-    assert resumed == uninterrupted[-len(resumed):] and len(resumed) > 5
+    assert resumed == uninterrupted[-len(resumed) :] and len(resumed) > 5
 
 
 # --- the switch threshold may be infinite ----------------------------------------
@@ -409,10 +439,19 @@ def test_a_nan_threshold_and_infinite_weights_are_still_refused(tmp_path):
     nan_threshold, inf_weight = tmp_path / "nan.ckpt", tmp_path / "inf.ckpt"
     torch.save({**state, THRESHOLD_KEY: torch.tensor(float("nan"))}, nan_threshold)
     weight = next(k for k in state if k.endswith("weight") and state[k].is_floating_point())
-    torch.save({**state, THRESHOLD_KEY: torch.tensor(float("inf")),
-                weight: torch.full_like(state[weight], float("inf"))}, inf_weight)
-    with pytest.raises(CheckpointError, match=rf"{nan_threshold} does not fit DSLCodec: NaN or "
-                                              rf"infinite values in 1 tensor\(s\) \({THRESHOLD_KEY}\)$"):
+    torch.save(
+        {
+            **state,
+            THRESHOLD_KEY: torch.tensor(float("inf")),
+            weight: torch.full_like(state[weight], float("inf")),
+        },
+        inf_weight,
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{nan_threshold} does not fit DSLCodec: NaN or "
+        rf"infinite values in 1 tensor\(s\) \({THRESHOLD_KEY}\)$",
+    ):
         load_state_strict(make_codec(), nan_threshold)
     with pytest.raises(CheckpointError, match=rf"infinite values in 1 tensor\(s\) \({weight}\)$"):
         load_state_strict(make_codec(), inf_weight)

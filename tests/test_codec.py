@@ -203,9 +203,7 @@ def test_every_mode_encodes_and_decodes(mode):
 # ----------------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize(
-    "shape", [(2, 1, 1, 400), (2, 2, 400), (400,), (1, 3, 2, 1, 400)]
-)
+@pytest.mark.parametrize("shape", [(2, 1, 1, 400), (2, 2, 400), (400,), (1, 3, 2, 1, 400)])
 def test_wrong_rank_or_channels_raise_value_error_naming_expected_shape(shape):
     codec = make_codec().eval()
     expected = r"expected shape \[batch, samples\] or \[batch, 1, samples\], got " + (
@@ -286,7 +284,9 @@ def test_decode_rejects_tokens_outside_the_vocabulary(codebook):
 
 def test_decode_rejects_bad_tokens():
     codec = make_codec().eval()
-    with pytest.raises(ValueError, match=r"expected \[batch, frames, K\] with 1 <= K <= num_codebooks=3"):
+    with pytest.raises(
+        ValueError, match=r"expected \[batch, frames, K\] with 1 <= K <= num_codebooks=3"
+    ):
         codec.decode(torch.zeros(2, 5, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"expected \[batch, frames, K\]"):
         codec.decode(torch.zeros(2, 5, dtype=torch.long))

@@ -38,9 +38,7 @@ def test_causal_conv_frame_depends_exactly_on_declared_window(kernel, stride, di
         first = max(0, last - conv.lookback)
         # Only taps that land on real samples (not on the zero padding) count; with
         # dilation the window is sparse.
-        expected = [
-            last - j * dilation for j in range(kernel) if last - j * dilation >= 0
-        ]
+        expected = [last - j * dilation for j in range(kernel) if last - j * dilation >= 0]
         assert support == sorted(expected)
         assert min(support) >= first
 
@@ -57,9 +55,7 @@ def test_causal_conv_pointwise_fast_path_equals_plain_conv():
     expected = torch.nn.functional.conv1d(x, conv.weight, conv.bias)
     torch.testing.assert_close(conv(x), expected)
     no_bias = CausalConv1d(5, 3, 1, bias=False)
-    torch.testing.assert_close(
-        no_bias(x), torch.nn.functional.conv1d(x, no_bias.weight)
-    )
+    torch.testing.assert_close(no_bias(x), torch.nn.functional.conv1d(x, no_bias.weight))
 
 
 def test_causal_conv_rejects_kernel_smaller_than_stride():

@@ -14,9 +14,14 @@ from tools.demo import STAGES
 
 
 def demo(out, *args):
-    result = subprocess.run([sys.executable, "-m", "tools.demo", "--quick",
-                             "--out", str(out), *args], cwd=ROOT, capture_output=True,
-                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--quick", "--out", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=900,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result.stdout
 
@@ -64,8 +69,13 @@ def test_rerun_skips_finished_stages_and_only_reruns_the_named_one(quick_demo):
 
 def test_a_different_size_in_the_same_folder_is_refused(quick_demo):
     out, _ = quick_demo
-    result = subprocess.run([sys.executable, "-m", "tools.demo", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "quick" in result.stderr
 
 

@@ -12,8 +12,7 @@ from conftest import ROOT
 from deploy_helpers import onnx_package, speechy
 
 
-def test_deploy_benchmark_reports_every_engine_precision_mode_and_stage(tmp_path_factory,
-                                                                         tmp_path):
+def test_deploy_benchmark_reports_every_engine_precision_mode_and_stage(tmp_path_factory, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(onnx_package(tmp_path_factory), model)  # graphs up to date: reused
     for name, seconds in (("calibration", 40), ("eval", 20)):
@@ -23,22 +22,48 @@ def test_deploy_benchmark_reports_every_engine_precision_mode_and_stage(tmp_path
             path.parent.mkdir(exist_ok=True)
             sf.write(path, wav, 24000)
     result = subprocess.run(
-        [sys.executable, "benchmarks/deploy.py", "--json", "--model", str(model), 
-         "--out", str(model),
-         "--calibration", str(tmp_path / "calibration"), "--eval", str(tmp_path / "eval"),
-         "--eval-seconds", "20", "--seconds", "20", "--repeats", "1", "--long-minutes", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS="1"))
+        [
+            sys.executable,
+            "benchmarks/deploy.py",
+            "--json",
+            "--model",
+            str(model),
+            "--out",
+            str(model),
+            "--calibration",
+            str(tmp_path / "calibration"),
+            "--eval",
+            str(tmp_path / "eval"),
+            "--eval-seconds",
+            "20",
+            "--seconds",
+            "20",
+            "--repeats",
+            "1",
+            "--long-minutes",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(result.stdout)
     cases = {(r["stage"], r["engine"], r["precision"], r["mode"]) for r in rows}
     for stage in ("encode", "stream"):
-        for engine, precision in (("torch", "fp32"), ("onnxruntime", "fp32"),
-                                  ("onnxruntime", "int8")):
+        for engine, precision in (
+            ("torch", "fp32"),
+            ("onnxruntime", "fp32"),
+            ("onnxruntime", "int8"),
+        ):
             for mode in ("full", "mixed", "light"):
                 assert (stage, engine, precision, mode) in cases
-    assert {("decode", "torch", "fp32", "mixed"),
-            ("decode", "onnxruntime", "fp32", "mixed")} <= cases
+    assert {
+        ("decode", "torch", "fp32", "mixed"),
+        ("decode", "onnxruntime", "fp32", "mixed"),
+    } <= cases
     assert all(0 < r["rtf"] < 1 for r in rows)
     encode = {(r["engine"], r["precision"], r["mode"]): r for r in rows if r["stage"] == "encode"}
     assert encode[("onnxruntime", "int8", "full")]["light_share"] == 0.0

@@ -50,7 +50,8 @@ def test_speech_commands_prepare_builds_both_tasks(commands, tmp_path, task, cla
         assert len({e["label"] for e in entries.values()}) == classes
     listed = set((commands / "validation_list.txt").read_text().split())
     assert {k for k in splits["valid"] if not k.startswith("_silence_")} == {
-        n[:-4].replace("/", "_") for n in listed}
+        n[:-4].replace("/", "_") for n in listed
+    }
     if task == "12":
         labels = {e["label"] for e in splits["train"].values()}
         assert labels == set(COMMANDS) | {"_silence_", "_unknown_"}
@@ -94,7 +95,8 @@ def test_libricount_prepare_assigns_stratified_folds(libricount, tmp_path):
     entries = json.loads(prepare_libricount(libricount, tmp_path / "m.json", folds=2).read_text())
     assert len(entries) == 8
     assert {(e["count"], e["fold"]) for e in entries.values()} == {
-        (k, f) for k in range(4) for f in range(2)}
+        (k, f) for k in range(4) for f in range(2)
+    }
     entries = json.loads(prepare_libricount(libricount, tmp_path / "m3.json", folds=3).read_text())
     sizes = [sum(e["fold"] == f for e in entries.values()) for f in range(3)]
     assert sorted(sizes) == [2, 3, 3]  # balanced across counts, no empty fold

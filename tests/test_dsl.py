@@ -74,8 +74,10 @@ def n_segments(frames, segment_frames):
 
 
 def random_routes(batch, segments, count, generator):
-    routes = [torch.zeros(batch, segments, dtype=torch.bool),
-              torch.ones(batch, segments, dtype=torch.bool)]
+    routes = [
+        torch.zeros(batch, segments, dtype=torch.bool),
+        torch.ones(batch, segments, dtype=torch.bool),
+    ]
     for _ in range(count):
         routes.append(torch.rand(batch, segments, generator=generator) < 0.5)
     # alternating patterns make the most window boundaries
@@ -110,7 +112,9 @@ def test_dsl_output_fields_have_documented_shapes_in_training():
     assert out.route is None
     # 10 frames in segments of 4: lengths 1.0 -> 10 valid, 0.5 -> 5, 0.2 -> 2
     assert out.segment_mask.tolist() == [
-        [True, True, True], [True, True, False], [True, False, False]
+        [True, True, True],
+        [True, True, False],
+        [True, False, False],
     ]
 
 
@@ -142,8 +146,10 @@ def test_forced_route_equals_full_and_light_frame_by_frame(segment_frames):
             out = layer(x, None, route)
         assert torch.equal(out.route, route)
         torch.testing.assert_close(
-            out.emb, expected_routed(full, light, route, segment_frames),
-            atol=1e-5, rtol=0,
+            out.emb,
+            expected_routed(full, light, route, segment_frames),
+            atol=1e-5,
+            rtol=0,
         )
 
 
@@ -160,8 +166,10 @@ def test_dsl_encoder_forced_route_equals_full_and_light_frame_by_frame(segment_f
         with torch.no_grad():
             out = enc(wav, lengths, route)
         torch.testing.assert_close(
-            out.emb, expected_routed(full, light, route, segment_frames),
-            atol=1e-5, rtol=0,
+            out.emb,
+            expected_routed(full, light, route, segment_frames),
+            atol=1e-5,
+            rtol=0,
         )
 
 
@@ -170,11 +178,20 @@ def test_forced_route_is_exact_when_the_dsl_follows_a_later_block():
     from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
 
     light = SoundStreamEncoder(
-        16, channels=3, multipliers=(), strides=(), first_kernel_size=8,
-        first_stride=4, emb_dim=8,
+        16,
+        channels=3,
+        multipliers=(),
+        strides=(),
+        first_kernel_size=8,
+        first_stride=4,
+        emb_dim=8,
     )
     enc = DSLEncoder(
-        make_encoder(), light, Switch(16, hidden=4), Mask(16), split_after=2,
+        make_encoder(),
+        light,
+        Switch(16, hidden=4),
+        Mask(16),
+        split_after=2,
         segment_frames=2,
     ).eval()
     assert enc.base.hop == 4 and enc.dsl.hop == 4
@@ -218,9 +235,7 @@ def test_mixed_mode_routes_segments_whose_predicted_distance_is_below_threshold(
     route = predicted < layer.threshold
     assert route.any() and not route.all()
     assert torch.equal(out.route, route)
-    torch.testing.assert_close(
-        out.emb, expected_routed(full, light, route, 2), atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(out.emb, expected_routed(full, light, route, 2), atol=1e-5, rtol=0)
 
 
 def test_threshold_extremes_route_everything_one_way():
@@ -244,9 +259,7 @@ def test_oracle_mode_routes_by_true_distance():
         full, light = both_paths(layer, lambda m: setattr(layer, "mode", m), x)
         layer.mode = "oracle"
         per_frame = (light - full).abs().mean(1)
-        distance = torch.stack(
-            [per_frame[:, s : s + 3].mean(1) for s in range(0, 10, 3)], dim=1
-        )
+        distance = torch.stack([per_frame[:, s : s + 3].mean(1) for s in range(0, 10, 3)], dim=1)
         layer.threshold = float(distance.median())
         out = layer(x)
     torch.testing.assert_close(out.distance, distance)
@@ -485,7 +498,9 @@ def test_switch_target_is_stop_gradient():
     out = enc(torch.randn(2, 1, 16 * 12))
     terms = DSLLoss()(out)
     grads = torch.autograd.grad(
-        terms["switch"], [out.light_emb, out.distance, out.predicted], allow_unused=True,
+        terms["switch"],
+        [out.light_emb, out.distance, out.predicted],
+        allow_unused=True,
         retain_graph=True,
     )
     assert grads[0] is None and grads[1] is None
@@ -514,9 +529,7 @@ def test_distillation_loss_does_not_reach_the_full_tail():
     assert to_emb is None
     assert to_light is not None and to_light.abs().sum() > 0
     full_params = list(enc.dsl.full_tail.parameters())
-    assert all(
-        g is None for g in torch.autograd.grad(light, full_params, allow_unused=True)
-    )
+    assert all(g is None for g in torch.autograd.grad(light, full_params, allow_unused=True))
 
 
 def test_gated_compression_loss_equals_hand_computation():
@@ -547,9 +560,7 @@ def test_segment_mean_ignores_masked_frames_and_handles_partial_last_segment():
     mask = torch.tensor([[True, True, True, False, False], [True] * 5])
     got = segment_mean(values, 2, mask)
     torch.testing.assert_close(got, torch.tensor([[2.0, 5.0, 0.0], [3.0, 7.0, 10.0]]))
-    torch.testing.assert_close(
-        segment_mean(values, 10), values.mean(1, keepdim=True)
-    )
+    torch.testing.assert_close(segment_mean(values, 10), values.mean(1, keepdim=True))
 
 
 @pytest.mark.parametrize("valid", [60, 50])
@@ -625,17 +636,16 @@ def test_gate_learns_to_separate_labelled_classes():
     gate = GatedCompression(4, hidden=16)
     loss_fn = GatedCompressionLoss(alpha=1e-4, beta=1.0)
     # Positives are loud, negatives quiet: separable by the log-std statistics.
-    x = torch.randn(32, 4, 50) * torch.cat([torch.full((16,), 3.0), torch.full((16,), 0.3)])[
-        :, None, None
-    ]
+    x = (
+        torch.randn(32, 4, 50)
+        * torch.cat([torch.full((16,), 3.0), torch.full((16,), 0.3)])[:, None, None]
+    )
     labels = torch.cat([torch.ones(16), torch.zeros(16)])
     opt = torch.optim.Adam(gate.parameters(), lr=3e-2)
 
     def bce():
         with torch.no_grad():
-            return float(
-                nn.functional.binary_cross_entropy_with_logits(gate(x)[1], labels)
-            )
+            return float(nn.functional.binary_cross_entropy_with_logits(gate(x)[1], labels))
 
     before = bce()
     for _ in range(40):
@@ -713,4 +723,3 @@ def test_calibrated_threshold_is_saved_and_restored_with_the_state_dict():
     other = make_layer(threshold=0.9)
     other.load_state_dict(state)
     assert other.threshold == 0.125
-

@@ -35,13 +35,17 @@ def analytic_macs(module, *args):
     handles = []
     for m in module.modules():
         if isinstance(m, nn.Conv1d):
+
             def conv_hook(mod, inp, out):
                 per_out = mod.in_channels // mod.groups * mod.kernel_size[0]
                 total[0] += out.numel() * per_out
+
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
+
             def linear_hook(mod, inp, out):
                 total[0] += out.numel() * mod.in_features
+
             handles.append(m.register_forward_hook(linear_hook))
     with torch.no_grad():
         module(*args)
@@ -103,9 +107,7 @@ def test_part_macs_match_an_analytic_count_of_convolutions(default_model):
     ],
     ids=["two_thirds_light", "all_light", "all_full", "one_light"],
 )
-def test_mixed_mode_executed_macs_equal_base_switch_and_routed_tail_shares(
-    default_model, route
-):
+def test_mixed_mode_executed_macs_equal_base_switch_and_routed_tail_shares(default_model, route):
     hp, costs = default_model
     enc = hp["encoder"]
     assert enc.dsl.segment_frames == 50  # one segment per 1-second clip
@@ -148,8 +150,12 @@ def test_executed_macs_restores_mode_and_training_state():
 def test_predicted_mac_ratio_interpolates_between_tails():
     costs = {
         "macs_per_second": {
-            "base": 10.0, "mask": 0.0, "switch": 1.0,
-            "full_tail": 89.0, "light_tail": 9.0, "encoder": 99.0,
+            "base": 10.0,
+            "mask": 0.0,
+            "switch": 1.0,
+            "full_tail": 89.0,
+            "light_tail": 9.0,
+            "encoder": 99.0,
         }
     }
     assert predicted_mac_ratio(costs, 0.0) == pytest.approx(100 / 99)

@@ -32,8 +32,13 @@ def batch():
 
 def test_packaged_graphs_are_checksummed_and_onnxruntime_is_the_default_on_cpu(folder, engines):
     listed = (folder / "SHA256SUMS").read_text()
-    for name in ("codec.ckpt", "hyperparams.yaml", "encoder.onnx", "decoder.onnx",
-                 "encoder.int8.onnx"):
+    for name in (
+        "codec.ckpt",
+        "hyperparams.yaml",
+        "encoder.onnx",
+        "decoder.onnx",
+        "encoder.int8.onnx",
+    ):
         assert f"  {name}\n" in listed
     ort, pt = engines
     assert (ort.engine, pt.engine) == ("onnxruntime", "torch")
@@ -48,8 +53,9 @@ def test_engines_give_the_same_tokens_routes_and_audio(engines, mode):
     threshold = widest_gap(pt.codec.predict_distances(wavs, lengths)[0])  # the unpadded item
     results = {}
     for model in (ort, pt):
-        results[model.engine] = model.encode_with_routing(wavs, lengths, mode=mode,
-                                                          threshold=threshold)
+        results[model.engine] = model.encode_with_routing(
+            wavs, lengths, mode=mode, threshold=threshold
+        )
     out_ort, out_pt = results["onnxruntime"], results["torch"]
     t_ort, t_pt = out_ort.tokens, out_pt.tokens
     s_ort, s_pt = out_ort.routing, out_pt.routing
@@ -58,8 +64,12 @@ def test_engines_give_the_same_tokens_routes_and_audio(engines, mode):
     valid = s_pt.segment_mask
     assert torch.equal(s_ort.segment_mask, valid)
     if mode == "mixed":
-        assert route_ties(s_ort.route[valid], s_pt.route[valid],
-                          s_pt.predicted[valid].detach(), threshold)[1] == 0
+        assert (
+            route_ties(
+                s_ort.route[valid], s_pt.route[valid], s_pt.predicted[valid].detach(), threshold
+            )[1]
+            == 0
+        )
         assert 0 < s_pt.light_share < 1
     else:
         assert torch.equal(s_ort.route[valid], s_pt.route[valid])
@@ -69,7 +79,7 @@ def test_engines_give_the_same_tokens_routes_and_audio(engines, mode):
     audio_ort, audio_pt = ort.decode_batch(t_pt, lengths), pt.decode_batch(t_pt, lengths)
     assert audio_ort.shape == audio_pt.shape == (3, 215 * 320)
     torch.testing.assert_close(audio_ort, audio_pt, atol=1e-5, rtol=1e-4)
-    assert float(audio_ort[2, int(0.38 * 215 * 320) + 1:].abs().max()) == 0.0  # padding zeroed
+    assert float(audio_ort[2, int(0.38 * 215 * 320) + 1 :].abs().max()) == 0.0  # padding zeroed
 
 
 def test_tokenizer_runs_in_onnxruntime_with_the_same_contract(folder):
@@ -87,8 +97,9 @@ def test_tokenizer_runs_in_onnxruntime_with_the_same_contract(folder):
         emb = slow.embed(wavs, lengths)
     assert first_token_ties(tokens, want, emb, slow.quantizer.codebooks)[1] == 0
     torch.testing.assert_close(fast.embed(wavs, lengths), emb, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(fast.tokens_to_sig(want, lengths), slow.tokens_to_sig(want, lengths),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        fast.tokens_to_sig(want, lengths), slow.tokens_to_sig(want, lengths), atol=1e-5, rtol=1e-4
+    )
     fast.mode = "oracle"  # both tails: runs in PyTorch
     oracle = fast.sig_to_tokens(wavs)
     slow.mode = "oracle"

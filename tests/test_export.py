@@ -45,8 +45,8 @@ def rows_of(seed, rows, context):
     """``rows`` one-second segments of speech-like audio with ``context`` samples before each."""
     wav = speechy(rows + 1, seed)
     start = 16000 - context
-    segments = torch.stack([wav[16000 * (i + 1): 16000 * (i + 2)] for i in range(rows)])[:, None]
-    ctx = torch.stack([wav[start + 16000 * i: 16000 * (i + 1)] for i in range(rows)])[:, None]
+    segments = torch.stack([wav[16000 * (i + 1) : 16000 * (i + 2)] for i in range(rows)])[:, None]
+    ctx = torch.stack([wav[start + 16000 * i : 16000 * (i + 1)] for i in range(rows)])[:, None]
     return segments, ctx
 
 
@@ -65,11 +65,14 @@ def test_onnxruntime_rows_equal_pytorch_rows(exported, rows, context, case):
     threshold = {"all_full": -np.inf, "all_light": np.inf, "mixed": widest_gap(predicted)}[case]
     with torch.no_grad():
         ref_emb, ref_tokens, ref_pred = model(segments, torch.tensor(threshold), ctx, lengths)
-    emb, tokens, pred = runtime.encode_rows(segments.numpy(), threshold, ctx.numpy(),
-                                            lengths.numpy())
+    emb, tokens, pred = runtime.encode_rows(
+        segments.numpy(), threshold, ctx.numpy(), lengths.numpy()
+    )
     np.testing.assert_allclose(pred, ref_pred.numpy(), atol=1e-4, rtol=1e-4)
-    assert route_ties(pred < threshold, ref_pred.numpy() < threshold, ref_pred.numpy(),
-                      threshold)[1] == 0
+    assert (
+        route_ties(pred < threshold, ref_pred.numpy() < threshold, ref_pred.numpy(), threshold)[1]
+        == 0
+    )
     np.testing.assert_allclose(emb, ref_emb.numpy(), atol=1e-4)
     assert first_token_ties(tokens, ref_tokens, ref_emb.transpose(1, 2), model.codebooks)[1] == 0
     if case == "mixed" and rows > 1:
@@ -112,13 +115,17 @@ def test_decoder_graph_equals_pytorch_for_both_decoder_types(exported, tmp_path)
     with torch.no_grad():
         want = codec.decode(tokens)[:, 0].numpy()
     np.testing.assert_allclose(runtime.decode(tokens.numpy()), want, atol=1e-5)
-    np.testing.assert_allclose(runtime.decode(tokens[..., :3].numpy()),  # fewer codebooks
-                               codec.decode(tokens[..., :3])[:, 0].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        runtime.decode(tokens[..., :3].numpy()),  # fewer codebooks
+        codec.decode(tokens[..., :3])[:, 0].detach().numpy(),
+        atol=1e-5,
+    )
     with open(ROOT / "hparams" / "soundstream_dsl.yaml") as f:  # the paper's waveform decoder
         soundstream = load_hyperpyyaml(f, {"decoder_type": "soundstream"})["codec"].eval()
     soundstream.encode(speechy(1.0, 1)[None])
-    path = export_decoder_onnx(ExportableDecoder(soundstream), tmp_path / "decoder.onnx",
-                               metadata(soundstream, "decoder"))
+    path = export_decoder_onnx(
+        ExportableDecoder(soundstream), tmp_path / "decoder.onnx", metadata(soundstream, "decoder")
+    )
     session = onnxruntime.InferenceSession(str(path))
     with torch.no_grad():
         want = soundstream.decode(tokens)
@@ -138,8 +145,9 @@ def test_int8_encoder_is_quantized_keeps_index_routing_and_fp32_routes(exported)
     assert info["precision"] == "int8" and info["calibration_rows"] >= 32
     int8 = OnnxCodec.from_folder(folder, precision="int8", threads=1)
     clips = [speechy(6.0, 200 + s).numpy() for s in range(3)]
-    threshold = widest_gap(np.concatenate([runtime.encode(c, mode="full").predicted[0]
-                                           for c in clips]))
+    threshold = widest_gap(
+        np.concatenate([runtime.encode(c, mode="full").predicted[0] for c in clips])
+    )
     fp32_out = [runtime.encode(c, threshold=threshold) for c in clips]
     int8_out = [int8.encode(c, threshold=threshold) for c in clips]
     measure = agreement(fp32_out, int8_out)
@@ -174,12 +182,25 @@ def test_export_cli_writes_one_encoder_or_a_folder_of_graphs(exported, tmp_path)
     AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint()
     folder = package(tmp_path / "save", tmp_path / "packaged", DSL_YAML)  # without graphs
     assert not (folder / "encoder.onnx").exists()
-    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.inference.export", str(folder),
-                             "--out", str(tmp_path / "cli.onnx")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_dsl.inference.export",
+            str(folder),
+            "--out",
+            str(tmp_path / "cli.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_metadata(tmp_path / "cli.onnx")["segment_samples"] == 16000
-    result = subprocess.run([sys.executable, "-m", "speechbrain_dsl.inference.export", str(folder)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "speechbrain_dsl.inference.export", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "--out" in result.stderr
 
 
@@ -196,7 +217,12 @@ def test_encode_and_decode_run_without_pytorch(exported):
         audio = codec.decode(out.tokens)
         print(out.tokens.shape, audio.shape, np.isfinite(audio).all())
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["(2,", "125,", "8)", "(2,", "40000)", "True"]

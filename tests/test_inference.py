@@ -48,8 +48,9 @@ def recipe_run(folder, model_yaml):
     recipe.write_text(RECIPE.format(folder=folder, model=model_yaml))
     with open(recipe) as f:
         resolved = resolve_references(f).getvalue()
-    (folder / "hyperparams.yaml").write_text(f"# Generated from:\n# {recipe}\n"
-                                             f"# yamllint disable\n{resolved}")
+    (folder / "hyperparams.yaml").write_text(
+        f"# Generated from:\n# {recipe}\n# yamllint disable\n{resolved}"
+    )
     with open(recipe) as f:
         hparams = load_hyperpyyaml(f)
     codec = hparams["codec"].eval()
@@ -69,8 +70,11 @@ def packaged(tmp_path_factory):
 
 def test_packaged_folder_loads_offline_and_matches_the_trained_codec(packaged, tmp_path):
     folder, codec = packaged
-    assert sorted(p.name for p in folder.iterdir()) == ["SHA256SUMS", "codec.ckpt",
-                                                        "hyperparams.yaml"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "SHA256SUMS",
+        "codec.ckpt",
+        "hyperparams.yaml",
+    ]
     model = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(tmp_path / "cache"))
     assert model.threshold == pytest.approx(0.4321) and model.mode == "mixed"
     wav = torch.randn(2, 16000) * 0.1
@@ -99,14 +103,16 @@ def test_encode_file_resamples_and_names_unreadable_files(packaged, tmp_path):
 @pytest.fixture(scope="module")
 def interface(packaged, tmp_path_factory):
     folder, _ = packaged
-    return DSLCodecInterface.from_hparams(source=str(folder),
-                                          savedir=str(tmp_path_factory.mktemp("cache")))
+    return DSLCodecInterface.from_hparams(
+        source=str(folder), savedir=str(tmp_path_factory.mktemp("cache"))
+    )
 
 
 def test_num_codebooks_chosen_at_load_sets_tokens_and_bitrate(packaged, interface, tmp_path):
     folder, codec = packaged
-    two = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(tmp_path / "c"),
-                                         num_codebooks=2)
+    two = DSLCodecInterface.from_hparams(
+        source=str(folder), savedir=str(tmp_path / "c"), num_codebooks=2
+    )
     wav = torch.randn(3, 16000) * 0.1
     tokens = two.encode_batch(wav)
     assert tokens.shape == (3, 50, 2) and two.num_codebooks == 2
@@ -117,8 +123,9 @@ def test_num_codebooks_chosen_at_load_sets_tokens_and_bitrate(packaged, interfac
     assert (two.bitrate, interface.bitrate) == (1.0, 4.0)
     assert two.decode_batch(tokens).shape == (3, 16000)
     with pytest.raises(ValueError, match=r"num_codebooks: expected an int in 1\.\.8"):
-        DSLCodecInterface.from_hparams(source=str(folder), savedir=str(tmp_path / "d"),
-                                       num_codebooks=9)
+        DSLCodecInterface.from_hparams(
+            source=str(folder), savedir=str(tmp_path / "d"), num_codebooks=9
+        )
 
 
 def test_encode_batch_resamples_a_declared_rate(interface):
@@ -142,13 +149,19 @@ def test_encode_batch_refuses_int16_scaled_floats_and_accepts_numpy(interface):
         interface.encode_batch((wav.numpy() * 32767).astype(np.int16))
 
 
-@pytest.mark.parametrize("wav_lens, message", [
-    (torch.tensor([1.0, 1.5]), r"wav_lens: relative lengths must be in \(0, 1\]"),
-    (torch.tensor([1.0, 0.0]), r"wav_lens: relative lengths must be in \(0, 1\]"),
-    (torch.tensor([1.0, -0.5]), r"wav_lens: relative lengths must be in \(0, 1\]"),
-    (torch.tensor([1.0, 0.5, 0.5]), r"wav_lens: expected one relative length per item, "
-                                    r"shape \[2\], got shape \(3,\)"),
-])
+@pytest.mark.parametrize(
+    "wav_lens, message",
+    [
+        (torch.tensor([1.0, 1.5]), r"wav_lens: relative lengths must be in \(0, 1\]"),
+        (torch.tensor([1.0, 0.0]), r"wav_lens: relative lengths must be in \(0, 1\]"),
+        (torch.tensor([1.0, -0.5]), r"wav_lens: relative lengths must be in \(0, 1\]"),
+        (
+            torch.tensor([1.0, 0.5, 0.5]),
+            r"wav_lens: expected one relative length per item, "
+            r"shape \[2\], got shape \(3,\)",
+        ),
+    ],
+)
 def test_encode_batch_refuses_bad_wav_lens(interface, wav_lens, message):
     with pytest.raises(ValueError, match=message):
         interface.encode_batch(torch.randn(2, 16000) * 0.1, wav_lens)
@@ -181,8 +194,17 @@ def test_tampered_checkpoint_is_refused_without_running_its_code(packaged, tmp_p
 
 def test_package_cli_reports_a_folder_without_checkpoints(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path),
-         "--out", str(tmp_path / "out")], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_dsl.inference.package",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "holds no checkpoint" in result.stderr
 
 
@@ -198,7 +220,8 @@ def test_packaged_model_definition_is_the_runs_codec_alone(packaged):
     built = load_hyperpyyaml(definition)["codec"]
     assert type(built) is type(default) and built.has_dsl
     assert {k: v.shape for k, v in built.state_dict().items()} == {
-        k: v.shape for k, v in default.state_dict().items()}
+        k: v.shape for k, v in default.state_dict().items()
+    }
 
 
 def test_a_baseline_run_is_packaged_as_the_baseline_it_trained(tmp_path):
@@ -206,11 +229,21 @@ def test_a_baseline_run_is_packaged_as_the_baseline_it_trained(tmp_path):
     codec, checkpointer = recipe_run(tmp_path / "run", BASELINE_YAML)
     checkpointer.save_checkpoint()
     result = subprocess.run(
-        [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "run" / "save"),
-         "--out", str(tmp_path / "model")], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_dsl.inference.package",
+            str(tmp_path / "run" / "save"),
+            "--out",
+            str(tmp_path / "model"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    model = DSLCodecInterface.from_hparams(source=str(tmp_path / "model"),
-                                           savedir=str(tmp_path / "model"))
+    model = DSLCodecInterface.from_hparams(
+        source=str(tmp_path / "model"), savedir=str(tmp_path / "model")
+    )
     assert not model.codec.has_dsl
     wav = torch.randn(1, 16000) * 0.1
     assert torch.equal(model.encode_batch(wav), codec.encode(wav)[0])
@@ -223,12 +256,23 @@ def test_packaging_a_save_folder_without_the_runs_hyperparams_asks_for_the_model
     with pytest.raises(ValueError, match=r"no hyperparams.yaml beside it .*--model"):
         package(tmp_path / "save", tmp_path / "model")
     result = subprocess.run(
-        [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "save"),
-         "--out", str(tmp_path / "model"), "--model", str(BASELINE_YAML)],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_dsl.inference.package",
+            str(tmp_path / "save"),
+            "--out",
+            str(tmp_path / "model"),
+            "--model",
+            str(BASELINE_YAML),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "model" / "hyperparams.yaml").read_text().startswith(
-        BASELINE_YAML.read_text())
+    assert (
+        (tmp_path / "model" / "hyperparams.yaml").read_text().startswith(BASELINE_YAML.read_text())
+    )
 
 
 def test_package_cli_takes_the_best_checkpoint_by_the_named_metric(tmp_path):
@@ -240,16 +284,41 @@ def test_package_cli_takes_the_best_checkpoint_by_the_named_metric(tmp_path):
     with torch.no_grad():
         next(codec.parameters()).add_(1.0)  # later weights, with a worse and a better metric
     latest = checkpointer.save_checkpoint(meta={"mel_full": 2.0, "accuracy": 0.9}).path
-    for flags, expected in (([], latest), (["--min-key", "mel_full"], best),
-                            (["--max-key", "accuracy"], latest)):
+    for flags, expected in (
+        ([], latest),
+        (["--min-key", "mel_full"], best),
+        (["--max-key", "accuracy"], latest),
+    ):
         out = tmp_path / f"model{len(flags)}{flags[:1]}"
         result = subprocess.run(
-            [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "save"),
-             "--out", str(out), *flags], capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "speechbrain_dsl.inference.package",
+                str(tmp_path / "save"),
+                "--out",
+                str(out),
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert (out / "codec.ckpt").read_bytes() == (expected / "codec.ckpt").read_bytes(), flags
     result = subprocess.run(
-        [sys.executable, "-m", "speechbrain_dsl.inference.package", str(tmp_path / "save"),
-         "--out", str(tmp_path / "x"), "--min-key", "a", "--max-key", "b"],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_dsl.inference.package",
+            str(tmp_path / "save"),
+            "--out",
+            str(tmp_path / "x"),
+            "--min-key",
+            "a",
+            "--max-key",
+            "b",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "not allowed with" in result.stderr

@@ -27,7 +27,9 @@ from libritts_prepare import prepare_libritts  # noqa: E402
 
 WAV_NAME = re.compile(r"^(\d+)_(\d+)_\d{6}_\d{6}\.wav$")
 FAST = [
-    "--valid_batch_size=2", "--valid_visqol=False", "--valid_max_seconds=1.0",
+    "--valid_batch_size=2",
+    "--valid_visqol=False",
+    "--valid_max_seconds=1.0",
     "--number_of_epochs=1",
 ]
 
@@ -39,8 +41,13 @@ def corpus(tmp_path_factory):
 
 
 def run_recipe(hparams, data, out, *extra, env=None, launcher=None):
-    cmd = (launcher or [sys.executable]) + ["train.py", f"hparams/{hparams}",
-                                            f"--data_folder={data}", f"--output_folder={out}", *extra]
+    cmd = (launcher or [sys.executable]) + [
+        "train.py",
+        f"hparams/{hparams}",
+        f"--data_folder={data}",
+        f"--output_folder={out}",
+        *extra,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.run(cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=600)
 
@@ -87,15 +94,28 @@ def test_synthetic_libritts_is_deterministic_for_a_seed(tmp_path, corpus):
             y, _ = sf.read(str(b), dtype="float32")
             assert abs(len(x) - len(y)) < 0.01 * 24000
             n = min(len(x), len(y))
-            distance = mel_distance(torch.from_numpy(x[:n])[None], torch.from_numpy(y[:n])[None],
-                                    sample_rate=24000)
+            distance = mel_distance(
+                torch.from_numpy(x[:n])[None], torch.from_numpy(y[:n])[None], sample_rate=24000
+            )
             assert float(distance) < 0.5, a.name
-    assert sorted(w.name for w in other.rglob("*.wav")) != sorted(w.name for w in corpus.rglob("*.wav"))
+    assert sorted(w.name for w in other.rglob("*.wav")) != sorted(
+        w.name for w in corpus.rglob("*.wav")
+    )
 
 
 def test_synthetic_cli_writes_a_corpus_and_refuses_to_overwrite(tmp_path):
-    cmd = [sys.executable, "-m", "speechbrain_dsl.data.synthetic", "libritts",
-           "--out", str(tmp_path), "--speakers", "3", "--utterances", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "speechbrain_dsl.data.synthetic",
+        "libritts",
+        "--out",
+        str(tmp_path),
+        "--speakers",
+        "3",
+        "--utterances",
+        "1",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert len(list(tmp_path.rglob("*.wav"))) == 3
@@ -112,8 +132,13 @@ def test_prepare_writes_manifests_with_speechbrain_fields(tmp_path, corpus):
     assert set(entry) == {"wav", "duration", "spk_id", "label"}
     assert entry["wav"].startswith("{data_root}/train-clean-100/")
     assert utt.startswith(entry["spk_id"] + "_")
-    assert entry["duration"] == pytest.approx(sf.info(entry["wav"].replace("{data_root}", str(corpus))).duration)
-    assert entry["label"] == (corpus / entry["wav"][len("{data_root}/"):]).with_suffix(".normalized.txt").read_text()
+    assert entry["duration"] == pytest.approx(
+        sf.info(entry["wav"].replace("{data_root}", str(corpus))).duration
+    )
+    assert (
+        entry["label"]
+        == (corpus / entry["wav"][len("{data_root}/") :]).with_suffix(".normalized.txt").read_text()
+    )
 
 
 def test_prepare_is_idempotent_and_never_touches_audio(tmp_path, corpus):
@@ -123,7 +148,10 @@ def test_prepare_is_idempotent_and_never_touches_audio(tmp_path, corpus):
     prepare_libritts(corpus, tmp_path)
     assert paths["train"].stat().st_mtime_ns == stamp
     assert {w: w.stat().st_mtime_ns for w in corpus.rglob("*.wav")} == before
-    assert prepare_libritts("/nonexistent", tmp_path / "x", skip_prep=True)["train"].name == "train.json"
+    assert (
+        prepare_libritts("/nonexistent", tmp_path / "x", skip_prep=True)["train"].name
+        == "train.json"
+    )
 
 
 def test_prepare_rejects_missing_subset_empty_folder_and_bad_audio(tmp_path, corpus):
@@ -146,17 +174,37 @@ def test_prepare_rejects_missing_subset_empty_folder_and_bad_audio(tmp_path, cor
 def test_recipe_debug_run_trains_validates_calibrates_and_tests(tmp_path, corpus):
     """Also: numba compiling ViSQOL's kernels (an empty cache) keeps out of log.txt."""
     out = tmp_path / "run"
-    result = run_recipe("codec_dsl.yaml", corpus, out, "--debug", "--batch_size=2", "--valid_max_seconds=1.0",
-                        "--valid_visqol_max_utterances=2", "--adversarial_start_step=1",
-                        env={"NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")})
+    result = run_recipe(
+        "codec_dsl.yaml",
+        corpus,
+        out,
+        "--debug",
+        "--batch_size=2",
+        "--valid_max_seconds=1.0",
+        "--valid_visqol_max_utterances=2",
+        "--adversarial_start_step=1",
+        env={"NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert list((tmp_path / "numba_cache").rglob("*.nbi")), "numba compiled nothing: the check is void"
+    assert list((tmp_path / "numba_cache").rglob("*.nbi")), (
+        "numba compiled nothing: the check is void"
+    )
     log = (out / "log.txt").read_text()
     assert len(log) < 100_000 and " - numba." not in log  # 7.5 MB of numba DEBUG dumps otherwise
     assert "visqol" in log and "speechbrain.core - INFO" in log  # the recipe's own records stay
     metrics = json.loads((out / "test_metrics.json").read_text())
-    for key in ("mel_full", "mel_light", "mel_mixed", "sisnr_mixed", "visqol_full",
-                "visqol_mixed", "light_share", "sparsity", "switch_spearman", "threshold"):
+    for key in (
+        "mel_full",
+        "mel_light",
+        "mel_mixed",
+        "sisnr_mixed",
+        "visqol_full",
+        "visqol_mixed",
+        "light_share",
+        "sparsity",
+        "switch_spearman",
+        "threshold",
+    ):
         assert key in metrics and metrics[key] == metrics[key], key
     assert 1.0 <= metrics["visqol_full"] <= 5.0
     log = (out / "train_log.txt").read_text()
@@ -183,10 +231,20 @@ def test_killed_run_resumes_bit_exact_with_the_same_losses_and_logs(tmp_path, co
     of an uninterrupted run bit for bit (CPU, one thread). Adversarial training
     starts at step 3, so both optimizers, the random gain, the random crops and
     the RVQ initialisation all matter."""
-    args = (*FAST, "--batch_size=1", "--ckpt_interval_minutes=0", "--ckpt_interval_steps=2",
-            "--adversarial_start_step=3")
-    reference = run_recipe("codec_dsl.yaml", corpus, tmp_path / "ref", *args,
-                           f"--step_log_file={tmp_path / 'ref' / 'steps.txt'}")
+    args = (
+        *FAST,
+        "--batch_size=1",
+        "--ckpt_interval_minutes=0",
+        "--ckpt_interval_steps=2",
+        "--adversarial_start_step=3",
+    )
+    reference = run_recipe(
+        "codec_dsl.yaml",
+        corpus,
+        tmp_path / "ref",
+        *args,
+        f"--step_log_file={tmp_path / 'ref' / 'steps.txt'}",
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = checkpoints(tmp_path / "ref" / "save")[-1][1]["optimizer_step"]
     assert expected == 8  # 8 training utterances, batch size 1, one epoch
@@ -194,10 +252,22 @@ def test_killed_run_resumes_bit_exact_with_the_same_losses_and_logs(tmp_path, co
     assert [int(step) for step, _ in losses] == list(range(1, 9))
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "train.py", "hparams/codec_dsl.yaml", f"--data_folder={corpus}",
-           f"--output_folder={out}", *args, f"--step_log_file={out / 'steps.txt'}"]
-    proc = subprocess.Popen(cmd, cwd=RECIPE, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "train.py",
+        "hparams/codec_dsl.yaml",
+        f"--data_folder={corpus}",
+        f"--output_folder={out}",
+        *args,
+        f"--step_log_file={out / 'steps.txt'}",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=RECIPE,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Kill once a checkpoint exists, preferably while the next one is being
     # written (a hidden .partial- folder), which must not corrupt the resume.
     deadline, published = time.time() + 300, None
@@ -217,18 +287,22 @@ def test_killed_run_resumes_bit_exact_with_the_same_losses_and_logs(tmp_path, co
     before_kill = step_log(out / "steps.txt")
     assert before_kill == losses[: len(before_kill)] and len(before_kill) >= resume_step
 
-    resumed = run_recipe("codec_dsl.yaml", corpus, out, *args, f"--step_log_file={out / 'steps.txt'}")
+    resumed = run_recipe(
+        "codec_dsl.yaml", corpus, out, *args, f"--step_log_file={out / 'steps.txt'}"
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = checkpoints(out / "save")[-1]
     assert not final[0].get("brain_intra_epoch_ckpt")
     assert final[1]["optimizer_step"] == expected
     # The resumed run redid the steps after its checkpoint, with the same losses
     # to the last bit (the file holds repr(float) of each loss).
-    assert step_log(out / "steps.txt")[len(before_kill):] == losses[resume_step:]
+    assert step_log(out / "steps.txt")[len(before_kill) :] == losses[resume_step:]
     # The epoch's means (of every term, over the steps before and after the
     # kill), validation and test metrics: the same text.
     assert (out / "train_log.txt").read_text() == (tmp_path / "ref" / "train_log.txt").read_text()
-    assert (out / "test_metrics.json").read_text() == (tmp_path / "ref" / "test_metrics.json").read_text()
+    assert (out / "test_metrics.json").read_text() == (
+        tmp_path / "ref" / "test_metrics.json"
+    ).read_text()
 
 
 def checkpoints_safe(save_folder):
@@ -245,12 +319,25 @@ def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
     with socket.socket() as sock:  # a port nobody holds now (a fixed one may be taken)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                f"--master_port={port}"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+    ]
     out = tmp_path / "ddp"
-    result = run_recipe("codec_dsl.yaml", corpus, out, *FAST, "--batch_size=2",
-                        "--distributed_backend=gloo", "--adversarial_start_step=0",
-                        f"--step_log_file={out / 'steps.txt'}", launcher=torchrun)
+    result = run_recipe(
+        "codec_dsl.yaml",
+        corpus,
+        out,
+        *FAST,
+        "--batch_size=2",
+        "--distributed_backend=gloo",
+        "--adversarial_start_step=0",
+        f"--step_log_file={out / 'steps.txt'}",
+        launcher=torchrun,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # 8 training utterances over 2 processes with batch size 2: 2 steps each.
     assert checkpoints(out / "save")[-1][1]["optimizer_step"] == 2
@@ -259,7 +346,10 @@ def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
     # The logged training loss is the mean over both processes' steps (sum over
     # count; DDP gives the ranks equal step counts, so unequal counts, which
     # tell it from a mean of the ranks' means, are tested on RunningMeans below).
-    ranks = [[float(loss) for _, loss in step_log(out / name)] for name in ("steps.txt", "steps.rank1.txt")]
+    ranks = [
+        [float(loss) for _, loss in step_log(out / name)]
+        for name in ("steps.txt", "steps.rank1.txt")
+    ]
     assert [len(r) for r in ranks] == [2, 2]
     means = [sum(r) / len(r) for r in ranks]
     logged = re.search(r"train loss: ([^,]+),", log).group(1)
@@ -270,8 +360,9 @@ def test_recipe_runs_on_two_processes_with_torchrun(tmp_path, corpus):
 
 def _running_means_rank(rank, store, values, results):
     """One gloo process: adds its ``values`` and reports ``means()`` and the saved totals."""
-    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
-                                         world_size=len(values))
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=len(values)
+    )
     try:
         means = RunningMeans()
         for key, value in values[rank]:
@@ -285,11 +376,14 @@ def test_running_means_are_sums_over_counts_of_all_ranks_with_unequal_counts(tmp
     """Under DDP the epoch mean of a term is over every step of every rank: a rank
     that made fewer additions (a skipped non-finite step, a term some steps lack)
     weighs less, unlike a mean of the ranks' means."""
-    values = [[("loss", 1.0), ("loss", 2.0), ("loss", 3.0), ("mel", 4.0)],
-              [("loss", 10.0), ("loss_d", 5.0)]]
+    values = [
+        [("loss", 1.0), ("loss", 2.0), ("loss", 3.0), ("mel", 4.0)],
+        [("loss", 10.0), ("loss_d", 5.0)],
+    ]
     results = torch.multiprocessing.Manager().dict()
-    torch.multiprocessing.spawn(_running_means_rank, args=(tmp_path / "store", values, results),
-                                nprocs=2, join=True)
+    torch.multiprocessing.spawn(
+        _running_means_rank, args=(tmp_path / "store", values, results), nprocs=2, join=True
+    )
     for rank in range(2):
         means, (sums, counts) = results[rank]
         assert means == {"loss": 16.0 / 4, "mel": 4.0, "loss_d": 5.0}  # mean of means: 6
@@ -310,8 +404,12 @@ def test_a_step_with_a_non_finite_loss_adds_none_of_its_terms():
     nan, inf = float("nan"), float("inf")
 
     def terms(mel, stft, loss_d, loss):
-        return {"mel": torch.tensor(mel), "stft": torch.tensor(stft),
-                "loss_d": torch.tensor(loss_d), "loss": torch.tensor(loss)}
+        return {
+            "mel": torch.tensor(mel),
+            "stft": torch.tensor(stft),
+            "loss_d": torch.tensor(loss_d),
+            "loss": torch.tensor(loss),
+        }
 
     add(brain, terms(1.0, 2.0, 0.5, 3.0), replaced_codes=4)
     add(brain, terms(nan, 9.0, 0.7, nan), replaced_codes=100)  # skipped: all of it
@@ -321,8 +419,13 @@ def test_a_step_with_a_non_finite_loss_adds_none_of_its_terms():
     assert means == {"loss": 5.0, "mel": 2.0, "stft": 3.0, "loss_d": 1.0, "codes_replaced": 3.0}
     assert set(brain.term_means.counts.values()) == {2}
     add(brain, terms(1.0, 1.0, 1.0, 1.0))  # distilling steps pass no codes_replaced
-    assert brain.term_means.counts == {"loss": 3, "mel": 3, "stft": 3, "loss_d": 3,
-                                       "codes_replaced": 2}
+    assert brain.term_means.counts == {
+        "loss": 3,
+        "mel": 3,
+        "stft": 3,
+        "loss_d": 3,
+        "codes_replaced": 2,
+    }
 
 
 def _codec_state(save_folder):
@@ -331,13 +434,20 @@ def _codec_state(save_folder):
 
 
 def test_retrofit_stage_a_trains_only_the_dsl_then_stage_b_trains_everything(
-        tmp_path, corpus, packaged_baseline_codec):
+    tmp_path, corpus, packaged_baseline_codec
+):
     baseline = torch.load(packaged_baseline_codec / "codec.ckpt", weights_only=True)
     out = tmp_path / "retrofit"
-    common = [*FAST, "--batch_size=2", f"--init_from={packaged_baseline_codec}",
-              "--adversarial_start_step=3"]
+    common = [
+        *FAST,
+        "--batch_size=2",
+        f"--init_from={packaged_baseline_codec}",
+        "--adversarial_start_step=3",
+    ]
     # Stage a only: one epoch is 4 steps (2 train speakers x 4 utterances / batch 2).
-    result = run_recipe("codec_dsl_retrofit.yaml", corpus, out, *common, "--retrofit_distill_steps=100")
+    result = run_recipe(
+        "codec_dsl_retrofit.yaml", corpus, out, *common, "--retrofit_distill_steps=100"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     distilled = _codec_state(out / "save")
     renamed = baseline_to_dsl_state(baseline, split_after=0)
@@ -349,10 +459,11 @@ def test_retrofit_stage_a_trains_only_the_dsl_then_stage_b_trains_everything(
     assert "train dsl_light" in log and "train mel" not in log
     # Stage b: the same command with distillation over trains the whole codec.
     out_b = tmp_path / "finetune"
-    result = run_recipe("codec_dsl_retrofit.yaml", corpus, out_b, *common, "--retrofit_distill_steps=1")
+    result = run_recipe(
+        "codec_dsl_retrofit.yaml", corpus, out_b, *common, "--retrofit_distill_steps=1"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     tuned = _codec_state(out_b / "save")
     assert not torch.equal(tuned["decoder.embed.weight"], baseline["decoder.embed.weight"])
     log = (out_b / "train_log.txt").read_text()
     assert "train mel" in log and "train adversarial" in log
-

@@ -45,8 +45,9 @@ def test_pieces_with_context_longer_than_a_segment_equal_whole_encoding():
     assert geometry.context_samples == 128 > geometry.segment_samples == 48
     rows = torch_row_encoder(ExportableEncoder(codec))
     for piece_segments in (1, 2, 7, 100):
-        out = encode_in_pieces(rows, geometry, wavs.numpy(), lengths.numpy(), codec.threshold,
-                               piece_segments)
+        out = encode_in_pieces(
+            rows, geometry, wavs.numpy(), lengths.numpy(), codec.threshold, piece_segments
+        )
         assert np.array_equal(out.tokens, tokens.numpy())  # eager rows rank as the RVQ does
         valid = reference.segment_mask.numpy()
         assert np.array_equal(out.segment_mask, valid)
@@ -81,8 +82,11 @@ def test_encode_file_reads_resamples_and_encodes_in_blocks(folder, tmp_path, eng
     audio[22050:44100] *= 0.01
     sf.write(tmp_path / "clip.wav", audio, 22050, subtype="FLOAT")
     model = load(folder, engine)
-    model.threshold = widest_gap(model.codec.predict_distances(
-        torchaudio.functional.resample(torch.from_numpy(audio.mean(1)), 22050, 16000)[None])[0])
+    model.threshold = widest_gap(
+        model.codec.predict_distances(
+            torchaudio.functional.resample(torch.from_numpy(audio.mean(1)), 22050, 16000)[None]
+        )[0]
+    )
     model.piece_seconds = 1.0
     with model.routing() as calls:
         tokens = model.encode_file(tmp_path / "clip.wav", progress=True)
@@ -149,10 +153,21 @@ PEAK_SCRIPT = textwrap.dedent("""
 
 def peak(tmp_path, folder, entry, minutes):
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(tmp_path / f"{entry}-{minutes}.wav"),
-         str(minutes), entry, str(folder)],
-        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
-        timeout=300)
+        [
+            sys.executable,
+            "-c",
+            PEAK_SCRIPT,
+            str(tmp_path / f"{entry}-{minutes}.wav"),
+            str(minutes),
+            entry,
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads(result.stdout.strip().splitlines()[-1])
     assert info["frames"] == minutes * 3000

@@ -51,8 +51,14 @@ def test_discriminator_adversarial_loss_is_hinge_averaged_over_discriminators():
 
 
 def test_feature_matching_loss_does_not_train_through_real_features():
-    fake = [[torch.tensor([1.0, 2.0], requires_grad=True)], [torch.tensor([0.0], requires_grad=True)]]
-    real = [[torch.tensor([0.0, 0.0], requires_grad=True)], [torch.tensor([3.0], requires_grad=True)]]
+    fake = [
+        [torch.tensor([1.0, 2.0], requires_grad=True)],
+        [torch.tensor([0.0], requires_grad=True)],
+    ]
+    real = [
+        [torch.tensor([0.0, 0.0], requires_grad=True)],
+        [torch.tensor([3.0], requires_grad=True)],
+    ]
     loss = feature_matching_loss(fake, real)
     assert float(loss.detach()) == pytest.approx((1.5 + 3.0) / 2)
     loss.backward()

@@ -10,10 +10,12 @@ from conftest import ROOT
 from speechbrain_dsl.evaluation.check_clips import measure_check, read_check_clips
 from speechbrain_dsl.inference.interface import DSLCodecInterface
 
-FOLDERS = {"dsl": ROOT / "pretrained" / "dsl-codec-16k",
-           "baseline": ROOT / "pretrained" / "baseline-codec-16k",
-           # the training campaign's latest weights (TRAINING.md at the root): --init_from
-           "campaign": ROOT / "pretrained" / "campaign-baseline"}
+FOLDERS = {
+    "dsl": ROOT / "pretrained" / "dsl-codec-16k",
+    "baseline": ROOT / "pretrained" / "baseline-codec-16k",
+    # the training campaign's latest weights (TRAINING.md at the root): --init_from
+    "campaign": ROOT / "pretrained" / "campaign-baseline",
+}
 
 
 @pytest.fixture(scope="module", params=sorted(FOLDERS))
@@ -25,8 +27,14 @@ def shipped(request):
 
 def test_shipped_folder_holds_its_training_record(shipped):
     name, folder, _ = shipped
-    for item in ("hyperparams.yaml", "codec.ckpt", "TRAINING.md", "learning_curve.png",
-                 "check/check.json", "record.json"):
+    for item in (
+        "hyperparams.yaml",
+        "codec.ckpt",
+        "TRAINING.md",
+        "learning_curve.png",
+        "check/check.json",
+        "record.json",
+    ):
         assert (folder / item).is_file(), item
     record = (folder / "TRAINING.md").read_text()
     steps = int(re.search(r"\| optimizer steps \| (\d+)", record).group(1))
@@ -46,7 +54,9 @@ def test_shipped_model_encodes_and_decodes_a_clip(shipped):
         share = interface.encode_with_routing(clips[0][None]).routing.light_share
         assert interface.codec.has_dsl and 0.0 <= share <= 1.0
         state = torch.load(folder / "codec.ckpt", weights_only=True)
-        assert float(state["encoder.dsl.calibrated_threshold"]) == pytest.approx(interface.threshold)
+        assert float(state["encoder.dsl.calibrated_threshold"]) == pytest.approx(
+            interface.threshold
+        )
     else:
         assert not interface.codec.has_dsl
 

@@ -56,8 +56,13 @@ def test_count_metrics_by_hand():
 
 def run(recipe, *args):
     result = subprocess.run(
-        [sys.executable, "train.py", "hparams/probe.yaml", *args], cwd=recipe,
-        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+        [sys.executable, "train.py", "hparams/probe.yaml", *args],
+        cwd=recipe,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -65,8 +70,12 @@ def run(recipe, *args):
 @pytest.fixture(scope="module")
 def kws_run(tmp_path_factory, speech_commands_data, packaged_dsl_codec):
     out = tmp_path_factory.mktemp("kws") / "run"
-    args = [f"--data_folder={speech_commands_data}", f"--codec_checkpoint={packaged_dsl_codec}",
-            f"--output_folder={out}", "--number_of_epochs=2"]
+    args = [
+        f"--data_folder={speech_commands_data}",
+        f"--codec_checkpoint={packaged_dsl_codec}",
+        f"--output_folder={out}",
+        "--number_of_epochs=2",
+    ]
     return out, args, run(KWS, *args)
 
 
@@ -81,10 +90,17 @@ def test_kws_probe_reports_modes_side_by_side_with_figures(kws_run):
     mixed = results["results"]["mixed"]
     assert 0.0 <= mixed["accuracy"] <= 1.0 and set(mixed["per_class"]) == set(labels)
     assert np.array(mixed["confusion"]).sum() == mixed["test_utterances"] > 0
-    macs = {m: results["results"][m]["encoder_mmacs_per_second"] for m in ("full", "light", "mixed")}
+    macs = {
+        m: results["results"][m]["encoder_mmacs_per_second"] for m in ("full", "light", "mixed")
+    }
     assert macs["light"] < macs["mixed"] < macs["full"] or mixed["light_share"] in (0.0, 1.0)
-    for png in ("confusion_full", "confusion_light", "confusion_mixed", "confusion_gc",
-                "per_class_accuracy"):
+    for png in (
+        "confusion_full",
+        "confusion_light",
+        "confusion_mixed",
+        "confusion_gc",
+        "per_class_accuracy",
+    ):
         assert (out / f"{png}.png").stat().st_size > 1000
     report = (out / "results.md").read_text()
     assert "## Per-class accuracy" in report and "nan" not in report
@@ -96,8 +112,11 @@ def test_gated_compression_variant_exits_early_and_saves_probe_macs(kws_run):
     assert gc["labels"][-1] == "_negative_" and len(gc["labels"]) == 11
     assert gc["open_gate_exits"] == 0  # the no-gate reference really ran every clip
     exits = gc["early_exit_share"]
-    assert min(gc["negatives_exited"], gc["keywords_exited"]) <= exits <= max(
-        gc["negatives_exited"], gc["keywords_exited"])
+    assert (
+        min(gc["negatives_exited"], gc["keywords_exited"])
+        <= exits
+        <= max(gc["negatives_exited"], gc["keywords_exited"])
+    )
     # exits skip the head's compute (counted by the FLOP counter, not assumed)
     if gc["early_exit_share"] > 0:
         assert gc["probe_macs_per_clip"] < gc["probe_macs_per_clip_no_gate"]
@@ -112,12 +131,20 @@ def test_kws_rerun_reuses_cached_embeddings(kws_run):
 
 
 def test_libricount_probe_cross_validates_every_mixture_once(tmp_path, packaged_dsl_codec):
-    data = make_libricount(tmp_path / "data", seed=3, mixtures_per_count=4, max_count=3,
-                           seconds=2.0)
+    data = make_libricount(
+        tmp_path / "data", seed=3, mixtures_per_count=4, max_count=3, seconds=2.0
+    )
     out = tmp_path / "run"
-    stdout = run(COUNT, f"--data_folder={data}", f"--codec_checkpoint={packaged_dsl_codec}",
-                 f"--output_folder={out}", "--folds=2", "--number_of_epochs=2",
-                 "--clip_seconds=2.0", "--modes=[full, mixed]")
+    stdout = run(
+        COUNT,
+        f"--data_folder={data}",
+        f"--codec_checkpoint={packaged_dsl_codec}",
+        f"--output_folder={out}",
+        "--folds=2",
+        "--number_of_epochs=2",
+        "--clip_seconds=2.0",
+        "--modes=[full, mixed]",
+    )
     assert "| MAE (speakers) |" in stdout
     results = json.loads((out / "results.json").read_text())["results"]
     for mode in ("full", "mixed"):
@@ -145,7 +172,9 @@ def test_embedding_cache_refreshes_edited_audio_and_other_codecs(tmp_path):
     assert cache.encoded == 3  # only b
     assert torch.equal(again["a"]["emb"], first["a"]["emb"]) and again["b"]["emb"].shape[0] == 100
     codec.threshold = codec.threshold + 1.0  # recalibrated codec: other fingerprint, other files
-    assert EmbeddingCache(tmp_path / "cache", codec).path("train", "mixed") != cache.path("train", "mixed")
+    assert EmbeddingCache(tmp_path / "cache", codec).path("train", "mixed") != cache.path(
+        "train", "mixed"
+    )
     assert codec_fingerprint(codec) != cache.fingerprint
     assert not list((tmp_path / "cache").rglob(".*"))  # no temporary files left
 

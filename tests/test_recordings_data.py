@@ -54,8 +54,9 @@ def link_sources(dest, ktuberling=KTUBERLING_LANGS, klettres=KLETTRES_LANGS):
     if klettres:
         (dest / "klettres").mkdir(parents=True)
         for lang in klettres:
-            (dest / "klettres" / lang).symlink_to(SYSTEM_ROOT / "klettres" / lang,
-                                                 target_is_directory=True)
+            (dest / "klettres" / lang).symlink_to(
+                SYSTEM_ROOT / "klettres" / lang, target_is_directory=True
+            )
     return dest
 
 
@@ -67,8 +68,12 @@ def read_speakers(root):
 
 def digests(root, subsets=SUBSETS):
     """Relative path -> sha1 of every file in ``subsets`` of ``root``."""
-    return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
-            for subset in subsets for p in sorted((root / subset).rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+        for subset in subsets
+        for p in sorted((root / subset).rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +109,10 @@ def test_layout_rate_and_transcripts(corpus):
 
 
 def test_texts_come_from_file_names_and_the_klettres_index(corpus):
-    rows = [r.split("\t") for r in
-            (corpus / "recorded_sources.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    rows = [
+        r.split("\t")
+        for r in (corpus / "recorded_sources.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    ]
     by_folder = {}
     for utt, subset, kind, sources in rows:
         folder = "/".join(sources.split(";")[0].split("/")[:-1])
@@ -156,7 +163,8 @@ def test_speakers_tsv_merges_with_the_espeak_corpus(corpus):
 
 def test_prepare_libritts_reads_both_corpora(corpus, tmp_path):
     paths = prepare_libritts(
-        corpus, tmp_path,
+        corpus,
+        tmp_path,
         train_subsets=["train-clean-100", "train-recorded"],
         valid_subsets=["dev-clean", "dev-recorded"],
         test_subsets=["test-clean", "test-recorded"],
@@ -164,7 +172,8 @@ def test_prepare_libritts_reads_both_corpora(corpus, tmp_path):
     for split, espeak, ours in zip(("train", "valid", "test"), ESPEAK_SUBSETS, SUBSETS):
         entries = json.loads(Path(paths[split]).read_text())
         assert len(entries) == len(list((corpus / espeak).rglob("*.wav"))) + len(
-            list((corpus / ours).rglob("*.wav")))
+            list((corpus / ours).rglob("*.wav"))
+        )
         recorded = [e for e in entries.values() if e["wav"].startswith(f"{{data_root}}/{ours}/")]
         assert recorded and all(e["label"] and int(e["spk_id"]) >= 10000 for e in recorded)
         assert all(2.0 < e["duration"] < 12.0 for e in recorded)
@@ -173,21 +182,43 @@ def test_prepare_libritts_reads_both_corpora(corpus, tmp_path):
 def test_deterministic_idempotent_and_max_speakers_keeps_the_split(corpus, sources, tmp_path):
     out = tmp_path / "again"
     # Fewer speakers: same held-out speakers, and the kept ones are byte-identical.
-    assert main(["--out", str(out), "--source-root", str(sources), "--seed", "3", *QUICK,
-                 "--max-speakers", "3"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(out),
+                "--source-root",
+                str(sources),
+                "--seed",
+                "3",
+                *QUICK,
+                "--max-speakers",
+                "3",
+            ]
+        )
+        == 0
+    )
     few, full = digests(out / "LibriTTS"), digests(corpus)
     assert few and all(full.get(path) == digest for path, digest in few.items())
     held = lambda root: sorted(r[0] for r in read_speakers(root) if r[2] in SUBSETS[1:])
     assert held(out / "LibriTTS") == held(corpus)
     # Rebuilding in the same folder with all speakers: no stale files, the same corpus.
     for _ in range(2):
-        build_corpus(out, seed=3, source_root=sources, dev_speakers=1, test_speakers=1,
-                     max_utterances_per_speaker=2)
+        build_corpus(
+            out,
+            seed=3,
+            source_root=sources,
+            dev_speakers=1,
+            test_speakers=1,
+            max_utterances_per_speaker=2,
+        )
         assert digests(out / "LibriTTS") == full
-        assert read_speakers(out / "LibriTTS") == [r for r in read_speakers(corpus)
-                                                   if r[2] in SUBSETS]
+        assert read_speakers(out / "LibriTTS") == [
+            r for r in read_speakers(corpus) if r[2] in SUBSETS
+        ]
     assert sorted(p.name for p in (out / "LibriTTS").iterdir()) == sorted(
-        list(SUBSETS) + ["recorded_sources.tsv", "speakers.tsv"])
+        list(SUBSETS) + ["recorded_sources.tsv", "speakers.tsv"]
+    )
 
 
 def test_plan_utterances_uses_each_clip_once_within_the_lengths():
@@ -220,8 +251,11 @@ def test_full_trees_speakers_and_exclusions():
 
 @pytest.mark.parametrize("present", [(), ("ktuberling",), ("klettres",)])
 def test_missing_packages_name_the_apt_get_command(tmp_path, capsys, present):
-    source = link_sources(tmp_path / "src", ktuberling=("gl",) if "ktuberling" in present else (),
-                          klettres=("he",) if "klettres" in present else ())
+    source = link_sources(
+        tmp_path / "src",
+        ktuberling=("gl",) if "ktuberling" in present else (),
+        klettres=("he",) if "klettres" in present else (),
+    )
     source.mkdir(exist_ok=True)
     assert main(["--out", str(tmp_path / "out"), "--source-root", str(source)]) == 2
     err = capsys.readouterr().err
@@ -233,11 +267,16 @@ def test_missing_packages_name_the_apt_get_command(tmp_path, capsys, present):
 
 
 def test_bad_arguments_are_named(sources, tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--source-root", str(sources),
-                 "--utterance-seconds", "5", "2"]) == 2
+    assert (
+        main(
+            ["--out", str(tmp_path), "--source-root", str(sources), "--utterance-seconds", "5", "2"]
+        )
+        == 2
+    )
     assert "--utterance-seconds" in capsys.readouterr().err
-    assert main(["--out", str(tmp_path), "--source-root", str(sources),
-                 "--dev-speakers", "30"]) == 2
+    assert (
+        main(["--out", str(tmp_path), "--source-root", str(sources), "--dev-speakers", "30"]) == 2
+    )
     assert "--dev-speakers 30" in capsys.readouterr().err
     bad = tmp_path / "LibriTTS" / "speakers.tsv"
     bad.parent.mkdir()

@@ -21,16 +21,23 @@ from speechbrain_dsl.training.checkpoints import (
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "hparams" / "soundstream_dsl.yaml"
-FIGURES = ("fig3a_predicted_distance.png", "fig3bc_visqol.png", "fig3bc_mel.png",
-           "fig4_routes_silence.png", "fig4_routes_speech.png", "fig7_predicted_vs_true.png",
-           "tradeoff.png")
+FIGURES = (
+    "fig3a_predicted_distance.png",
+    "fig3bc_visqol.png",
+    "fig3bc_mel.png",
+    "fig4_routes_silence.png",
+    "fig4_routes_speech.png",
+    "fig7_predicted_vs_true.png",
+    "tradeoff.png",
+)
 
 
 @pytest.mark.parametrize("share", [0.0, 0.3, 0.8, 1.0])
 def test_calibrated_threshold_hits_its_share_on_held_out_predictions(share):
     gen = torch.Generator().manual_seed(0)
-    predictions = torch.cat([torch.rand(4000, generator=gen) * 0.2,
-                             0.5 + torch.rand(4000, generator=gen)])
+    predictions = torch.cat(
+        [torch.rand(4000, generator=gen) * 0.2, 0.5 + torch.rand(4000, generator=gen)]
+    )
     shuffled = predictions[torch.randperm(8000, generator=gen)]
     calibration, held_out = shuffled[:4000], shuffled[4000:]
     threshold = threshold_for_share(calibration, share)
@@ -57,8 +64,9 @@ def test_load_codec_restores_weights_and_threshold_and_rejects_bad_files(tmp_pat
     assert loaded.threshold == pytest.approx(0.1234)
     assert not loaded.training
     ckpt = find_codec_checkpoint(tmp_path / "save")
-    torch.testing.assert_close(loaded.state_dict()["decoder.embed.weight"],
-                               codec.state_dict()["decoder.embed.weight"])
+    torch.testing.assert_close(
+        loaded.state_dict()["decoder.embed.weight"], codec.state_dict()["decoder.embed.weight"]
+    )
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(ckpt.read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated.ckpt"):
@@ -74,22 +82,38 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
     codec.eval().encode(torch.randn(2, 16000) * 0.1)  # initialise the codebooks
     AtomicCheckpointer(tmp_path / "save", {"codec": codec}).save_checkpoint()
     out = tmp_path / "out"
-    cmd = [sys.executable, "evaluate.py", "hparams/evaluate.yaml", f"--data_folder={data}",
-           f"--codec_checkpoint={tmp_path / 'save'}", f"--model_yaml={MODEL}",
-           f"--output_folder={out}",
-           "--clip_seconds=2.0", "--wall_repeats=1", "--sweep_shares=[0.0,0.5,1.0]",
-           "--sweep_max_clips_per_class=2"]
-    result = subprocess.run(cmd, cwd=ROOT / "recipes" / "AudioSet" / "routing",
-                            env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            capture_output=True, text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        "evaluate.py",
+        "hparams/evaluate.yaml",
+        f"--data_folder={data}",
+        f"--codec_checkpoint={tmp_path / 'save'}",
+        f"--model_yaml={MODEL}",
+        f"--output_folder={out}",
+        "--clip_seconds=2.0",
+        "--wall_repeats=1",
+        "--sweep_shares=[0.0,0.5,1.0]",
+        "--sweep_max_clips_per_class=2",
+    ]
+    result = subprocess.run(
+        cmd,
+        cwd=ROOT / "recipes" / "AudioSet" / "routing",
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
     for figure in FIGURES:
         assert (out / figure).stat().st_size > 5000, figure
         assert f"({figure})" in report
     assert "nan" not in report.split("## Switch")[0].lower().replace("n/a", "")
-    rows = {line.split("|")[1].strip(): line for line in report.splitlines()
-            if line.startswith("| silence |") or line.startswith("| speech |")}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in report.splitlines()
+        if line.startswith("| silence |") or line.startswith("| speech |")
+    }
     assert set(rows) == {"silence", "speech"}
     assert re.search(r"\| silence \| 3 \| \d+\.\d%", report)
     results = json.loads((out / "results.json").read_text())
@@ -102,6 +126,7 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
     assert results["switch"]["light_ok_share"] == pytest.approx(sum(light_ok) / len(light_ok))
     if 0 < sum(light_ok) < len(light_ok):
         from sklearn.metrics import roc_auc_score
+
         expected = roc_auc_score(light_ok, [-s["predicted"] for s in segments])
         assert results["switch"]["auroc"] == pytest.approx(expected, abs=1e-6)
     else:  # one class only: AUROC is undefined and must say so
@@ -110,11 +135,25 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
 
 
 def test_sweep_trains_runs_for_each_alpha_and_placement(tmp_path):
-    cmd = [sys.executable, "sweep.py", "--steps", "2", "--alphas", "1e-4", "1.0",
-           "--out", str(tmp_path)]
-    result = subprocess.run(cmd, cwd=ROOT / "recipes" / "AudioSet" / "routing",
-                            env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            capture_output=True, text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        "sweep.py",
+        "--steps",
+        "2",
+        "--alphas",
+        "1e-4",
+        "1.0",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        cmd,
+        cwd=ROOT / "recipes" / "AudioSet" / "routing",
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "sweep.json").read_text())
     assert set(summary["sparsity"]) == {"0.0001", "1.0"}
@@ -142,14 +181,29 @@ def test_recorded_speech_joins_as_a_third_class(tmp_path):
 
     data = make_audioset(tmp_path / "data", seed=5, clips_per_class=2)
     out = tmp_path / "out"
-    cmd = [sys.executable, "evaluate.py", "hparams/evaluate.yaml", f"--data_folder={data}",
-           f"--codec_checkpoint={packaged_untrained_dsl(tmp_path)}", f"--output_folder={out}",
-           f"--recorded_folder={tmp_path / 'recorded'}", "--clip_seconds=2.0", "--visqol=False",
-           "--wall_repeats=1", "--sweep_shares=[0.0,1.0]", "--sweep_max_clips_per_class=1",
-           "--max_clips_per_class=2"]
-    result = subprocess.run(cmd, cwd=ROOT / "recipes" / "AudioSet" / "routing",
-                            env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            capture_output=True, text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        "evaluate.py",
+        "hparams/evaluate.yaml",
+        f"--data_folder={data}",
+        f"--codec_checkpoint={packaged_untrained_dsl(tmp_path)}",
+        f"--output_folder={out}",
+        f"--recorded_folder={tmp_path / 'recorded'}",
+        "--clip_seconds=2.0",
+        "--visqol=False",
+        "--wall_repeats=1",
+        "--sweep_shares=[0.0,1.0]",
+        "--sweep_max_clips_per_class=1",
+        "--max_clips_per_class=2",
+    ]
+    result = subprocess.run(
+        cmd,
+        cwd=ROOT / "recipes" / "AudioSet" / "routing",
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert list(results["classes"]) == ["silence", "speech", "recorded"]

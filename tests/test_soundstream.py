@@ -19,9 +19,7 @@ def test_encoder_gives_ceil_samples_over_hop_frames(samples):
 
 
 @pytest.mark.parametrize("samples", [320, 321, 1000, 16000, 16319])
-def test_default_encoder_and_decoder_shapes_for_lengths_off_the_hop(
-    default_hparams, samples
-):
+def test_default_encoder_and_decoder_shapes_for_lengths_off_the_hop(default_hparams, samples):
     enc = default_hparams["soundstream_encoder"]
     dec = default_hparams["decoder"]
     assert enc.hop == 320
@@ -102,8 +100,12 @@ def test_soundstream_decoder_is_causal():
 
 def test_discriminator_scores_every_scale():
     disc = SoundStreamDiscriminator(
-        num_scales=2, wave_channels=4, wave_max_channels=8,
-        stft_n_fft=128, stft_hop_length=32, stft_channels=2,
+        num_scales=2,
+        wave_channels=4,
+        wave_max_channels=8,
+        stft_n_fft=128,
+        stft_hop_length=32,
+        stft_channels=2,
     )
     scores, feats = disc(torch.randn(2, 1, 800))
     assert len(scores) == len(feats) == 3

@@ -22,8 +22,9 @@ def which_set(filename, validation_percentage, testing_percentage):
     base_name = os.path.basename(filename)
     hash_name = re.sub(r"_nohash_.*$", "", base_name)
     hash_name_hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
-    percentage_hash = ((int(hash_name_hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1))
-                       * (100.0 / MAX_NUM_WAVS_PER_CLASS))
+    percentage_hash = (int(hash_name_hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (
+        100.0 / MAX_NUM_WAVS_PER_CLASS
+    )
     if percentage_hash < validation_percentage:
         result = "validation"
     elif percentage_hash < (testing_percentage + validation_percentage):
@@ -42,8 +43,10 @@ def test_the_generators_rule_is_the_readmes():
 
 def test_validation_and_testing_lists_follow_the_hash_rule(speech_commands_data):
     root = speech_commands_data
-    listed = {"validation": set((root / "validation_list.txt").read_text().split()),
-              "testing": set((root / "testing_list.txt").read_text().split())}
+    listed = {
+        "validation": set((root / "validation_list.txt").read_text().split()),
+        "testing": set((root / "testing_list.txt").read_text().split()),
+    }
     files = sorted(f"{p.parent.name}/{p.name}" for p in root.glob("*/*_nohash_*.wav"))
     assert len(files) > 300 and listed["validation"] and listed["testing"]
     for name in files:
@@ -51,8 +54,10 @@ def test_validation_and_testing_lists_follow_the_hash_rule(speech_commands_data)
         assert (name in listed["validation"]) == (expected == "validation"), name
         assert (name in listed["testing"]) == (expected == "testing"), name
     assert listed["validation"] | listed["testing"] <= set(files)
-    speakers = {split: {n.split("/")[1].split("_nohash_")[0] for n in names}
-                for split, names in listed.items()}
+    speakers = {
+        split: {n.split("/")[1].split("_nohash_")[0] for n in names}
+        for split, names in listed.items()
+    }
     assert len(speakers["validation"]) == len(speakers["testing"]) == 1  # 10 speakers: 10% each
 
 

@@ -142,11 +142,17 @@ def test_streaming_benchmark_reports_rtf_for_every_mode_and_chunk():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "benchmarks/streaming.py", "--json", "--seconds", "3"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    result = subprocess.run(
+        [sys.executable, "benchmarks/streaming.py", "--json", "--seconds", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(result.stdout)
     assert {(r["mode"], r["chunk_ms"]) for r in rows} == {
-        (m, c) for m in ("full", "light", "mixed") for c in (20, 100, 1000)}
+        (m, c) for m in ("full", "light", "mixed") for c in (20, 100, 1000)
+    }
     assert all(0 < r["rtf"] < 1 for r in rows)

@@ -43,13 +43,22 @@ def test_dasb_methods_have_the_contract_signatures():
     var = ("kwargs", "VAR_KEYWORD", inspect.Parameter.empty)
     positional = "POSITIONAL_OR_KEYWORD"
     assert shape(DSLCodec.sig_to_tokens) == [
-        ("signal", positional, inspect.Parameter.empty), ("lengths", positional, None),
-        ("num_codebooks", positional, None), var]
+        ("signal", positional, inspect.Parameter.empty),
+        ("lengths", positional, None),
+        ("num_codebooks", positional, None),
+        var,
+    ]
     assert shape(DSLCodec.tokens_to_sig) == [
-        ("tokens", positional, inspect.Parameter.empty), ("length", positional, None), var]
+        ("tokens", positional, inspect.Parameter.empty),
+        ("length", positional, None),
+        var,
+    ]
     assert shape(DSLCodec.get_pretrained_embeddings) == [
-        ("vocab_size", positional, None), ("num_codebooks", positional, None),
-        ("device", positional, "cpu"), var]
+        ("vocab_size", positional, None),
+        ("num_codebooks", positional, None),
+        ("device", positional, "cpu"),
+        var,
+    ]
 
 
 def test_sig_to_tokens_takes_a_count_or_a_list_of_codebooks(codec):
@@ -59,11 +68,13 @@ def test_sig_to_tokens_takes_a_count_or_a_list_of_codebooks(codec):
     assert torch.equal(codec.sig_to_tokens(signal, num_codebooks=2), tokens[..., :2])
     assert torch.equal(codec.sig_to_tokens(signal, num_codebooks=[2, 0]), tokens[..., [2, 0]])
     assert torch.equal(codec.sig_to_tokens(signal.numpy()), tokens)
-    for bad, message in [(4, r"num_codebooks: expected 1\.\.3 codebooks, got 4"),
-                         (0, r"expected 1\.\.3 codebooks, got 0"),
-                         ([0, 3], r"distinct codebook indices in \[0, 3\), got \[0, 3\]"),
-                         ([1, 1], r"distinct codebook indices"),
-                         ("2", "expected None, an int or a list")]:
+    for bad, message in [
+        (4, r"num_codebooks: expected 1\.\.3 codebooks, got 4"),
+        (0, r"expected 1\.\.3 codebooks, got 0"),
+        ([0, 3], r"distinct codebook indices in \[0, 3\), got \[0, 3\]"),
+        ([1, 1], r"distinct codebook indices"),
+        ("2", "expected None, an int or a list"),
+    ]:
         with pytest.raises(ValueError, match=message):
             codec.sig_to_tokens(signal, num_codebooks=bad)
 
@@ -71,8 +82,14 @@ def test_sig_to_tokens_takes_a_count_or_a_list_of_codebooks(codec):
 def test_sig_to_tokens_accepts_dasb_keywords_that_ask_for_nothing(codec):
     signal = wavs()
     tokens = codec.sig_to_tokens(signal)
-    same = codec.sig_to_tokens(signal, None, None, deduplicates=[False, False],
-                               bpe_tokenizers=[None, None], SSL_layers=[1, 3])
+    same = codec.sig_to_tokens(
+        signal,
+        None,
+        None,
+        deduplicates=[False, False],
+        bpe_tokenizers=[None, None],
+        SSL_layers=[1, 3],
+    )
     assert torch.equal(same, tokens)
     with pytest.raises(ValueError, match=r"deduplicates: codec tokens are frame-aligned"):
         codec.sig_to_tokens(signal, deduplicates=[True, False])
@@ -92,7 +109,8 @@ def test_dasb_calls_run_in_eval_mode_without_grad_and_restore_the_mode(codec):
     seen = []
     for module in (codec.encoder, codec.decoder):
         module.register_forward_hook(
-            lambda m, i, o: seen.append((m.training, torch.is_grad_enabled())))
+            lambda m, i, o: seen.append((m.training, torch.is_grad_enabled()))
+        )
     signal = wavs()
     tokens = codec.sig_to_tokens(signal)
     audio = codec.tokens_to_sig(tokens)
@@ -175,8 +193,9 @@ def speechbrain_methods(relative_path, class_name):
     """``{method: [argument names]}`` of a class in the installed SpeechBrain source."""
     tree = ast.parse((SPEECHBRAIN / relative_path).read_text())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
-    return {f.name: [a.arg for a in f.args.args[1:]]
-            for f in cls.body if isinstance(f, ast.FunctionDef)}
+    return {
+        f.name: [a.arg for a in f.args.args[1:]] for f in cls.body if isinstance(f, ast.FunctionDef)
+    }
 
 
 def test_encodec_style_calls_match_speechbrains_encodec(codec):
@@ -197,10 +216,17 @@ def test_dac_style_calls_match_speechbrains_dac(codec):
         assert ours[: len(theirs[name])] == theirs[name], name
     from_codes = speechbrain_methods("lobes/models/discrete/dac.py", "ResidualVectorQuantize")
     dac = DACStyleCodec(codec=codec)
-    assert [p.name for p in inspect.signature(dac.quantizer.from_codes).parameters.values()] \
-        == from_codes["from_codes"]
-    assert (dac.sample_rate, dac.n_codebooks, dac.codebook_size, dac.codebook_dim,
-            dac.latent_dim, dac.hop_length) == (16000, 3, 16, 8, 8, TINY_HOP)
+    assert [
+        p.name for p in inspect.signature(dac.quantizer.from_codes).parameters.values()
+    ] == from_codes["from_codes"]
+    assert (
+        dac.sample_rate,
+        dac.n_codebooks,
+        dac.codebook_size,
+        dac.codebook_dim,
+        dac.latent_dim,
+        dac.hop_length,
+    ) == (16000, 3, 16, 8, 8, TINY_HOP)
 
 
 def test_dac_style_wrapper_gives_codes_latents_and_audio(codec):
@@ -231,8 +257,11 @@ def test_dac_style_n_quantizers_is_a_count_of_first_codebooks(codec):
     dac = DACStyleCodec(codec=codec)
     signal = wavs()
     for bad in ([2], [0, 1], (0,), "2", 2.0, True):
-        with pytest.raises(ValueError, match=r"n_quantizers: expected None or an int \(the "
-                                             r"first K codebooks\), got"):
+        with pytest.raises(
+            ValueError,
+            match=r"n_quantizers: expected None or an int \(the "
+            r"first K codebooks\), got",
+        ):
             dac(signal, n_quantizers=bad)
         with pytest.raises(ValueError, match=r"n_quantizers: expected None or an int"):
             dac.encode(signal, bad)
@@ -271,8 +300,9 @@ def test_a_subclass_with_its_own_encode_gives_its_tokens_to_every_entry_point(co
 
 
 def test_the_training_pass_points_dac_style_calls_to_the_wrapper(codec):
-    with pytest.raises(ValueError, match="n_quantizers: DSLCodec.forward is the training "
-                                         "pass.*DACStyleCodec"):
+    with pytest.raises(
+        ValueError, match="n_quantizers: DSLCodec.forward is the training pass.*DACStyleCodec"
+    ):
         codec(wavs().unsqueeze(1), n_quantizers=2)
     with pytest.raises(ValueError, match="either source"):
         DACStyleCodec()

@@ -25,8 +25,9 @@ def test_istft_head_inverts_an_aligned_stft_exactly():
 
 
 def test_vocos_decoder_is_causal_up_to_its_stated_lookahead():
-    dec = VocosDecoder(emb_dim=8, dim=16, intermediate_dim=32, num_blocks=2, n_fft=64,
-                       hop_length=16).eval()
+    dec = VocosDecoder(
+        emb_dim=8, dim=16, intermediate_dim=32, num_blocks=2, n_fft=64, hop_length=16
+    ).eval()
     emb = torch.randn(1, 8, 20)
     changed = emb.clone()
     changed[..., 12:] += 1.0
@@ -93,8 +94,10 @@ def test_discriminator_costs_far_less_than_soundstreams():
             disc(torch.randn(1, 1, 16000))
         return counter.get_total_flops() / 2
 
-    assert macs(MultiResolutionSTFTDiscriminator()) < macs(SoundStreamDiscriminator(
-        3, 16, 256, 1024, 256, 16)) / 10
+    assert (
+        macs(MultiResolutionSTFTDiscriminator())
+        < macs(SoundStreamDiscriminator(3, 16, 256, 1024, 256, 16)) / 10
+    )
 
 
 def test_random_gain_covers_the_range_and_never_clips():
@@ -125,10 +128,12 @@ def test_relative_dead_code_rule_keeps_codebooks_after_warm_up():
     torch.manual_seed(0)
     # Fewer frames per batch than codes, as in the recipe (800 frames, 1024 codes).
     data = torch.randn(4, 50, 8) @ torch.randn(8, 8)
-    absolute = ResidualVectorQuantizer(dim=8, num_quantizers=2, codebook_size=256,
-                                       threshold_ema_dead_code=2)
-    relative = ResidualVectorQuantizer(dim=8, num_quantizers=2, codebook_size=256,
-                                       threshold_ema_dead_code=2, dead_code_usage=0.1)
+    absolute = ResidualVectorQuantizer(
+        dim=8, num_quantizers=2, codebook_size=256, threshold_ema_dead_code=2
+    )
+    relative = ResidualVectorQuantizer(
+        dim=8, num_quantizers=2, codebook_size=256, threshold_ema_dead_code=2, dead_code_usage=0.1
+    )
     replaced_abs, _ = _train_steps(absolute, data, 40)
     replaced_rel, tokens = _train_steps(relative, data, 40)
     codes = 2 * 256

@@ -93,13 +93,21 @@ def learning_curve(valid, path, title=""):
 
     steps = [r["optimizer_step"] for r in valid]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for metric, ax, label in (("mel", axes[0], "mel distance (lower is better)"),
-                              ("visqol", axes[1], "ViSQOL MOS-LQO (speech, lattice)")):
+    for metric, ax, label in (
+        ("mel", axes[0], "mel distance (lower is better)"),
+        ("visqol", axes[1], "ViSQOL MOS-LQO (speech, lattice)"),
+    ):
         for name in PASSES:
             key = f"valid {metric}_{name}"
             if any(key in r for r in valid):
-                ax.plot(steps, [r.get(key, np.nan) for r in valid], "o-", ms=3, label=name,
-                        color=COLORS[name])
+                ax.plot(
+                    steps,
+                    [r.get(key, np.nan) for r in valid],
+                    "o-",
+                    ms=3,
+                    label=name,
+                    color=COLORS[name],
+                )
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -125,19 +133,26 @@ def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_fold
     """
     from speechbrain_dsl.probing.embedding_cache import read_clip
 
-    entries = {utt: e for utt, e in _test_entries(manifest, data_folder).items()
-               if "-recorded/" not in e["wav"]}
+    entries = {
+        utt: e
+        for utt, e in _test_entries(manifest, data_folder).items()
+        if "-recorded/" not in e["wav"]
+    }
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(sorted(entries), min(clips, len(entries)), replace=False).tolist())
-    audio = {utt: read_clip(entries[utt]["wav"], codec.sample_rate)[: int(seconds * codec.sample_rate)]
-             for utt in chosen}
+    audio = {
+        utt: read_clip(entries[utt]["wav"], codec.sample_rate)[: int(seconds * codec.sample_rate)]
+        for utt in chosen
+    }
     return write_check_clips(codec, audio, folder)
 
 
 def _data_root(run_folder, data_folder=None):
     """The LibriTTS root the recipe's manifests call ``{data_root}``."""
     if data_folder is None:
-        match = re.search(r"^data_folder: (.+)$", (run_folder / "hyperparams.yaml").read_text(), re.M)
+        match = re.search(
+            r"^data_folder: (.+)$", (run_folder / "hyperparams.yaml").read_text(), re.M
+        )
         if not match:
             raise ValueError(f"{run_folder / 'hyperparams.yaml'} names no data_folder")
         data_folder = match.group(1).strip()
@@ -150,9 +165,11 @@ def _table(test):
     for name in PASSES:
         if f"test mel_{name}" not in test:
             continue
-        rows.append(f"| {name} | {test[f'test mel_{name}']:.3f} | "
-                    f"{test.get(f'test visqol_{name}', float('nan')):.2f} | "
-                    f"{test.get(f'test sisnr_{name}', float('nan')):.1f} |")
+        rows.append(
+            f"| {name} | {test[f'test mel_{name}']:.3f} | "
+            f"{test.get(f'test visqol_{name}', float('nan')):.2f} | "
+            f"{test.get(f'test sisnr_{name}', float('nan')):.1f} |"
+        )
     return "\n".join(rows)
 
 
@@ -168,8 +185,9 @@ def _packaged_record(run_folder, valid):
     return matches[-1] if matches else min(valid, key=lambda r: r[f"valid {BEST_KEY}"])
 
 
-def write_training_md(out, *, name, run_folder, corpus_command, train_command, device, notes="",
-                      levels=None):
+def write_training_md(
+    out, *, name, run_folder, corpus_command, train_command, device, notes="", levels=None
+):
     """Writes the learning curve, and TRAINING.md from the recipe's logs; returns the summary."""
     out, run_folder = Path(out), Path(run_folder)
     valid, test = parse_train_log(run_folder / "train_log.txt")
@@ -181,11 +199,16 @@ def write_training_md(out, *, name, run_folder, corpus_command, train_command, d
     last = valid[-1]
     steps = int(last["optimizer_step"])
     best = _packaged_record(run_folder, valid)
-    check = json.loads((out / "check" / "check.json").read_text()) if (
-        out / "check" / "check.json").is_file() else None
+    check = (
+        json.loads((out / "check" / "check.json").read_text())
+        if (out / "check" / "check.json").is_file()
+        else None
+    )
     lines = [
-        f"# {name}: training record", "",
-        "| | |", "|---|---|",
+        f"# {name}: training record",
+        "",
+        "| | |",
+        "|---|---|",
         f"| corpus | `{corpus_command}` |",
         f"| training | `{train_command}` |",
         f"| seed | {seed.group(1) if seed else 'see hyperparams'} |",
@@ -193,48 +216,80 @@ def write_training_md(out, *, name, run_folder, corpus_command, train_command, d
         f"| packaged checkpoint | epoch {int(best['epoch'])}, step {int(best['optimizer_step'])} "
         f"(lowest validation mel distance, full pass) |",
         f"| wall time | {seconds / 3600:.2f} h over {runs} run(s), validation included |",
-        f"| device | {device} |", "",
+        f"| device | {device} |",
+        "",
     ]
     if test is not None:
         lines += ["## Held-out speakers (test stage of the recipe)", "", _table(test), ""]
         if "test light_share" in test:
-            lines += [f"Mixed pass: {test['test light_share']:.1%} of segments light at the "
-                      f"calibrated threshold {test.get('test threshold', float('nan')):.4f}; "
-                      f"switch Spearman with the true distance "
-                      f"{test.get('test switch_spearman', float('nan')):.2f}.", ""]
+            lines += [
+                f"Mixed pass: {test['test light_share']:.1%} of segments light at the "
+                f"calibrated threshold {test.get('test threshold', float('nan')):.4f}; "
+                f"switch Spearman with the true distance "
+                f"{test.get('test switch_spearman', float('nan')):.2f}.",
+                "",
+            ]
     if levels:
-        lines += [f"Light share by segment level (mixed pass, calibrated threshold, "
-                  f"{sum(v['segments'] for v in levels.values())} one-second segments of held-out "
-                  f"utterances; silence-like = RMS under -45 dBFS):", "",
-                  "| segments | count | light share |", "|---|---|---|"]
-        lines += [f"| {k} | {v['segments']} | "
-                  f"{'-' if v['light_share'] is None else format(v['light_share'], '.1%')} |"
-                  for k, v in levels.items()]
+        lines += [
+            f"Light share by segment level (mixed pass, calibrated threshold, "
+            f"{sum(v['segments'] for v in levels.values())} one-second segments of held-out "
+            f"utterances; silence-like = RMS under -45 dBFS):",
+            "",
+            "| segments | count | light share |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v['segments']} | "
+            f"{'-' if v['light_share'] is None else format(v['light_share'], '.1%')} |"
+            for k, v in levels.items()
+        ]
         lines.append("")
-    lines += ["## Learning curve (validation, held-out speakers)", "",
-              "![learning curve](learning_curve.png)", "",
-              "| step | " + " | ".join(f"mel {p}" for p in PASSES if f"valid mel_{p}" in last)
-              + " | ViSQOL full |",
-              "|---" * (2 + sum(f"valid mel_{p}" in last for p in PASSES)) + "|"]
+    lines += [
+        "## Learning curve (validation, held-out speakers)",
+        "",
+        "![learning curve](learning_curve.png)",
+        "",
+        "| step | "
+        + " | ".join(f"mel {p}" for p in PASSES if f"valid mel_{p}" in last)
+        + " | ViSQOL full |",
+        "|---" * (2 + sum(f"valid mel_{p}" in last for p in PASSES)) + "|",
+    ]
     shown = valid[:: max(1, len(valid) // 12)]
     for record in shown + ([last] if shown[-1] is not last else []):
         cells = [f"{record[f'valid mel_{p}']:.3f}" for p in PASSES if f"valid mel_{p}" in last]
-        lines.append(f"| {int(record['optimizer_step'])} | " + " | ".join(cells) +
-                     f" | {record.get('valid visqol_full', float('nan')):.2f} |")
+        lines.append(
+            f"| {int(record['optimizer_step'])} | "
+            + " | ".join(cells)
+            + f" | {record.get('valid visqol_full', float('nan')):.2f} |"
+        )
     if check:
-        lines += ["", "## Check clips (re-measured by the test suite)", "",
-                  f"`check/` holds {len(check['clips'])} held-out clips; on them the packaged "
-                  "model scores " + ", ".join(f"{k} {v:.4f}" for k, v in check.items()
-                                              if k != "clips") + "."]
+        lines += [
+            "",
+            "## Check clips (re-measured by the test suite)",
+            "",
+            f"`check/` holds {len(check['clips'])} held-out clips; on them the packaged "
+            "model scores "
+            + ", ".join(f"{k} {v:.4f}" for k, v in check.items() if k != "clips")
+            + ".",
+        ]
     if notes:
         lines += ["", "## Notes", "", notes.strip()]
     write_text(out / "TRAINING.md", "\n".join(lines) + "\n")
-    summary = {"name": name, "steps": steps, "epochs": int(last["epoch"]),
-               "wall_hours": seconds / 3600, "runs": runs, "device": device,
-               "packaged_epoch": int(best["epoch"]), "packaged_step": int(best["optimizer_step"]),
-               "test": None if test is None else {
-                   k[len("test "):]: v for k, v in test.items() if k.startswith("test ")},
-               "check": check, "light_share_by_level": levels}
+    summary = {
+        "name": name,
+        "steps": steps,
+        "epochs": int(last["epoch"]),
+        "wall_hours": seconds / 3600,
+        "runs": runs,
+        "device": device,
+        "packaged_epoch": int(best["epoch"]),
+        "packaged_step": int(best["optimizer_step"]),
+        "test": None
+        if test is None
+        else {k[len("test ") :]: v for k, v in test.items() if k.startswith("test ")},
+        "check": check,
+        "light_share_by_level": levels,
+    }
     write_json(out / "record.json", summary)  # the same numbers, for reports and tests
     return summary
 
@@ -243,16 +298,20 @@ def main(argv=None):
     """Command-line entry point."""
     from speechbrain_dsl.inference.interface import DSLCodecInterface
 
-    parser = argparse.ArgumentParser(prog="python -m tools.training_record",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.training_record", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("run_folder", help="the recipe's output folder")
     parser.add_argument("--out", required=True, help="packaged model folder")
     parser.add_argument("--name", default=None)
     parser.add_argument("--corpus-command", required=True)
     parser.add_argument("--train-command", required=True)
     parser.add_argument("--device", required=True)
-    parser.add_argument("--data-folder", default=None,
-                        help="the corpus, if the run's data_folder setting is relative or moved")
+    parser.add_argument(
+        "--data-folder",
+        default=None,
+        help="the corpus, if the run's data_folder setting is relative or moved",
+    )
     parser.add_argument("--notes", default="", help="markdown, or @file to read it from")
     args = parser.parse_args(argv)
     notes = Path(args.notes[1:]).read_text() if args.notes.startswith("@") else args.notes
@@ -262,10 +321,12 @@ def main(argv=None):
         packaged = Path(args.out) / "codec.ckpt"
         best = find_codec_checkpoint(Path(args.run_folder) / "save", min_key=BEST_KEY)
         if not packaged.is_file() or packaged.read_bytes() != best.read_bytes():
-            raise ValueError(f"{packaged} is not the run's best checkpoint {best}: package it "
-                             f"first (python -m speechbrain_dsl.inference.package "
-                             f"{Path(args.run_folder) / 'save'} --min-key {BEST_KEY} "
-                             f"--out {args.out})")
+            raise ValueError(
+                f"{packaged} is not the run's best checkpoint {best}: package it "
+                f"first (python -m speechbrain_dsl.inference.package "
+                f"{Path(args.run_folder) / 'save'} --min-key {BEST_KEY} "
+                f"--out {args.out})"
+            )
         codec = DSLCodecInterface.from_hparams(source=args.out, savedir=args.out).codec.eval()
         manifest = Path(args.run_folder) / "manifests" / "test.json"
         write_check(codec, manifest, args.out, data_folder=args.data_folder)
@@ -274,17 +335,30 @@ def main(argv=None):
             from speechbrain_dsl.probing.embedding_cache import read_clip
 
             entries = _test_entries(manifest, args.data_folder)
-            levels = light_share_by_level(codec, [read_clip(entries[u]["wav"], codec.sample_rate)
-                                                  for u in sorted(entries)[:: max(1, len(entries) // 60)]])
-        summary = write_training_md(args.out, name=args.name or Path(args.out).name,
-                                    run_folder=args.run_folder, corpus_command=args.corpus_command,
-                                    train_command=args.train_command, device=args.device,
-                                    notes=notes, levels=levels)
+            levels = light_share_by_level(
+                codec,
+                [
+                    read_clip(entries[u]["wav"], codec.sample_rate)
+                    for u in sorted(entries)[:: max(1, len(entries) // 60)]
+                ],
+            )
+        summary = write_training_md(
+            args.out,
+            name=args.name or Path(args.out).name,
+            run_folder=args.run_folder,
+            corpus_command=args.corpus_command,
+            train_command=args.train_command,
+            device=args.device,
+            notes=notes,
+            levels=levels,
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {Path(args.out) / 'TRAINING.md'}: {summary['steps']} steps, "
-          f"{summary['wall_hours']:.2f} h")
+    print(
+        f"wrote {Path(args.out) / 'TRAINING.md'}: {summary['steps']} steps, "
+        f"{summary['wall_hours']:.2f} h"
+    )
     return 0
 
 

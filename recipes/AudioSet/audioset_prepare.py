@@ -26,8 +26,14 @@ from speechbrain_dsl.data.audio import AudioChecker, read_text
 
 logger = logging.getLogger(__name__)
 TARGETS = {"/m/09x0r": "speech", "/m/028v0c": "silence"}
-NAME_SCHEMES = ("Y{ytid}.wav", "{ytid}.wav", "{ytid}.flac", "Y{ytid}.flac",
-                "{ytid}_{start}.wav", "{ytid}_{start}.flac")
+NAME_SCHEMES = (
+    "Y{ytid}.wav",
+    "{ytid}.wav",
+    "{ytid}.flac",
+    "Y{ytid}.flac",
+    "{ytid}_{start}.wav",
+    "{ytid}_{start}.flac",
+)
 
 
 def read_class_labels(path):
@@ -79,8 +85,9 @@ def find_clip(audio_folder, ytid, start):
     return None
 
 
-def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, skip_prep=False,
-                     skip_bad_audio=False):
+def prepare_audioset(
+    segments_csv, class_labels_csv, audio_folder, save_json, skip_prep=False, skip_bad_audio=False
+):
     """Writes a Speech/Silence manifest of the clips found locally.
 
     Arguments
@@ -116,8 +123,14 @@ def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, sk
     rows, malformed = read_segments(segments_csv)
     for number, text in malformed:
         logger.warning(f"{segments_csv}:{number}: malformed line skipped: {text[:80]}")
-    counts = {"speech": 0, "silence": 0, "missing": 0, "malformed": len(malformed),
-              "ambiguous": 0, "other": 0}
+    counts = {
+        "speech": 0,
+        "silence": 0,
+        "missing": 0,
+        "malformed": len(malformed),
+        "ambiguous": 0,
+        "other": 0,
+    }
     checker = AudioChecker(skip_bad=skip_bad_audio)
     entries = {}
     for ytid, start, end, mids in rows:
@@ -138,8 +151,12 @@ def prepare_audioset(segments_csv, class_labels_csv, audio_folder, save_json, sk
         label = classes.pop()
         counts[label] += 1
         entries[f"{ytid}_{int(start)}"] = {
-            "wav": str(info.path), "duration": info.duration,
-            "label": label, "ytid": ytid, "start": start, "end": end,
+            "wav": str(info.path),
+            "duration": info.duration,
+            "label": label,
+            "ytid": ytid,
+            "start": start,
+            "end": end,
         }
     bad = checker.finish(f"AudioSet clips in {audio_folder}")["bad"]
     if skip_bad_audio:

@@ -20,8 +20,9 @@ from speechbrain_dsl.atomic import write_json
 from speechbrain_dsl.data.audio import AudioChecker, problems_message, read_json, show_path
 
 
-def prepare_libricount(data_folder, save_json, folds=5, seed=1986, skip_prep=False,
-                       skip_bad_audio=False):
+def prepare_libricount(
+    data_folder, save_json, folds=5, seed=1986, skip_prep=False, skip_bad_audio=False
+):
     """Writes one manifest with a cross-validation ``fold`` per mixture.
 
     Raises a ``ValueError`` naming the file for a mixture without metadata,
@@ -85,11 +86,14 @@ def _speaker_count(wav):
     except ValueError as err:
         raise ValueError(f"{err}; expected a JSON list of speakers") from None
     if not isinstance(speakers, list):
-        raise ValueError(f"LibriCount metadata {show_path(meta_file)}: expected a JSON list "
-                         f"of speakers, got a JSON {type(speakers).__name__}")
+        raise ValueError(
+            f"LibriCount metadata {show_path(meta_file)}: expected a JSON list "
+            f"of speakers, got a JSON {type(speakers).__name__}"
+        )
     prefix = wav.stem.split("_")[0]
     if not prefix.isdigit() or int(prefix) != len(speakers):
-        raise ValueError(f"{show_path(wav)}: the name says {prefix} speakers but "
-                         f"{meta_file.name} lists {len(speakers)}")
+        raise ValueError(
+            f"{show_path(wav)}: the name says {prefix} speakers but "
+            f"{meta_file.name} lists {len(speakers)}"
+        )
     return len(speakers)
-

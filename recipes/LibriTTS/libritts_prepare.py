@@ -21,8 +21,13 @@ import logging
 from pathlib import Path
 
 from speechbrain_dsl.atomic import write_json
-from speechbrain_dsl.data.audio import (AudioChecker, problems_message, read_json, read_text,
-                                         show_path)
+from speechbrain_dsl.data.audio import (
+    AudioChecker,
+    problems_message,
+    read_json,
+    read_text,
+    show_path,
+)
 
 logger = logging.getLogger(__name__)
 OPT_FILE = "opt_libritts_prepare.json"
@@ -70,7 +75,11 @@ def prepare_libritts(
     if skip_prep:
         return paths
     root = find_libritts_root(data_folder)
-    splits = {"train": list(train_subsets), "valid": list(valid_subsets), "test": list(test_subsets)}
+    splits = {
+        "train": list(train_subsets),
+        "valid": list(valid_subsets),
+        "test": list(test_subsets),
+    }
     options = {"data_folder": str(root), "splits": splits}
     opt_path = save_folder / OPT_FILE
     if all(p.exists() for p in paths.values()) and opt_path.exists():
@@ -97,8 +106,10 @@ def prepare_libritts(
         raise ValueError(problems_message(problems, f"the LibriTTS subsets ({named}) of {root}"))
     for split, entries in manifests.items():
         if not entries:
-            raise ValueError(f"LibriTTS {split} subsets {splits[split]} in {root} hold no usable "
-                             f"audio: every file was bad and left out")
+            raise ValueError(
+                f"LibriTTS {split} subsets {splits[split]} in {root} hold no usable "
+                f"audio: every file was bad and left out"
+            )
         write_json(paths[split], entries)
         logger.info(f"{split}: {len(entries)} utterances from {splits[split]}")
     write_json(opt_path, options)
@@ -123,8 +134,9 @@ def find_libritts_root(data_folder):
     try:
         str(data_folder).encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"LibriTTS data_folder name is not valid UTF-8: "
-                         f"{show_path(data_folder)}") from None
+        raise ValueError(
+            f"LibriTTS data_folder name is not valid UTF-8: {show_path(data_folder)}"
+        ) from None
     if not data_folder.is_dir():
         raise ValueError(f"LibriTTS data_folder does not exist: {data_folder}")
     if (data_folder / "LibriTTS").is_dir():
@@ -141,9 +153,7 @@ def _subset_entries(root, subset, checker):
         )
     wavs = sorted(folder.glob("*/*/*.wav"))
     if not wavs:
-        raise ValueError(
-            f"LibriTTS subset {folder} holds no <speaker>/<chapter>/*.wav files"
-        )
+        raise ValueError(f"LibriTTS subset {folder} holds no <speaker>/<chapter>/*.wav files")
     entries = {}
     for wav in wavs:
         info = checker.check(wav)

@@ -32,8 +32,9 @@ WORDS = (
 SPLITS = ("train", "valid", "test")
 
 
-def prepare_speech_commands(data_folder, save_folder, task="12", seed=1986, skip_prep=False,
-                            skip_bad_audio=False):
+def prepare_speech_commands(
+    data_folder, save_folder, task="12", seed=1986, skip_prep=False, skip_bad_audio=False
+):
     """Writes ``train.json``, ``valid.json``, ``test.json`` for ``task`` ("12" or "35")."""
     save_folder = Path(save_folder)
     paths = {s: save_folder / f"{s}.json" for s in SPLITS}
@@ -60,10 +61,15 @@ def prepare_speech_commands(data_folder, save_folder, task="12", seed=1986, skip
             if info is None:
                 continue
             rel = f"{word}/{wav.name}"
-            split = "valid" if rel in lists["valid"] else "test" if rel in lists["test"] else "train"
+            split = (
+                "valid" if rel in lists["valid"] else "test" if rel in lists["test"] else "train"
+            )
             label = word if task == "35" or word in COMMANDS else "_unknown_"
             entries[split][rel[:-4].replace("/", "_")] = {
-                "wav": str(info.path), "start": 0, "stop": -1, "label": label,
+                "wav": str(info.path),
+                "start": 0,
+                "stop": -1,
+                "label": label,
                 "duration": info.duration,
             }
     if task == "12":
@@ -79,8 +85,10 @@ def _add_silence(root, entries, seed, checker):
     infos = [(info.path, info) for info in map(checker.check, noise_files) if info is not None]
     if not infos:
         checker.finish(f"Speech Commands {root}")  # names the bad ones, if any
-        raise ValueError(f"{root / '_background_noise_'} holds no (good) noise recordings "
-                         f"(the 12-class task cuts _silence_ from them)")
+        raise ValueError(
+            f"{root / '_background_noise_'} holds no (good) noise recordings "
+            f"(the 12-class task cuts _silence_ from them)"
+        )
     rng = random.Random(seed)
     for split in SPLITS:
         per_word = sum(1 for e in entries[split].values() if e["label"] in COMMANDS)
@@ -89,6 +97,9 @@ def _add_silence(root, entries, seed, checker):
             path, info = rng.choice(infos)
             start = rng.randint(0, max(0, info.frames - info.samplerate))
             entries[split][f"_silence_{split}_{i}"] = {
-                "wav": str(path.resolve()), "start": start, "stop": start + info.samplerate,
-                "label": "_silence_", "duration": 1.0,
+                "wav": str(path.resolve()),
+                "start": start,
+                "stop": start + info.samplerate,
+                "label": "_silence_",
+                "duration": 1.0,
             }

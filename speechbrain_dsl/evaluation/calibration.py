@@ -5,7 +5,7 @@ threshold, so the threshold for a light share ``p`` is the ``p``-quantile of the
 predictions on a calibration set.
 """
 
-import torch
+import torch  # noqa: F401 (the doctests use it)
 
 
 def threshold_for_share(predicted, share):

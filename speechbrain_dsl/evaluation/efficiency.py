@@ -199,12 +199,13 @@ def read_placements(path):
         raise ValueError(f"{path} is not valid YAML: {err}") from None
     placements = data.get("placements") if isinstance(data, dict) else None
     if not isinstance(placements, dict) or not placements:
-        raise ValueError(f"{path}: expected a non-empty `placements` mapping of "
-                         f"name -> overrides")
+        raise ValueError(f"{path}: expected a non-empty `placements` mapping of name -> overrides")
     for name, overrides in placements.items():
         if not isinstance(overrides, dict):
-            raise ValueError(f"{path}: placement {name!r} is a {type(overrides).__name__}, "
-                             f"expected a mapping of overrides")
+            raise ValueError(
+                f"{path}: placement {name!r} is a {type(overrides).__name__}, "
+                f"expected a mapping of overrides"
+            )
     return placements
 
 

@@ -17,7 +17,7 @@ _VISQOL = None
 def _valid_lengths(lengths, batch, samples):
     if lengths is None:
         return [samples] * batch
-    return [max(1, int(round(float(l) * samples))) for l in lengths]
+    return [max(1, int(round(float(length) * samples))) for length in lengths]
 
 
 def si_snr(estimate, reference, lengths=None, eps=1e-8):
@@ -55,8 +55,9 @@ def si_snr(estimate, reference, lengths=None, eps=1e-8):
     return 10 * torch.log10(ratio + eps)
 
 
-def mel_distance(estimate, reference, lengths=None, sample_rate=16000, n_fft=1024,
-                 n_mels=80, eps=1e-5):
+def mel_distance(
+    estimate, reference, lengths=None, sample_rate=16000, n_fft=1024, n_mels=80, eps=1e-5
+):
     """Mean absolute log-mel distance per utterance, ``[B]``.
 
     ``n_mels=None`` compares linear-frequency bins instead (the log-spectral
@@ -78,8 +79,17 @@ def mel_distance(estimate, reference, lengths=None, sample_rate=16000, n_fft=102
         ).to(reference.device)
 
     def logmel(x):
-        spec = torch.stft(x.reshape(x.shape[0], -1).float(), n_fft, n_fft // 4, window=window,
-                          return_complex=True).abs().transpose(1, 2)
+        spec = (
+            torch.stft(
+                x.reshape(x.shape[0], -1).float(),
+                n_fft,
+                n_fft // 4,
+                window=window,
+                return_complex=True,
+            )
+            .abs()
+            .transpose(1, 2)
+        )
         return torch.log((spec if fbank is None else spec @ fbank) + eps)
 
     diff = (logmel(estimate) - logmel(reference)).abs().mean(-1)  # [B, frames]
@@ -117,8 +127,16 @@ def visqol(estimate, reference, lengths=None, sample_rate=16000):
     return torch.tensor(scores)
 
 
-def segment_mel_distance(estimate, reference, segment_samples, sample_rate=16000,
-                         n_fft=1024, hop_length=160, n_mels=80, eps=1e-5):
+def segment_mel_distance(
+    estimate,
+    reference,
+    segment_samples,
+    sample_rate=16000,
+    n_fft=1024,
+    hop_length=160,
+    n_mels=80,
+    eps=1e-5,
+):
     """Mean absolute log-mel distance per segment of ``segment_samples``, ``[B, segments]``.
 
     Frames are causal (frame ``f`` ends at sample ``(f + 1) * hop_length``), so each
@@ -143,8 +161,9 @@ def segment_mel_distance(estimate, reference, segment_samples, sample_rate=16000
 
     def logmel(x):
         x = torch.nn.functional.pad(x.reshape(x.shape[0], -1), (n_fft - hop_length, 0))
-        spec = torch.stft(x, n_fft, hop_length, window=window, center=False,
-                          return_complex=True).abs()
+        spec = torch.stft(
+            x, n_fft, hop_length, window=window, center=False, return_complex=True
+        ).abs()
         return torch.log(spec.transpose(1, 2) @ fbank + eps)
 
     diff = (logmel(estimate) - logmel(reference)).abs().mean(-1)  # [B, frames]

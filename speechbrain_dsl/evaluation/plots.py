@@ -16,9 +16,16 @@ import numpy as np  # noqa: E402
 
 from speechbrain_dsl.atomic import atomic_path  # noqa: E402
 
-COLORS = {"silence": "tab:blue", "speech": "tab:orange", "full": "tab:gray",
-          "light": "tab:green", "mixed": "tab:purple", "switch": "tab:purple",
-          "random": "tab:red", "oracle": "tab:olive"}
+COLORS = {
+    "silence": "tab:blue",
+    "speech": "tab:orange",
+    "full": "tab:gray",
+    "light": "tab:green",
+    "mixed": "tab:purple",
+    "switch": "tab:purple",
+    "random": "tab:red",
+    "oracle": "tab:olive",
+}
 
 
 def _save(fig, path):
@@ -62,8 +69,9 @@ def quality_bars(quality, metric, path, title=None):
     width = 0.8 / len(passes)
     for i, name in enumerate(passes):
         heights = [quality[c][name] for c in classes]
-        bars = ax.bar(np.arange(len(classes)) + i * width, heights, width,
-                      label=name, color=COLORS.get(name))
+        bars = ax.bar(
+            np.arange(len(classes)) + i * width, heights, width, label=name, color=COLORS.get(name)
+        )
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(np.arange(len(classes)) + width * (len(passes) - 1) / 2, classes)
     ax.set_ylabel(metric)
@@ -78,8 +86,13 @@ def routed_waveform(wav, sample_rate, route, segment_seconds, path, title=""):
     t = np.arange(len(wav)) / sample_rate
     fig, ax = plt.subplots(figsize=(8, 2.5))
     for s, light in enumerate(route):
-        ax.axvspan(s * segment_seconds, min((s + 1) * segment_seconds, t[-1]),
-                   color=COLORS["light" if light else "full"], alpha=0.25, lw=0)
+        ax.axvspan(
+            s * segment_seconds,
+            min((s + 1) * segment_seconds, t[-1]),
+            color=COLORS["light" if light else "full"],
+            alpha=0.25,
+            lw=0,
+        )
     ax.plot(t, wav, color="k", lw=0.4)
     ax.set_xlabel("time (s)")
     ax.set_title(title + "  (green: light path, grey: full path)")
@@ -142,8 +155,15 @@ def confusion_matrix(matrix, labels, path, title="Confusion matrix"):
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     if len(labels) <= 15:  # counts stay legible
         for i, j in np.ndindex(matrix.shape):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                int(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -156,7 +176,9 @@ def per_class_bars(values_by_mode, labels, path, ylabel, title=""):
     fig, ax = plt.subplots(figsize=(max(5.5, 0.5 * len(labels) * len(values_by_mode)), 3.8))
     width = 0.8 / max(1, len(values_by_mode))
     for i, (mode, values) in enumerate(values_by_mode.items()):
-        ax.bar(np.arange(len(labels)) + i * width, values, width, label=mode, color=COLORS.get(mode))
+        ax.bar(
+            np.arange(len(labels)) + i * width, values, width, label=mode, color=COLORS.get(mode)
+        )
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=45, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

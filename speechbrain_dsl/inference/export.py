@@ -127,7 +127,7 @@ class ExportableEncoder(nn.Module):
         window = segments if context is None else torch.cat([context, segments], dim=-1)
         masked = dsl.mask(self.encoder.base(self.to_network(window)))
         context_frames = 0 if context is None else context.shape[-1] // self.hop
-        own = masked[..., context_frames * dsl.hop:]  # the segments' own base features
+        own = masked[..., context_frames * dsl.hop :]  # the segments' own base features
         predicted = dsl.switch(own, own.shape[-1], lengths)[:, 0]
         light = dsl.decide(predicted, "mixed", threshold)
         emb = dsl.run_rows(masked, light)[..., context_frames:]
@@ -216,8 +216,8 @@ class MatmulISTFT(nn.Module):
         audio = self.overlap_add(chunks)
         envelope = self.overlap_add(self.window_square.expand(1, frames, -1))
         pad = self.lookahead
-        audio = audio[:, pad: audio.shape[-1] - pad]
-        envelope = envelope[:, pad: envelope.shape[-1] - pad]
+        audio = audio[:, pad : audio.shape[-1] - pad]
+        envelope = envelope[:, pad : envelope.shape[-1] - pad]
         return (audio / envelope.clamp(min=1e-11))[:, None]
 
     def overlap_add(self, chunks):
@@ -295,10 +295,12 @@ def torch_row_encoder(model: ExportableEncoder):
 
     def encode_rows(segments, threshold, context, lengths):
         with torch.no_grad():
-            out = model(torch.from_numpy(np.ascontiguousarray(segments, np.float32)),
-                        torch.tensor(float(threshold)),
-                        torch.from_numpy(np.ascontiguousarray(context, np.float32)),
-                        torch.from_numpy(np.ascontiguousarray(lengths, np.float32)))
+            out = model(
+                torch.from_numpy(np.ascontiguousarray(segments, np.float32)),
+                torch.tensor(float(threshold)),
+                torch.from_numpy(np.ascontiguousarray(context, np.float32)),
+                torch.from_numpy(np.ascontiguousarray(lengths, np.float32)),
+            )
         return [o.numpy() for o in out]
 
     return encode_rows
@@ -316,7 +318,8 @@ def context_samples(codec) -> int:
     encoder = codec.encoder
     dsl = encoder.dsl
     lookback = encoder.base.lookback + encoder.base.hop * max(
-        dsl.full_tail.lookback, dsl.light_tail.lookback)
+        dsl.full_tail.lookback, dsl.light_tail.lookback
+    )
     hop = codec.hop_length
     return max(0, math.ceil((lookback + 1) / hop) - 1) * hop
 
@@ -375,8 +378,10 @@ def read_metadata(path) -> Dict:
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:
             return json.loads(prop.value)
-    raise ValueError(f"{path} holds no {METADATA_KEY} metadata (not exported by "
-                     f"speechbrain_dsl.inference.export, or by an older version: export it again)")
+    raise ValueError(
+        f"{path} holds no {METADATA_KEY} metadata (not exported by "
+        f"speechbrain_dsl.inference.export, or by an older version: export it again)"
+    )
 
 
 def _save_with_metadata(proto, path, info) -> Path:
@@ -401,8 +406,9 @@ def _export_conv_forward(self, x):
     """
     left = self.lookback + 1 - self.hop
     right = -x.shape[-1] % self.hop
-    return F.conv1d(F.pad(x, (left, right)), self.weight, self.bias, self.stride, 0,
-                    self.dilation, self.groups)
+    return F.conv1d(
+        F.pad(x, (left, right)), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+    )
 
 
 def _traceable_length_to_mask(length, max_len=None, dtype=None, device=None):
@@ -414,9 +420,12 @@ def _traceable_length_to_mask(length, max_len=None, dtype=None, device=None):
 @contextlib.contextmanager
 def _export_friendly():
     """Swaps two functions for graph-friendly equivalents while a model is traced."""
-    with unittest.mock.patch.object(CausalConv1d, "forward", _export_conv_forward), \
-            unittest.mock.patch("speechbrain_dsl.nnet.segments.length_to_mask",
-                                _traceable_length_to_mask):
+    with (
+        unittest.mock.patch.object(CausalConv1d, "forward", _export_conv_forward),
+        unittest.mock.patch(
+            "speechbrain_dsl.nnet.segments.length_to_mask", _traceable_length_to_mask
+        ),
+    ):
         yield
 
 
@@ -425,8 +434,12 @@ def example_inputs(model, segments=4, context_hops=2):
 
     Sizes 0 and 1 are avoided: ``torch.export`` would specialise the graph to them.
     """
-    return (torch.randn(segments, 1, model.segment_samples) * 0.1, torch.tensor(0.5),
-            torch.randn(segments, 1, context_hops * model.hop) * 0.1, torch.ones(segments))
+    return (
+        torch.randn(segments, 1, model.segment_samples) * 0.1,
+        torch.tensor(0.5),
+        torch.randn(segments, 1, context_hops * model.hop) * 0.1,
+        torch.ones(segments),
+    )
 
 
 def _encoder_dynamic_shapes(model):
@@ -448,7 +461,10 @@ def export_onnx(model: ExportableEncoder, path, info: Optional[Dict] = None) -> 
         # rows, context and lengths share the "segments" axis: the exporter says so
         warnings.filterwarnings("ignore", message=".*shares the same shape constraints")
         program = torch.onnx.export(
-            model, example_inputs(model), dynamo=True, verbose=False,
+            model,
+            example_inputs(model),
+            dynamo=True,
+            verbose=False,
             input_names=["segments", "threshold", "context", "lengths"],
             output_names=["embeddings", "tokens", "predicted"],
             dynamic_shapes=_encoder_dynamic_shapes(model),
@@ -468,8 +484,9 @@ def export_torch(model: ExportableEncoder, path) -> Path:
     rows = torch.export.Dim("segments", min=1, max=MAX_ROWS)
     inputs = example_inputs(model, context_hops=model.context_samples // model.hop)
     with torch.no_grad(), _export_friendly():
-        program = torch.export.export(model, inputs,
-                                      dynamic_shapes=({0: rows}, None, {0: rows}, {0: rows}))
+        program = torch.export.export(
+            model, inputs, dynamic_shapes=({0: rows}, None, {0: rows}, {0: rows})
+        )
     with atomic_path(path, suffix=".pt2") as tmp:
         torch.export.save(program, tmp)
     return Path(path)
@@ -480,14 +497,22 @@ def export_decoder_onnx(model: ExportableDecoder, path, info: Optional[Dict] = N
     model = model.eval()
     k = model.codebooks.shape[0]
     example = torch.randint(0, model.vocab_size, (2, 10, k))
-    dims = {0: torch.export.Dim("batch", min=1, max=MAX_ROWS),
-            1: torch.export.Dim("frames", min=1, max=10_000_000)}
+    dims = {
+        0: torch.export.Dim("batch", min=1, max=MAX_ROWS),
+        1: torch.export.Dim("frames", min=1, max=10_000_000),
+    }
     if k >= 2:  # a dynamic size needs an example of at least 2
         dims[2] = torch.export.Dim("codebooks", min=1, max=k)
     with torch.no_grad(), _export_friendly():
-        program = torch.onnx.export(model, (example,), dynamo=True, verbose=False,
-                                    input_names=["tokens"], output_names=["audio"],
-                                    dynamic_shapes=(dims,))
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            verbose=False,
+            input_names=["tokens"],
+            output_names=["audio"],
+            dynamic_shapes=(dims,),
+        )
     return _save_with_metadata(program.model_proto, path, info)
 
 
@@ -505,12 +530,17 @@ def segment_rows(wav: np.ndarray, segment_samples: int, context: int):
     """
     for start in range(0, len(wav) - segment_samples + 1, segment_samples):
         left = max(0, start - context)
-        yield wav[start: start + segment_samples], wav[left:start]
+        yield wav[start : start + segment_samples], wav[left:start]
 
 
-def quantize_encoder(fp32_path, out_path, calibration: Iterable[np.ndarray],
-                     batch_rows: int = 16, max_rows: int = 512,
-                     percentile: float = 99.9) -> Path:
+def quantize_encoder(
+    fp32_path,
+    out_path,
+    calibration: Iterable[np.ndarray],
+    batch_rows: int = 16,
+    max_rows: int = 512,
+    percentile: float = 99.9,
+) -> Path:
     """Writes an int8 encoder calibrated on ``calibration`` audio; returns its path.
 
     onnxruntime's static quantization (``quantize_static``, QDQ format, int8
@@ -543,8 +573,13 @@ def quantize_encoder(fp32_path, out_path, calibration: Iterable[np.ndarray],
     """
     import onnx
     import onnxruntime
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if batch_rows < 2 or batch_rows % 2:
@@ -560,8 +595,10 @@ def quantize_encoder(fp32_path, out_path, calibration: Iterable[np.ndarray],
             break
     batches = len(rows[:max_rows]) // batch_rows
     if batches < 2:
-        raise ValueError(f"calibration: {len(rows)} whole segments with context, need at least "
-                         f"{2 * batch_rows} (give more held-out audio)")
+        raise ValueError(
+            f"calibration: {len(rows)} whole segments with context, need at least "
+            f"{2 * batch_rows} (give more held-out audio)"
+        )
     session = onnxruntime.InferenceSession(str(fp32_path), _session_options(1))
 
     class Reader(CalibrationDataReader):
@@ -571,12 +608,14 @@ def quantize_encoder(fp32_path, out_path, calibration: Iterable[np.ndarray],
         def get_next(self):
             if self.index >= batches:
                 return None
-            batch = rows[self.index * batch_rows: (self.index + 1) * batch_rows]
+            batch = rows[self.index * batch_rows : (self.index + 1) * batch_rows]
             self.index += 1
-            feed = {"segments": np.stack([s for s, _ in batch])[:, None],
-                    "context": np.stack([c for _, c in batch])[:, None],
-                    "threshold": np.array(np.inf, np.float32),
-                    "lengths": np.ones(len(batch), np.float32)}
+            feed = {
+                "segments": np.stack([s for s, _ in batch])[:, None],
+                "context": np.stack([c for _, c in batch])[:, None],
+                "threshold": np.array(np.inf, np.float32),
+                "lengths": np.ones(len(batch), np.float32),
+            }
             predicted = np.sort(session.run(["predicted"], feed)[0])
             middle = len(predicted) // 2
             split = (predicted[middle - 1] + predicted[middle]) / 2
@@ -588,18 +627,33 @@ def quantize_encoder(fp32_path, out_path, calibration: Iterable[np.ndarray],
         # shape inference and graph clean-up, as onnxruntime recommends before quantizing
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
-        tails = [node.name for node in model.graph.node if node.op_type == "Conv"
-                 and any(".dsl.full_tail." in i or ".dsl.light_tail." in i for i in node.input)]
+        tails = [
+            node.name
+            for node in model.graph.node
+            if node.op_type == "Conv"
+            and any(".dsl.full_tail." in i or ".dsl.light_tail." in i for i in node.input)
+        ]
         quantized = Path(tmp) / "int8.onnx"
         with contextlib.redirect_stdout(sys.stderr):  # its progress notes are not results
-            quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=["Conv"], nodes_to_quantize=tails,
-                            per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.Percentile,
-                            extra_options={"CalibPercentile": percentile})
-        info = dict(info, precision="int8", calibration_rows=batches * batch_rows,
-                    calibration_percentile=percentile)
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                nodes_to_quantize=tails,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": percentile},
+            )
+        info = dict(
+            info,
+            precision="int8",
+            calibration_rows=batches * batch_rows,
+            calibration_percentile=percentile,
+        )
         return _save_with_metadata(onnx.load(str(quantized)), out_path, info)
 
 
@@ -622,8 +676,12 @@ def sha256_of(path) -> str:
     return digest.hexdigest()
 
 
-def export_folder(codec, folder, weights_sha256: Optional[str] = None,
-                  calibration: Optional[Iterable[np.ndarray]] = None) -> Sequence[Path]:
+def export_folder(
+    codec,
+    folder,
+    weights_sha256: Optional[str] = None,
+    calibration: Optional[Iterable[np.ndarray]] = None,
+) -> Sequence[Path]:
     """Writes ``encoder.onnx`` and ``decoder.onnx`` (and ``encoder.int8.onnx``) to ``folder``.
 
     Arguments
@@ -644,10 +702,16 @@ def export_folder(codec, folder, weights_sha256: Optional[str] = None,
     folder = Path(folder)
     codec = codec.eval()
     written = [
-        export_onnx(ExportableEncoder(codec), folder / ENCODER_FILE,
-                    metadata(codec, "encoder", weights_sha256)),
-        export_decoder_onnx(ExportableDecoder(codec), folder / DECODER_FILE,
-                            metadata(codec, "decoder", weights_sha256)),
+        export_onnx(
+            ExportableEncoder(codec),
+            folder / ENCODER_FILE,
+            metadata(codec, "encoder", weights_sha256),
+        ),
+        export_decoder_onnx(
+            ExportableDecoder(codec),
+            folder / DECODER_FILE,
+            metadata(codec, "decoder", weights_sha256),
+        ),
     ]
     if calibration is not None:
         written.append(quantize_encoder(written[0], folder / ENCODER_INT8_FILE, calibration))
@@ -682,25 +746,33 @@ def main(argv=None):
     """Command-line entry point."""
     from speechbrain_dsl.inference.interface import DSLCodecInterface
 
-    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.inference.export",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_dsl.inference.export", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("model", help="packaged codec folder (speechbrain_dsl.inference.package)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="one encoder file (.onnx, or .pt2 with --format torch)")
-    target.add_argument("--folder", help=f"write {ENCODER_FILE} and {DECODER_FILE} (and "
-                                         f"{ENCODER_INT8_FILE} with --calibration) here")
+    target.add_argument(
+        "--folder",
+        help=f"write {ENCODER_FILE} and {DECODER_FILE} (and "
+        f"{ENCODER_INT8_FILE} with --calibration) here",
+    )
     parser.add_argument("--format", choices=("onnx", "torch"), default="onnx")
     parser.add_argument("--calibration", help="folder of held-out audio for the int8 encoder")
     args = parser.parse_args(argv)
     try:
-        interface = DSLCodecInterface.from_hparams(source=args.model, savedir=args.model,
-                                                   engine="torch")
+        interface = DSLCodecInterface.from_hparams(
+            source=args.model, savedir=args.model, engine="torch"
+        )
         codec = interface.codec
         weights = Path(args.model) / "codec.ckpt"
         sha = sha256_of(weights) if weights.is_file() else None
         if args.folder is not None:
-            calibration = (None if args.calibration is None
-                           else read_audio_folder(args.calibration, codec.sample_rate))
+            calibration = (
+                None
+                if args.calibration is None
+                else read_audio_folder(args.calibration, codec.sample_rate)
+            )
             for path in export_folder(codec, args.folder, sha, calibration):
                 print(f"wrote {path}")
             return 0

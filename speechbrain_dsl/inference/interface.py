@@ -117,8 +117,9 @@ class DSLCodecInterface(Pretrained):
 
                 interface = load_packaged(cls, folder, hparams_file, **kwargs)
             else:
-                interface = super().from_hparams(source=str(source), hparams_file=hparams_file,
-                                                 **kwargs)
+                interface = super().from_hparams(
+                    source=str(source), hparams_file=hparams_file, **kwargs
+                )
         except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot load {folder / 'codec.ckpt'}: {err}") from None
         interface.num_codebooks = num_codebooks
@@ -130,12 +131,14 @@ class DSLCodecInterface(Pretrained):
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
         if precision not in rt.PRECISIONS:
-            raise ValueError(f"onnx_precision: expected one of {sorted(rt.PRECISIONS)}, got "
-                             f"{precision!r}")
+            raise ValueError(
+                f"onnx_precision: expected one of {sorted(rt.PRECISIONS)}, got {precision!r}"
+            )
         if precision == "int8":
             if engine == "torch":
-                raise ValueError("onnx_precision: int8 runs in onnxruntime, not with "
-                                 "engine='torch'")
+                raise ValueError(
+                    "onnx_precision: int8 runs in onnxruntime, not with engine='torch'"
+                )
             engine = "onnxruntime"
         names = (rt.PRECISIONS[precision], rt.DECODER_FILE)
         if engine is None:
@@ -144,13 +147,17 @@ class DSLCodecInterface(Pretrained):
             engine = "onnxruntime" if available and on_cpu and self.codec.has_dsl else "torch"
         if engine == "onnxruntime":
             if folder is None:
-                raise ValueError("engine: onnxruntime needs a local packaged folder holding "
-                                 f"{' and '.join(names)}")
+                raise ValueError(
+                    "engine: onnxruntime needs a local packaged folder holding "
+                    f"{' and '.join(names)}"
+                )
             runtime = rt.OnnxCodec.from_folder(folder, precision, threads=torch.get_num_threads())
             exported_from = runtime.info.get("weights_sha256")
             if exported_from != _sha256(folder / "codec.ckpt"):
-                raise ValueError(f"{folder / names[0]} was exported from other weights than "
-                                 f"{folder / 'codec.ckpt'} (package the folder again)")
+                raise ValueError(
+                    f"{folder / names[0]} was exported from other weights than "
+                    f"{folder / 'codec.ckpt'} (package the folder again)"
+                )
             self.runtime = runtime
         self._engine = engine
 
@@ -164,8 +171,10 @@ class DSLCodecInterface(Pretrained):
         if value not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {value!r}")
         if value == "onnxruntime" and self.runtime is None:
-            raise ValueError("engine: this interface was loaded without exported graphs "
-                             "(from_hparams(..., engine='onnxruntime') loads them)")
+            raise ValueError(
+                "engine: this interface was loaded without exported graphs "
+                "(from_hparams(..., engine='onnxruntime') loads them)"
+            )
         self._engine = value
 
     def _onnx_runs(self, mode: str) -> bool:
@@ -264,13 +273,21 @@ class DSLCodecInterface(Pretrained):
         if self._onnx_runs(mode) or self._pieces_apply(wavs.shape[-1], mode):
             # onnxruntime, or a long input in pieces: bounded memory, same tokens
             runtime = self.runtime if self._onnx_runs(mode) else None
-            out = encode_with_runtime(codec, runtime, wavs, wav_lens, self._piece_segments(),
-                                      mode=mode, threshold=threshold)
+            out = encode_with_runtime(
+                codec,
+                runtime,
+                wavs,
+                wav_lens,
+                self._piece_segments(),
+                mode=mode,
+                threshold=threshold,
+            )
             out.tokens = out.tokens.to(self.device)
             return out
         wav_lens = None if wav_lens is None else wav_lens.to(self.device)
-        return codec.encode_with_routing(wavs.to(self.device), wav_lens, mode=mode,
-                                         threshold=threshold)
+        return codec.encode_with_routing(
+            wavs.to(self.device), wav_lens, mode=mode, threshold=threshold
+        )
 
     def _piece_segments(self) -> int:
         if self.piece_seconds <= 0:
@@ -298,14 +315,20 @@ class DSLCodecInterface(Pretrained):
         if self._engine == "onnxruntime":
             tokens = self.codec.check_tokens(tokens)
             wav_lens = self.codec.check_length(wav_lens, tokens.shape[0], "wav_lens")
-            audio = self.runtime.decode(tokens.cpu().numpy(),
-                                        None if wav_lens is None else wav_lens.numpy())
+            audio = self.runtime.decode(
+                tokens.cpu().numpy(), None if wav_lens is None else wav_lens.numpy()
+            )
             return torch.from_numpy(audio).to(self.device)
         wav_lens = None if wav_lens is None else torch.as_tensor(wav_lens).to(self.device)
         return self.codec.decode(tokens.to(self.device), wav_lens).squeeze(1)
 
-    def encode_file(self, path, progress: Optional[bool] = None, mode: Optional[str] = None,
-                    threshold: Optional[float] = None) -> torch.Tensor:
+    def encode_file(
+        self,
+        path,
+        progress: Optional[bool] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
+    ) -> torch.Tensor:
         """Tokens ``[1, T, K]`` of an audio file (any rate: resampled, mixed to mono).
 
         The file is read, resampled and encoded :attr:`piece_seconds` at a time
@@ -337,14 +360,23 @@ class DSLCodecInterface(Pretrained):
             mode, threshold = self.codec.resolve_routing(mode, threshold)
             if not self._can_cut(mode) or resampled < self.codec.hop_length:
                 audio = reader.read(dtype="float32", always_2d=True)  # whole (baseline, oracle)
-                return self.encode_batch(torch.from_numpy(audio).mean(1)[None], sample_rate=rate,
-                                         mode=mode, threshold=threshold)
+                return self.encode_batch(
+                    torch.from_numpy(audio).mean(1)[None],
+                    sample_rate=rate,
+                    mode=mode,
+                    threshold=threshold,
+                )
             stream = StreamingEncoder(self, engine=self._engine, mode=mode, threshold=threshold)
             block = self._piece_segments() * self.codec.encoder.dsl.segment_frames
             block_seconds = block * self.codec.hop_length / target
             pieces = max(1, math.ceil(reader.frames / (block_seconds * rate)))
-            bar = tqdm(total=pieces, unit="piece", desc=Path(path).name, leave=False,
-                       disable=(pieces == 1 or None) if progress is None else not progress)
+            bar = tqdm(
+                total=pieces,
+                unit="piece",
+                desc=Path(path).name,
+                leave=False,
+                disable=(pieces == 1 or None) if progress is None else not progress,
+            )
             tokens = []
             try:
                 for wav in read_blocks(reader, target, block_seconds, str(path)):
@@ -357,9 +389,16 @@ class DSLCodecInterface(Pretrained):
                 bar.close()
         tokens = torch.cat(tokens)[None, :, : self.codec.num_codebooks]
         route = torch.tensor(stream.routes, dtype=torch.bool)[None]
-        self.codec.record_routing(Routing(
-            mode, threshold, route, torch.tensor(stream.predicted)[None], torch.ones_like(route),
-            self.codec.encoder.dsl.segment_frames))
+        self.codec.record_routing(
+            Routing(
+                mode,
+                threshold,
+                route,
+                torch.tensor(stream.predicted)[None],
+                torch.ones_like(route),
+                self.codec.encoder.dsl.segment_frames,
+            )
+        )
         return tokens.to(self.device)
 
 
@@ -378,8 +417,9 @@ def _check_block(audio: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected a waveform in [-1, 1], got a peak of {peak:g}")
 
 
-def read_blocks(reader: sf.SoundFile, target_rate: int, block_seconds: float,
-                name: str = "audio") -> Iterator[np.ndarray]:
+def read_blocks(
+    reader: sf.SoundFile, target_rate: int, block_seconds: float, name: str = "audio"
+) -> Iterator[np.ndarray]:
     """Mono float32 blocks of an open sound file at ``target_rate``, ``block_seconds`` each.
 
     Resampling (``torchaudio.functional.resample``) is done per block on the
@@ -429,10 +469,16 @@ def read_blocks(reader: sf.SoundFile, target_rate: int, block_seconds: float,
         yield wav[first:last].numpy()
 
 
-def encode_with_runtime(codec: DSLCodec, runtime, wavs: torch.Tensor,
-                        lengths: Optional[torch.Tensor], piece_segments: int = 60,
-                        embeddings: bool = False, mode: Optional[str] = None,
-                        threshold: Optional[float] = None) -> Encoding:
+def encode_with_runtime(
+    codec: DSLCodec,
+    runtime,
+    wavs: torch.Tensor,
+    lengths: Optional[torch.Tensor],
+    piece_segments: int = 60,
+    embeddings: bool = False,
+    mode: Optional[str] = None,
+    threshold: Optional[float] = None,
+) -> Encoding:
     """Encodes checked ``wavs`` ``[B, 1, S]`` through encoder rows: an :class:`Encoding`.
 
     ``runtime`` (an :class:`~speechbrain_dsl.inference.runtime.OnnxCodec`) runs
@@ -452,14 +498,25 @@ def encode_with_runtime(codec: DSLCodec, runtime, wavs: torch.Tensor,
     else:
         rows, geometry = runtime.encode_rows, runtime.geometry
     mode, threshold = codec.resolve_routing(mode, threshold)
-    out = rt.encode_in_pieces(rows, geometry, wavs[:, 0].detach().cpu().float().numpy(),
-                              None if lengths is None else lengths.cpu().numpy(),
-                              rt.threshold_for(mode, threshold), piece_segments, embeddings)
+    out = rt.encode_in_pieces(
+        rows,
+        geometry,
+        wavs[:, 0].detach().cpu().float().numpy(),
+        None if lengths is None else lengths.cpu().numpy(),
+        rt.threshold_for(mode, threshold),
+        piece_segments,
+        embeddings,
+    )
     tokens = torch.from_numpy(out.tokens[..., : codec.num_codebooks])
     emb = None if out.embeddings is None else torch.from_numpy(out.embeddings).transpose(1, 2)
-    routing = Routing(mode, threshold, torch.from_numpy(out.route),
-                      torch.from_numpy(out.predicted), torch.from_numpy(out.segment_mask),
-                      geometry.segment_samples // geometry.hop)
+    routing = Routing(
+        mode,
+        threshold,
+        torch.from_numpy(out.route),
+        torch.from_numpy(out.predicted),
+        torch.from_numpy(out.segment_mask),
+        geometry.segment_samples // geometry.hop,
+    )
     return Encoding(tokens, emb, codec.record_routing(routing))
 
 
@@ -486,18 +543,26 @@ class OnnxRuntimeCodec(DSLCodec):
     def _onnx_runs(self, mode: str) -> bool:
         return self.engine == "onnxruntime" and mode in rt.MODES
 
-    def encode_with_routing(self, inputs, length=None, sample_rate=None, mode=None,
-                            threshold=None, tokens=True) -> Encoding:
+    def encode_with_routing(
+        self, inputs, length=None, sample_rate=None, mode=None, threshold=None, tokens=True
+    ) -> Encoding:
         """As :meth:`DSLCodec.encode_with_routing`, in onnxruntime (``emb`` only with ``tokens=False``)."""
         mode, threshold = self.resolve_routing(mode, threshold)
         if not self._onnx_runs(mode):
-            return super().encode_with_routing(inputs, length, sample_rate, mode, threshold,
-                                               tokens)
+            return super().encode_with_routing(inputs, length, sample_rate, mode, threshold, tokens)
         wav = self.check_input(inputs, sample_rate, check_range=True)
         length = self.check_length(length, wav.shape[0])
         # embeddings only when asked for: tokens-only calls keep memory bounded
-        out = encode_with_runtime(self, self.runtime, wav, length, self.piece_segments,
-                                  embeddings=not tokens, mode=mode, threshold=threshold)
+        out = encode_with_runtime(
+            self,
+            self.runtime,
+            wav,
+            length,
+            self.piece_segments,
+            embeddings=not tokens,
+            mode=mode,
+            threshold=threshold,
+        )
         out.tokens = out.tokens.to(wav.device) if tokens else None
         out.emb = None if out.emb is None else out.emb.to(wav.device)
         return out
@@ -555,13 +620,18 @@ def load_tokenizer(
     -------
     DSLCodec
     """
-    interface = DSLCodecInterface.from_hparams(source=str(source), savedir=savedir or str(source),
-                                               num_codebooks=num_codebooks, engine=engine,
-                                               onnx_precision=onnx_precision)
+    interface = DSLCodecInterface.from_hparams(
+        source=str(source),
+        savedir=savedir or str(source),
+        num_codebooks=num_codebooks,
+        engine=engine,
+        onnx_precision=onnx_precision,
+    )
     codec = interface.codec.eval()
     if not codec.has_dsl and mode != "full":
-        raise ValueError(f"{source} holds a codec without DSL: set the tokenizer mode to "
-                         f"'full' (got {mode!r})")
+        raise ValueError(
+            f"{source} holds a codec without DSL: set the tokenizer mode to 'full' (got {mode!r})"
+        )
     codec.mode = mode
     for parameter in codec.parameters():
         parameter.requires_grad_(False)
@@ -692,8 +762,9 @@ class DACStyleCodec(nn.Module):
         reads position k as codebook k, so a list of codebooks is a ValueError.
         """
         index = self.codec.select_codebooks(n_quantizers, "n_quantizers", lists=False)
-        wav = self.codec.check_input(audio_data, sample_rate, "audio_data", check_range=True,
-                                     resample=True)
+        wav = self.codec.check_input(
+            audio_data, sample_rate, "audio_data", check_range=True, resample=True
+        )
         tokens = self.codec._encode_tokens(wav)
         codes = tokens[..., index].transpose(1, 2)
         z, latents, _ = self.quantizer.from_codes(codes)

@@ -60,8 +60,15 @@ RUN_HPARAMS = "hyperparams.yaml"  # what SpeechBrain writes into a recipe's outp
 logger = logging.getLogger(__name__)
 
 
-def package(save_folder, out, model_yaml=None, onnx: bool = False, calibration=None,
-            min_key: Optional[str] = None, max_key: Optional[str] = None) -> Path:
+def package(
+    save_folder,
+    out,
+    model_yaml=None,
+    onnx: bool = False,
+    calibration=None,
+    min_key: Optional[str] = None,
+    max_key: Optional[str] = None,
+) -> Path:
     """Writes ``hyperparams.yaml``, ``codec.ckpt`` and ``SHA256SUMS`` to ``out``; returns ``out``.
 
     Arguments
@@ -137,12 +144,15 @@ def run_hyperparams(checkpoint) -> Path:
             raise ValueError(
                 f"{save_folder} has no {RUN_HPARAMS} beside it ({path} not found; SpeechBrain "
                 f"writes it into the recipe's output folder): name the model definition with "
-                f"model_yaml (--model)")
+                f"model_yaml (--model)"
+            )
         return path
     if (folder / RUN_HPARAMS).is_file():
         return folder / RUN_HPARAMS
-    raise ValueError(f"{checkpoint} is neither in a recipe's CKPT+ folder nor in a packaged folder: "
-                     f"name the model definition with model_yaml (--model)")
+    raise ValueError(
+        f"{checkpoint} is neither in a recipe's CKPT+ folder nor in a packaged folder: "
+        f"name the model definition with model_yaml (--model)"
+    )
 
 
 def codec_definition(hparams_file) -> str:
@@ -191,12 +201,21 @@ def codec_definition(hparams_file) -> str:
     except Exception as err:  # YAML syntax, a reference to nothing
         raise ValueError(f"cannot read {path}: {type(err).__name__}: {err}") from None
     if not isinstance(tree, dict) or "codec" not in tree:
-        raise ValueError(f"{path} defines no `codec` (name the model definition with "
-                         f"model_yaml / --model)")
+        raise ValueError(
+            f"{path} defines no `codec` (name the model definition with model_yaml / --model)"
+        )
     codec = tree["codec"]
-    section = next((key for key, value in tree.items()
-                    if key != "codec" and isinstance(value, dict) and value.get("codec") is codec
-                    and not {"modules", "pretrainer"} & set(value)), None)
+    section = next(
+        (
+            key
+            for key, value in tree.items()
+            if key != "codec"
+            and isinstance(value, dict)
+            and value.get("codec") is codec
+            and not {"modules", "pretrainer"} & set(value)
+        ),
+        None,
+    )
     document = tree[section] if section is not None else {"codec": codec}
     _drop_comments_of_the_run(codec, tree.get(section))
     yaml = ruamel.yaml.YAML()
@@ -229,15 +248,26 @@ def _build_codec(text, source, checkpoint):
     try:
         codec = load_hyperpyyaml(text)["codec"]
     except Exception as err:  # a missing class, a bad argument
-        raise ValueError(f"cannot build the codec defined in {source}: {type(err).__name__}: "
-                         f"{err}") from None
+        raise ValueError(
+            f"cannot build the codec defined in {source}: {type(err).__name__}: {err}"
+        ) from None
     load_state_strict(codec, checkpoint)
     return codec.eval()
 
 
-def load_packaged(cls, source, hparams_file="hyperparams.yaml", overrides=None,
-                  overrides_must_match=True, savedir=None, download_only=False,
-                  local_strategy=None, fetch_config=None, verify=True, **kwargs):
+def load_packaged(
+    cls,
+    source,
+    hparams_file="hyperparams.yaml",
+    overrides=None,
+    overrides_must_match=True,
+    savedir=None,
+    download_only=False,
+    local_strategy=None,
+    fetch_config=None,
+    verify=True,
+    **kwargs,
+):
     """A ``Pretrained`` subclass ``cls`` from a local packaged folder, loaded strictly.
 
     What ``Pretrained.from_hparams`` does for a local folder, except that the
@@ -260,15 +290,17 @@ def load_packaged(cls, source, hparams_file="hyperparams.yaml", overrides=None,
         logger.warning(
             f"{folder} has no {MANIFEST} checksum manifest: loaded without an integrity check "
             f"(write one with python -m speechbrain_dsl.inference.package --manifest-only "
-            f"{folder})")
+            f"{folder})"
+        )
     if download_only:
         return None
     try:
         with open(hparams_path, encoding="utf-8") as fin:
             hparams = load_hyperpyyaml(fin, overrides or {}, overrides_must_match)
     except Exception as err:  # YAML syntax, a missing class, a bad override
-        raise ValueError(f"cannot build the model of {hparams_path}: {type(err).__name__}: "
-                         f"{err}") from None
+        raise ValueError(
+            f"cannot build the model of {hparams_path}: {type(err).__name__}: {err}"
+        ) from None
     pretrainer = hparams.get("pretrainer") if isinstance(hparams, dict) else None
     if pretrainer is None or "modules" not in hparams:
         raise ValueError(f"{hparams_path} defines no 'modules' and 'pretrainer'")
@@ -277,8 +309,9 @@ def load_packaged(cls, source, hparams_file="hyperparams.yaml", overrides=None,
         path = Path(pretrainer.paths.get(name, f"{name}.ckpt"))
         path = path if path.is_absolute() else folder / path
         if not isinstance(obj, torch.nn.Module):
-            raise ValueError(f"{hparams_path}: loadable {name!r} is a {type(obj).__name__}, "
-                             f"not a torch module")
+            raise ValueError(
+                f"{hparams_path}: loadable {name!r} is a {type(obj).__name__}, not a torch module"
+            )
         load_state_strict(obj, path, verify=verify)
     return cls(hparams["modules"], hparams, **kwargs)
 
@@ -296,27 +329,51 @@ def write_package_manifest(folder) -> Path:
 
 def main(argv=None):
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m speechbrain_dsl.inference.package",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("save_folder", help="recipe save folder, CKPT+ folder or codec.ckpt "
-                                            "(with --manifest-only: a packaged folder)")
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_dsl.inference.package", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "save_folder",
+        help="recipe save folder, CKPT+ folder or codec.ckpt "
+        "(with --manifest-only: a packaged folder)",
+    )
     parser.add_argument("--out")
-    parser.add_argument("--model", default=None,
-                        help="model YAML defining `codec` (default: the codec definition of the "
-                             "run's hyperparams.yaml, in the parent of the save folder)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model YAML defining `codec` (default: the codec definition of the "
+        "run's hyperparams.yaml, in the parent of the save folder)",
+    )
     best = parser.add_mutually_exclusive_group()
-    best.add_argument("--min-key", default=None, metavar="METRIC",
-                      help="take the checkpoint with the lowest METRIC in its CKPT.yaml "
-                           "(default: the one the run's checkpointer recorded as best, else "
-                           "the latest)")
-    best.add_argument("--max-key", default=None, metavar="METRIC",
-                      help="take the checkpoint with the highest METRIC in its CKPT.yaml")
-    parser.add_argument("--manifest-only", action="store_true",
-                        help="check that a packaged folder loads and (re)write its SHA256SUMS")
-    parser.add_argument("--no-onnx", action="store_true",
-                        help="do not export encoder.onnx and decoder.onnx next to the weights")
-    parser.add_argument("--calibration", help="folder of held-out audio: also write the int8 "
-                                              "encoder (encoder.int8.onnx) calibrated on it")
+    best.add_argument(
+        "--min-key",
+        default=None,
+        metavar="METRIC",
+        help="take the checkpoint with the lowest METRIC in its CKPT.yaml "
+        "(default: the one the run's checkpointer recorded as best, else "
+        "the latest)",
+    )
+    best.add_argument(
+        "--max-key",
+        default=None,
+        metavar="METRIC",
+        help="take the checkpoint with the highest METRIC in its CKPT.yaml",
+    )
+    parser.add_argument(
+        "--manifest-only",
+        action="store_true",
+        help="check that a packaged folder loads and (re)write its SHA256SUMS",
+    )
+    parser.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="do not export encoder.onnx and decoder.onnx next to the weights",
+    )
+    parser.add_argument(
+        "--calibration",
+        help="folder of held-out audio: also write the int8 "
+        "encoder (encoder.int8.onnx) calibrated on it",
+    )
     args = parser.parse_args(argv)
     if not args.manifest_only and args.out is None:
         parser.error("--out is required (unless --manifest-only)")
@@ -324,8 +381,15 @@ def main(argv=None):
         if args.manifest_only:
             print(f"wrote {write_package_manifest(args.save_folder)}")
             return 0
-        out = package(args.save_folder, args.out, args.model, onnx=not args.no_onnx,
-                      calibration=args.calibration, min_key=args.min_key, max_key=args.max_key)
+        out = package(
+            args.save_folder,
+            args.out,
+            args.model,
+            onnx=not args.no_onnx,
+            calibration=args.calibration,
+            min_key=args.min_key,
+            max_key=args.max_key,
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

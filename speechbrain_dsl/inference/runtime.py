@@ -41,8 +41,9 @@ PRECISIONS = {"fp32": ENCODER_FILE, "int8": ENCODER_INT8_FILE}
 
 # encode_rows(segments [N, 1, S], threshold, context [N, 1, C], lengths [N])
 #   -> (embeddings [N, D, S / hop], tokens [N, S / hop, K], predicted [N])
-RowEncoder = Callable[[np.ndarray, float, np.ndarray, np.ndarray],
-                      Tuple[np.ndarray, np.ndarray, np.ndarray]]
+RowEncoder = Callable[
+    [np.ndarray, float, np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]
+]
 
 
 @dataclass
@@ -143,11 +144,15 @@ def agreement(reference, other) -> Dict[str, float]:
     reference = [reference] if isinstance(reference, Encoded) else list(reference)
     other = [other] if isinstance(other, Encoded) else list(other)
     if len(reference) != len(other) or any(
-            a.tokens.shape != b.tokens.shape for a, b in zip(reference, other)):
-        raise ValueError("other: expected encodings of the same inputs as reference (same count "
-                         "and token shapes)")
-    routes = np.concatenate([a.route[a.segment_mask] == b.route[a.segment_mask]
-                             for a, b in zip(reference, other)])
+        a.tokens.shape != b.tokens.shape for a, b in zip(reference, other)
+    ):
+        raise ValueError(
+            "other: expected encodings of the same inputs as reference (same count "
+            "and token shapes)"
+        )
+    routes = np.concatenate(
+        [a.route[a.segment_mask] == b.route[a.segment_mask] for a, b in zip(reference, other)]
+    )
     same = [a.tokens == b.tokens for a, b in zip(reference, other)]
     tokens = np.concatenate([s.ravel() for s in same])
     frames = np.concatenate([s.all(-1).ravel() for s in same])
@@ -173,8 +178,10 @@ def threshold_for(mode: str, threshold: float) -> float:
     (-inf, 0.5)
     """
     if mode not in MODES:
-        raise ValueError(f"mode: the exported encoder runs {', '.join(MODES)}, got {mode!r} "
-                         f"(oracle runs both tails: use the torch engine)")
+        raise ValueError(
+            f"mode: the exported encoder runs {', '.join(MODES)}, got {mode!r} "
+            f"(oracle runs both tails: use the torch engine)"
+        )
     return {"full": -math.inf, "light": math.inf}.get(mode, float(threshold))
 
 
@@ -213,8 +220,9 @@ class _Row:
     length: float  # valid share of the segment's switch steps
 
 
-def plan_rows(geometry: Geometry, samples: int, steps: np.ndarray,
-              segments: range) -> Iterator[_Row]:
+def plan_rows(
+    geometry: Geometry, samples: int, steps: np.ndarray, segments: range
+) -> Iterator[_Row]:
     """Encoder rows for ``segments`` of a batch ``samples`` long (a multiple of the hop).
 
     Arguments
@@ -244,8 +252,13 @@ def plan_rows(geometry: Geometry, samples: int, steps: np.ndarray,
             yield _Row(b, i, start, end, context, rows_valid / own)
 
 
-def run_rows(encode_rows: RowEncoder, rows: List[_Row], audio: Callable[[_Row], Tuple],
-             threshold: float, max_rows: int = 16):
+def run_rows(
+    encode_rows: RowEncoder,
+    rows: List[_Row],
+    audio: Callable[[_Row], Tuple],
+    threshold: float,
+    max_rows: int = 16,
+):
     """Runs ``rows`` through ``encode_rows`` in batches of one shape; yields ``(row, outputs)``.
 
     ``audio(row)`` returns the row's ``(segment, context)`` samples.
@@ -255,7 +268,7 @@ def run_rows(encode_rows: RowEncoder, rows: List[_Row], audio: Callable[[_Row], 
         groups.setdefault((row.context, row.end - row.start), []).append(row)
     for group in groups.values():
         for first in range(0, len(group), max_rows):
-            batch = group[first: first + max_rows]
+            batch = group[first : first + max_rows]
             pairs = [audio(row) for row in batch]
             emb, tokens, predicted = encode_rows(
                 np.stack([s for s, _ in pairs])[:, None],
@@ -267,10 +280,16 @@ def run_rows(encode_rows: RowEncoder, rows: List[_Row], audio: Callable[[_Row], 
                 yield row, (emb[n], tokens[n], predicted[n])
 
 
-def encode_in_pieces(encode_rows: RowEncoder, geometry: Geometry, wavs: np.ndarray,
-                     lengths: Optional[np.ndarray] = None, threshold: float = 0.5,
-                     piece_segments: int = 60, embeddings: bool = False,
-                     progress: Optional[Callable] = None) -> Encoded:
+def encode_in_pieces(
+    encode_rows: RowEncoder,
+    geometry: Geometry,
+    wavs: np.ndarray,
+    lengths: Optional[np.ndarray] = None,
+    threshold: float = 0.5,
+    piece_segments: int = 60,
+    embeddings: bool = False,
+    progress: Optional[Callable] = None,
+) -> Encoded:
     """Encodes a batch ``[B, S]`` a piece of ``piece_segments`` segments at a time.
 
     Each row carries its receptive field of past audio, so the result equals
@@ -312,15 +331,17 @@ def encode_in_pieces(encode_rows: RowEncoder, geometry: Geometry, wavs: np.ndarr
     predicted = np.full((batch, n_seg), np.nan, np.float32)
     route = np.zeros((batch, n_seg), bool)
     # a segment counts when a frame of it is within round(length * frames), as DSLOutput's
-    segment_mask = (np.arange(n_seg)[None] * geometry.segment_frames
-                    < valid_steps(lengths, batch, frames)[:, None])
+    segment_mask = (
+        np.arange(n_seg)[None] * geometry.segment_frames
+        < valid_steps(lengths, batch, frames)[:, None]
+    )
     frame_steps = geometry.segment_frames
 
     def audio(row):
-        segment = wavs[row.item, row.start: min(row.end, samples)]
+        segment = wavs[row.item, row.start : min(row.end, samples)]
         if row.end > samples:  # the hop padding of the last frame
             segment = np.pad(segment, (0, row.end - samples))
-        return segment, wavs[row.item, row.start - row.context: row.start]
+        return segment, wavs[row.item, row.start - row.context : row.start]
 
     pieces = math.ceil(n_seg / piece_segments)
     bar = progress(pieces) if progress is not None else None
@@ -403,18 +424,22 @@ class SegmentStream:
         ctx = self.geometry.context_samples
         window = np.concatenate([self.history, audio])
         offset = len(self.history)
-        rows = [_Row(0, n, offset + start, offset + start + seg, min(ctx, offset + start), 1.0)
-                for n, start in enumerate(range(0, len(audio), seg))]
+        rows = [
+            _Row(0, n, offset + start, offset + start + seg, min(ctx, offset + start), 1.0)
+            for n, start in enumerate(range(0, len(audio), seg))
+        ]
 
         def row_audio(row):
-            return window[row.start: row.end], window[row.start - row.context: row.start]
+            return window[row.start : row.end], window[row.start - row.context : row.start]
 
-        results = sorted(run_rows(self.encode_rows, rows, row_audio, self.threshold),
-                         key=lambda pair: pair[0].segment)
-        for row, (_, _, pred) in results:
+        results = sorted(
+            run_rows(self.encode_rows, rows, row_audio, self.threshold),
+            key=lambda pair: pair[0].segment,
+        )
+        for _, (_, _, pred) in results:
             self.predicted.append(float(pred))
             self.routes.append(bool(pred < self.threshold))
-        self.history = window[max(0, len(window) - ctx):]
+        self.history = window[max(0, len(window) - ctx) :]
         emb = np.concatenate([e.T for _, (e, _, _) in results])
         tokens = np.concatenate([t for _, (_, t, _) in results])
         return emb, tokens
@@ -433,13 +458,17 @@ def _session(path, threads: Optional[int]):
 def _metadata(session, path, kind: str) -> Dict:
     raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if raw is None:
-        raise ValueError(f"{path} holds no {METADATA_KEY} metadata (not exported by "
-                         f"speechbrain_dsl.inference.export, or by an older version: export it again)")
+        raise ValueError(
+            f"{path} holds no {METADATA_KEY} metadata (not exported by "
+            f"speechbrain_dsl.inference.export, or by an older version: export it again)"
+        )
     info = json.loads(raw)
     if info.get("format_version") != FORMAT_VERSION or info.get("kind") != kind:
-        raise ValueError(f"{path}: expected a {kind} graph of format {FORMAT_VERSION}, got a "
-                         f"{info.get('kind')} graph of format {info.get('format_version')} "
-                         f"(export it again)")
+        raise ValueError(
+            f"{path}: expected a {kind} graph of format {FORMAT_VERSION}, got a "
+            f"{info.get('kind')} graph of format {info.get('format_version')} "
+            f"(export it again)"
+        )
     return info
 
 
@@ -455,12 +484,16 @@ def _check_manifest(folder: Path, names) -> None:
             sums[match.group(2)] = match.group(1)
     for name in names:
         if name not in sums:
-            raise ValueError(f"{folder / name} is not listed in the checksum manifest {manifest} "
-                             f"(package the folder again)")
+            raise ValueError(
+                f"{folder / name} is not listed in the checksum manifest {manifest} "
+                f"(package the folder again)"
+            )
         digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         if digest != sums[name]:
-            raise ValueError(f"{folder / name} fails its sha256 checksum (corrupted or modified "
-                             f"since it was written; {manifest})")
+            raise ValueError(
+                f"{folder / name} fails its sha256 checksum (corrupted or modified "
+                f"since it was written; {manifest})"
+            )
 
 
 class OnnxCodec:
@@ -484,19 +517,23 @@ class OnnxCodec:
                 raise ValueError(f"ONNX graph {path} does not exist")
         self.encoder = _session(self.encoder_path, threads)
         self.info = _metadata(self.encoder, self.encoder_path, "encoder")
-        self.geometry = Geometry.from_metadata(dict(self.info, base_hop=self.info.get(
-            "base_hop", 1)))
+        self.geometry = Geometry.from_metadata(
+            dict(self.info, base_hop=self.info.get("base_hop", 1))
+        )
         self.decoder = None
         if self.decoder_path is not None:
             self.decoder = _session(self.decoder_path, threads)
             info = _metadata(self.decoder, self.decoder_path, "decoder")
             if info.get("weights_sha256") != self.info.get("weights_sha256"):
-                raise ValueError(f"{self.decoder_path} and {self.encoder_path} were exported "
-                                 f"from different weights")
+                raise ValueError(
+                    f"{self.decoder_path} and {self.encoder_path} were exported "
+                    f"from different weights"
+                )
 
     @classmethod
-    def from_folder(cls, folder, precision: str = "fp32", threads: Optional[int] = None,
-                    decoder: bool = True) -> "OnnxCodec":
+    def from_folder(
+        cls, folder, precision: str = "fp32", threads: Optional[int] = None, decoder: bool = True
+    ) -> "OnnxCodec":
         """The graphs of a packaged folder (checked against its ``SHA256SUMS`` if it has one).
 
         Arguments
@@ -514,8 +551,10 @@ class OnnxCodec:
         names = [PRECISIONS[precision]] + ([DECODER_FILE] if decoder else [])
         for name in names:
             if not (folder / name).is_file():
-                raise ValueError(f"{folder} has no {name} (write it with python -m "
-                                 f"speechbrain_dsl.inference.package or speechbrain_dsl.inference.export)")
+                raise ValueError(
+                    f"{folder} has no {name} (write it with python -m "
+                    f"speechbrain_dsl.inference.package or speechbrain_dsl.inference.export)"
+                )
         _check_manifest(folder, names)
         return cls(folder / names[0], folder / DECODER_FILE if decoder else None, threads)
 
@@ -536,17 +575,26 @@ class OnnxCodec:
 
     def encode_rows(self, segments, threshold, context, lengths):
         """One run of the encoder graph (see :mod:`speechbrain_dsl.inference.export` for the rows)."""
-        return self.encoder.run(None, {
-            "segments": np.ascontiguousarray(segments, dtype=np.float32),
-            "threshold": np.array(threshold, np.float32),
-            "context": np.ascontiguousarray(context, dtype=np.float32),
-            "lengths": np.ascontiguousarray(lengths, dtype=np.float32),
-        })
+        return self.encoder.run(
+            None,
+            {
+                "segments": np.ascontiguousarray(segments, dtype=np.float32),
+                "threshold": np.array(threshold, np.float32),
+                "context": np.ascontiguousarray(context, dtype=np.float32),
+                "lengths": np.ascontiguousarray(lengths, dtype=np.float32),
+            },
+        )
 
-    def encode(self, wavs: np.ndarray, lengths: Optional[np.ndarray] = None,
-               mode: str = "mixed", threshold: Optional[float] = None,
-               piece_segments: int = 60, embeddings: bool = False,
-               progress: Optional[Callable] = None) -> Encoded:
+    def encode(
+        self,
+        wavs: np.ndarray,
+        lengths: Optional[np.ndarray] = None,
+        mode: str = "mixed",
+        threshold: Optional[float] = None,
+        piece_segments: int = 60,
+        embeddings: bool = False,
+        progress: Optional[Callable] = None,
+    ) -> Encoded:
         """Tokens (and routes) of ``wavs`` ``[B, S]`` (or ``[S]``), float32 in [-1, 1].
 
         Arguments
@@ -573,11 +621,25 @@ class OnnxCodec:
         if not np.isfinite(wavs).all():
             raise ValueError("wavs: contains NaN or inf values")
         limit = threshold_for(mode, self.threshold if threshold is None else threshold)
-        return encode_in_pieces(self.encode_rows, self.geometry, wavs, lengths, limit,
-                                piece_segments, embeddings, progress)
+        return encode_in_pieces(
+            self.encode_rows,
+            self.geometry,
+            wavs,
+            lengths,
+            limit,
+            piece_segments,
+            embeddings,
+            progress,
+        )
 
-    def encode_file(self, path, mode: str = "mixed", threshold: Optional[float] = None,
-                    block_seconds: float = 60.0, progress: Optional[Callable] = None) -> Encoded:
+    def encode_file(
+        self,
+        path,
+        mode: str = "mixed",
+        threshold: Optional[float] = None,
+        block_seconds: float = 60.0,
+        progress: Optional[Callable] = None,
+    ) -> Encoded:
         """Tokens ``[1, T, K]`` (and routes) of an audio file at :attr:`sample_rate`.
 
         The file is read and encoded ``block_seconds`` at a time through a
@@ -593,9 +655,11 @@ class OnnxCodec:
             raise ValueError(f"cannot read audio file {path}: {err}") from None
         with reader:
             if reader.samplerate != self.sample_rate:
-                raise ValueError(f"{path}: {reader.samplerate} Hz, this codec takes "
-                                 f"{self.sample_rate} Hz (resample first, or use "
-                                 f"DSLCodecInterface.encode_file)")
+                raise ValueError(
+                    f"{path}: {reader.samplerate} Hz, this codec takes "
+                    f"{self.sample_rate} Hz (resample first, or use "
+                    f"DSLCodecInterface.encode_file)"
+                )
             stream = self.stream(mode, threshold)
             block = max(1, round(block_seconds * self.sample_rate))
             bar = progress(math.ceil(reader.frames / block)) if progress is not None else None
@@ -622,12 +686,15 @@ class OnnxCodec:
             raise ValueError("decode: this OnnxCodec was loaded without a decoder graph")
         tokens = np.asarray(tokens)
         if tokens.ndim != 3 or not 1 <= tokens.shape[-1] <= self.geometry.num_codebooks:
-            raise ValueError(f"tokens: expected [batch, frames, K] with 1 <= K <= "
-                             f"{self.geometry.num_codebooks}, got shape {tokens.shape}")
+            raise ValueError(
+                f"tokens: expected [batch, frames, K] with 1 <= K <= "
+                f"{self.geometry.num_codebooks}, got shape {tokens.shape}"
+            )
         vocab = self.info["vocab_size"]
         if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab):
-            raise ValueError(f"tokens: values must be in [0, {vocab}), got "
-                             f"[{tokens.min()}, {tokens.max()}]")
+            raise ValueError(
+                f"tokens: values must be in [0, {vocab}), got [{tokens.min()}, {tokens.max()}]"
+            )
         audio = self.decoder.run(None, {"tokens": tokens.astype(np.int64)})[0][:, 0]
         if lengths is not None:
             audio = audio * valid_frames(lengths, audio.shape[0], audio.shape[1])

@@ -41,13 +41,16 @@ def resolve_engine(source, engine: Optional[str] = None, precision: str = "fp32"
         raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
     if isinstance(source, OnnxCodec):
         if engine == "torch":
-            raise ValueError("engine: an OnnxCodec runs in onnxruntime only; give a DSLCodec "
-                             "for engine='torch'")
+            raise ValueError(
+                "engine: an OnnxCodec runs in onnxruntime only; give a DSLCodec for engine='torch'"
+            )
         return "onnxruntime", None, source
     codec = getattr(source, "codec", source) if not isinstance(source, DSLCodec) else source
     if not isinstance(codec, DSLCodec):
-        raise ValueError(f"codec: expected a DSLCodec, DSLCodecInterface or OnnxCodec, got "
-                         f"{type(source).__name__}")
+        raise ValueError(
+            f"codec: expected a DSLCodec, DSLCodecInterface or OnnxCodec, got "
+            f"{type(source).__name__}"
+        )
     runtime = None
     for holder in (source, codec):  # an interface or tokenizer in its onnxruntime engine
         if getattr(holder, "engine", None) == "onnxruntime" and holder.runtime is not None:
@@ -66,17 +69,25 @@ def resolve_engine(source, engine: Optional[str] = None, precision: str = "fp32"
 
 def export_runtime(codec, precision: str = "fp32") -> OnnxCodec:
     """An :class:`OnnxCodec` of ``codec``'s encoder, exported to a temporary folder."""
-    from speechbrain_dsl.inference.export import ENCODER_FILE, ExportableEncoder, export_onnx, metadata
+    from speechbrain_dsl.inference.export import (
+        ENCODER_FILE,
+        ExportableEncoder,
+        export_onnx,
+        metadata,
+    )
 
     if precision != "fp32":
-        raise ValueError(f"precision: an int8 encoder needs calibration audio; export one with "
-                         f"speechbrain_dsl.inference.export (got precision={precision!r})")
+        raise ValueError(
+            f"precision: an int8 encoder needs calibration audio; export one with "
+            f"speechbrain_dsl.inference.export (got precision={precision!r})"
+        )
     if not codec.has_dsl:
         raise ValueError("codec: the onnxruntime engine needs a codec with a DSL encoder")
     logger.info("exporting the encoder to ONNX for the onnxruntime engine")
     folder = tempfile.mkdtemp(prefix="dsl-onnx-")
-    path = export_onnx(ExportableEncoder(codec.eval()), f"{folder}/{ENCODER_FILE}",
-                       metadata(codec, "encoder"))
+    path = export_onnx(
+        ExportableEncoder(codec.eval()), f"{folder}/{ENCODER_FILE}", metadata(codec, "encoder")
+    )
     return OnnxCodec(path, threads=torch.get_num_threads())
 
 
@@ -113,20 +124,31 @@ class StreamingEncoder:
     torch.Size([25, 8])
     """
 
-    def __init__(self, codec, engine: Optional[str] = None, mode: Optional[str] = None,
-                 threshold: Optional[float] = None, precision: str = "fp32"):
+    def __init__(
+        self,
+        codec,
+        engine: Optional[str] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
+        precision: str = "fp32",
+    ):
         self.engine, self.codec, self.runtime = resolve_engine(codec, engine, precision)
         if self.codec is not None:
             if not self.codec.has_dsl:
                 raise ValueError("codec: StreamingEncoder needs a codec with a DSL encoder")
             if self.codec.encoder.dsl.segment_frames is None:
-                raise ValueError("codec: streaming needs fixed-size routing segments "
-                                 "(segment_frames)")
+                raise ValueError(
+                    "codec: streaming needs fixed-size routing segments (segment_frames)"
+                )
         self._mode, self._threshold = mode, threshold
         if self.runtime is not None:
             rows, self.geometry = self.runtime.encode_rows, self.runtime.geometry
         else:
-            from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
+            from speechbrain_dsl.inference.export import (
+                ExportableEncoder,
+                metadata,
+                torch_row_encoder,
+            )
 
             rows = torch_row_encoder(ExportableEncoder(self.codec.eval()))
             self.geometry = Geometry.from_metadata(metadata(self.codec, "encoder"))

@@ -116,8 +116,10 @@ class Routing:
 
     def light_shares(self) -> List[float]:
         """Light share of each item's own (valid) segments."""
-        return [float(r[m].float().mean()) if bool(m.any()) else math.nan
-                for r, m in zip(self.route, self.segment_mask)]
+        return [
+            float(r[m].float().mean()) if bool(m.any()) else math.nan
+            for r, m in zip(self.route, self.segment_mask)
+        ]
 
 
 @dataclass
@@ -302,8 +304,10 @@ class DSLCodec(nn.Module):
             threshold = scope["threshold"] if threshold is None else threshold
         if not self.has_dsl:
             if mode not in (None, "full") or threshold is not None:
-                raise ValueError(f"mode={mode!r}, threshold={threshold!r}: routing needs a DSL "
-                                 f"encoder; this codec has none")
+                raise ValueError(
+                    f"mode={mode!r}, threshold={threshold!r}: routing needs a DSL "
+                    f"encoder; this codec has none"
+                )
             return "full", None
         mode = self.encoder.dsl.check_mode(mode)
         return mode, self.threshold if threshold is None else float(threshold)
@@ -345,15 +349,21 @@ class DSLCodec(nn.Module):
             self._scopes[-1]["calls"].append(routing)
         return routing
 
-    def routing_of(self, dsl: Optional[DSLOutput], mode: str, threshold: Optional[float],
-                   batch: int, frames: int, lengths=None) -> "Routing":
+    def routing_of(
+        self,
+        dsl: Optional[DSLOutput],
+        mode: str,
+        threshold: Optional[float],
+        batch: int,
+        frames: int,
+        lengths=None,
+    ) -> "Routing":
         """The :class:`Routing` of an encoder pass from its DSL output (None: no DSL)."""
         if dsl is None:
             valid = length_mask(lengths, frames, "cpu", batch).any(1, keepdim=True)
             return Routing("full", None, torch.zeros_like(valid), None, valid, frames)
         segment_frames = self.encoder.dsl.segment_length(frames)
-        return Routing(mode, threshold, dsl.route, dsl.predicted, dsl.segment_mask,
-                       segment_frames)
+        return Routing(mode, threshold, dsl.route, dsl.predicted, dsl.segment_mask, segment_frames)
 
     def check_input(
         self,
@@ -455,9 +465,7 @@ class DSLCodec(nn.Module):
         return inputs
 
     @staticmethod
-    def check_length(
-        length: Any, batch_size: int, name: str = "length"
-    ) -> Optional[torch.Tensor]:
+    def check_length(length: Any, batch_size: int, name: str = "length") -> Optional[torch.Tensor]:
         """Relative lengths as a float tensor ``[batch_size]`` (None stays None).
 
         Raises
@@ -561,8 +569,9 @@ class DSLCodec(nn.Module):
         ``length`` by :meth:`check_length`; another ``sample_rate`` is refused.
         ``mode`` and ``threshold`` route this call (see :meth:`resolve_routing`).
         """
-        return self.encode_with_routing(inputs, length, sample_rate, mode, threshold,
-                                        tokens=False).emb
+        return self.encode_with_routing(
+            inputs, length, sample_rate, mode, threshold, tokens=False
+        ).emb
 
     def encode(
         self,
@@ -625,8 +634,9 @@ class DSLCodec(nn.Module):
             codes = codes[..., : self.num_codebooks]
         return Encoding(codes, emb, self.record_routing(routing))
 
-    def _tokens(self, inputs, length=None, sample_rate=None, mode=None,
-                threshold=None) -> torch.Tensor:
+    def _tokens(
+        self, inputs, length=None, sample_rate=None, mode=None, threshold=None
+    ) -> torch.Tensor:
         """What :meth:`encode` computes for the tokens, in PyTorch (no codebook vectors)."""
         return self.encode_with_routing(inputs, length, sample_rate, mode, threshold).tokens
 
@@ -660,8 +670,10 @@ class DSLCodec(nn.Module):
 
     def check_tokens(self, tokens: torch.Tensor, name: str = "tokens") -> torch.Tensor:
         """Validates tokens ``[B, T, K<=num_codebooks]`` and returns them as long."""
-        if not torch.is_tensor(tokens) or tokens.dim() != 3 or not (
-            1 <= tokens.shape[-1] <= self.num_codebooks
+        if (
+            not torch.is_tensor(tokens)
+            or tokens.dim() != 3
+            or not (1 <= tokens.shape[-1] <= self.num_codebooks)
         ):
             shape = tuple(tokens.shape) if torch.is_tensor(tokens) else type(tokens)
             raise ValueError(
@@ -833,8 +845,10 @@ class DSLCodec(nn.Module):
                     f"got {num_codebooks}"
                 )
             return list(range(int(num_codebooks)))
-        if isinstance(num_codebooks, (list, tuple)) and num_codebooks and all(
-            _is_int(i) for i in num_codebooks
+        if (
+            isinstance(num_codebooks, (list, tuple))
+            and num_codebooks
+            and all(_is_int(i) for i in num_codebooks)
         ):
             index = [int(i) for i in num_codebooks]
             if not all(0 <= i < available for i in index) or len(set(index)) != len(index):
@@ -864,8 +878,10 @@ def _is_int(value) -> bool:
 
 def _check_rate(sample_rate) -> int:
     """A sample rate in Hz as an int, or a ValueError."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or (
-        sample_rate <= 0 or not float(sample_rate).is_integer()
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, numbers.Real)
+        or (sample_rate <= 0 or not float(sample_rate).is_integer())
     ):
         raise ValueError(
             f"sample_rate: expected a positive whole number of Hz, got {sample_rate!r}"

@@ -40,16 +40,20 @@ class STFTResolutionDiscriminator(nn.Module):
     (torch.Size([2, 1]), 5)
     """
 
-    def __init__(self, n_fft=1024, channels=16, strides=((2, 4), (1, 2), (2, 2), (1, 2)),
-                 kernel_size=(3, 9)):
+    def __init__(
+        self, n_fft=1024, channels=16, strides=((2, 4), (1, 2), (2, 2), (1, 2)), kernel_size=(3, 9)
+    ):
         super().__init__()
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         kt, kf = kernel_size
         norm = nn.utils.parametrizations.weight_norm
         self.layers = nn.ModuleList(
-            norm(nn.Conv2d(1 if i == 0 else channels, channels, (kt, kf), tuple(stride),
-                           (kt // 2, kf // 2)))
+            norm(
+                nn.Conv2d(
+                    1 if i == 0 else channels, channels, (kt, kf), tuple(stride), (kt // 2, kf // 2)
+                )
+            )
             for i, stride in enumerate(strides)
         )
         self.post = norm(nn.Conv2d(channels, 1, 3, padding=1))
@@ -57,8 +61,13 @@ class STFTResolutionDiscriminator(nn.Module):
     def forward(self, x):
         """Scores ``x`` [batch, 1, samples]; returns ``(score, features)``."""
         with torch.autocast(x.device.type, enabled=False):
-            spec = torch.stft(x.squeeze(1).float(), self.n_fft, self.n_fft // 4,
-                              window=self.window, return_complex=True)
+            spec = torch.stft(
+                x.squeeze(1).float(),
+                self.n_fft,
+                self.n_fft // 4,
+                window=self.window,
+                return_complex=True,
+            )
             h = torch.log(spec.abs() + 1e-5)[:, None].transpose(2, 3)  # B, 1, T, F
         feats = []
         for layer in self.layers:
@@ -87,8 +96,9 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
     (2, 2)
     """
 
-    def __init__(self, n_ffts=(512, 1024, 2048), channels=16,
-                 strides=((2, 4), (1, 2), (2, 2), (1, 2))):
+    def __init__(
+        self, n_ffts=(512, 1024, 2048), channels=16, strides=((2, 4), (1, 2), (2, 2), (1, 2))
+    ):
         super().__init__()
         self.discriminators = nn.ModuleList(
             STFTResolutionDiscriminator(n, channels, strides) for n in n_ffts
@@ -131,18 +141,12 @@ class WaveformDiscriminator(nn.Module):
             out = min(width * stride, max_channels)
             groups = max(1, width // 4)
             convs.append(
-                nn.Conv1d(
-                    width, out, stride * 10 + 1, stride, padding=stride * 5, groups=groups
-                )
+                nn.Conv1d(width, out, stride * 10 + 1, stride, padding=stride * 5, groups=groups)
             )
             width = out
         convs.append(nn.Conv1d(width, width, 5, padding=2))
-        self.convs = nn.ModuleList(
-            nn.utils.parametrizations.weight_norm(c) for c in convs
-        )
-        self.post = nn.utils.parametrizations.weight_norm(
-            nn.Conv1d(width, 1, 3, padding=1)
-        )
+        self.convs = nn.ModuleList(nn.utils.parametrizations.weight_norm(c) for c in convs)
+        self.post = nn.utils.parametrizations.weight_norm(nn.Conv1d(width, 1, 3, padding=1))
 
     def forward(self, x):
         """Scores ``x`` [batch, 1, samples]; returns ``(score, features)``."""
@@ -269,8 +273,7 @@ class SoundStreamDiscriminator(nn.Module):
         super().__init__()
         self.stft = STFTDiscriminator(stft_n_fft, stft_hop_length, stft_channels)
         self.waves = nn.ModuleList(
-            WaveformDiscriminator(wave_channels, wave_max_channels)
-            for _ in range(num_scales)
+            WaveformDiscriminator(wave_channels, wave_max_channels) for _ in range(num_scales)
         )
         self.pool = nn.AvgPool1d(4, 2, padding=1, count_include_pad=False)
 

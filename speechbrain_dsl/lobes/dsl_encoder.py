@@ -133,9 +133,12 @@ def baseline_to_dsl_state(state, split_after, prefix="encoder."):
     renamed = {}
     for key, value in state.items():
         if key.startswith(prefix + "stages."):
-            index, rest = key[len(prefix + "stages."):].split(".", 1)
+            index, rest = key[len(prefix + "stages.") :].split(".", 1)
             index = int(index)
-            key = (f"{prefix}base.{index}.{rest}" if index < cut
-                   else f"{prefix}dsl.full_tail.{index - cut}.{rest}")
+            key = (
+                f"{prefix}base.{index}.{rest}"
+                if index < cut
+                else f"{prefix}dsl.full_tail.{index - cut}.{rest}"
+            )
         renamed[key] = value
     return renamed

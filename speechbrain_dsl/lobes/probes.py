@@ -55,8 +55,9 @@ class ConvProbe(nn.Module):
 
 
 def _conv_block(cin, cout, kernel_size):
-    return nn.Sequential(nn.Conv1d(cin, cout, kernel_size, padding=kernel_size // 2),
-                         nn.BatchNorm1d(cout), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv1d(cin, cout, kernel_size, padding=kernel_size // 2), nn.BatchNorm1d(cout), nn.ReLU()
+    )
 
 
 class ProbeFront(nn.Module):
@@ -76,10 +77,12 @@ class ProbeBack(nn.Module):
 
     def __init__(self, channels, n_classes, kernel_size=3, dropout=0.1):
         super().__init__()
-        self.blocks = nn.Sequential(*(
-            _conv_block(cin, cout, kernel_size) for cin, cout in zip(channels, channels[1:])))
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * channels[-1], n_classes),
-                                        nn.LogSoftmax(dim=-1))
+        self.blocks = nn.Sequential(
+            *(_conv_block(cin, cout, kernel_size) for cin, cout in zip(channels, channels[1:]))
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(2 * channels[-1], n_classes), nn.LogSoftmax(dim=-1)
+        )
 
     def forward(self, x, lengths=None):
         """``[B, C, T]`` -> log-probabilities; padded frames are left out of the pooling."""
@@ -111,8 +114,9 @@ class TokenClassifier(nn.Module):
     torch.Size([3, 5])
     """
 
-    def __init__(self, num_codebooks, vocab_size, n_classes, emb_dim=64, hidden=128,
-                 pretrained=None):
+    def __init__(
+        self, num_codebooks, vocab_size, n_classes, emb_dim=64, hidden=128, pretrained=None
+    ):
         super().__init__()
         self.embedding = nn.Embedding(num_codebooks * vocab_size, emb_dim)
         if pretrained is not None:
@@ -125,7 +129,9 @@ class TokenClassifier(nn.Module):
                 self.embedding.weight.copy_(pretrained)
         self.register_buffer("offsets", torch.arange(num_codebooks) * vocab_size, persistent=False)
         self.classifier = nn.Sequential(
-            nn.Linear(emb_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, n_classes),
+            nn.Linear(emb_dim, hidden),
+            nn.LeakyReLU(),
+            nn.Linear(hidden, n_classes),
             nn.LogSoftmax(dim=-1),
         )
 

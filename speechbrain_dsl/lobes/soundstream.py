@@ -85,15 +85,11 @@ class EncoderBlock(nn.Module):
         stride_kernel_multiplier=2,
     ):
         super().__init__()
-        self.units = nn.Sequential(
-            *[ResidualUnit(in_channels, kernel_size, d) for d in dilations]
-        )
+        self.units = nn.Sequential(*[ResidualUnit(in_channels, kernel_size, d) for d in dilations])
         self.downsample = CausalConv1d(
             in_channels, out_channels, stride_kernel_multiplier * stride, stride=stride
         )
-        self.hop, self.lookback = compose_receptive_field(
-            [*self.units, self.downsample]
-        )
+        self.hop, self.lookback = compose_receptive_field([*self.units, self.downsample])
 
     def forward(self, x):
         """Applies the block to ``x`` [batch, in_channels, time]."""
@@ -123,9 +119,7 @@ class DecoderBlock(nn.Module):
         self.upsample = CausalConvTranspose1d(
             in_channels, out_channels, stride_kernel_multiplier * stride, stride
         )
-        self.units = nn.Sequential(
-            *[ResidualUnit(out_channels, kernel_size, d) for d in dilations]
-        )
+        self.units = nn.Sequential(*[ResidualUnit(out_channels, kernel_size, d) for d in dilations])
 
     def forward(self, x):
         """Applies the block to ``x`` [batch, in_channels, time]."""

@@ -46,7 +46,9 @@ class CausalConvNeXtBlock(nn.Module):
     torch.Size([2, 8, 30])
     """
 
-    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int = 7, layer_scale: float = 0.1):
+    def __init__(
+        self, dim: int, intermediate_dim: int, kernel_size: int = 7, layer_scale: float = 0.1
+    ):
         super().__init__()
         self.dwconv = CausalConv1d(dim, dim, kernel_size, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -91,7 +93,9 @@ class ISTFTHead(nn.Module):
     24
     """
 
-    def __init__(self, dim: int, n_fft: int = 1280, hop_length: int = 320, max_log_magnitude: float = 12.0):
+    def __init__(
+        self, dim: int, n_fft: int = 1280, hop_length: int = 320, max_log_magnitude: float = 12.0
+    ):
         super().__init__()
         if n_fft < hop_length or (n_fft - hop_length) % 2:
             raise ValueError(
@@ -128,11 +132,13 @@ class ISTFTHead(nn.Module):
         pad = self.lookahead
         chunks = torch.fft.irfft(spec, n=self.n_fft, dim=1, norm="backward") * self.window[:, None]
         length = (frames - 1) * self.hop_length + self.n_fft
-        fold = dict(output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
+        fold = dict(
+            output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop_length)
+        )
         audio = F.fold(chunks, **fold)[:, 0, 0, pad:-pad]
-        envelope = F.fold(
-            self.window.square().expand(1, frames, -1).transpose(1, 2), **fold
-        )[0, 0, 0, pad:-pad]
+        envelope = F.fold(self.window.square().expand(1, frames, -1).transpose(1, 2), **fold)[
+            0, 0, 0, pad:-pad
+        ]
         return (audio / envelope.clamp(min=1e-11))[:, None]
 
 

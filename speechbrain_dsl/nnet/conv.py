@@ -128,8 +128,7 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
         super().__init__(in_channels, out_channels, kernel_size, stride, bias=bias)
         if kernel_size < stride:
             raise ValueError(
-                f"CausalConvTranspose1d: kernel_size={kernel_size} must be >= "
-                f"stride={stride}"
+                f"CausalConvTranspose1d: kernel_size={kernel_size} must be >= stride={stride}"
             )
         self.trim = kernel_size - stride
 

@@ -86,9 +86,7 @@ class SegmentStatsHead(nn.Module):
 
     def __init__(self, in_channels, hidden=32):
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(2 * in_channels, hidden), nn.ELU(), nn.Linear(hidden, 1)
-        )
+        self.mlp = nn.Sequential(nn.Linear(2 * in_channels, hidden), nn.ELU(), nn.Linear(hidden, 1))
 
     def forward(self, x, segment_len, lengths=None):
         """Returns one raw score per segment, ``[batch, ceil(time / segment_len)]``.
@@ -242,13 +240,11 @@ class DynamicSwitchLayer(nn.Module):
             )
         if distance not in DISTANCES:
             raise ValueError(
-                f"DynamicSwitchLayer: distance must be one of {sorted(DISTANCES)}, "
-                f"got {distance!r}"
+                f"DynamicSwitchLayer: distance must be one of {sorted(DISTANCES)}, got {distance!r}"
             )
         if segment_frames is not None and segment_frames < 1:
             raise ValueError(
-                f"DynamicSwitchLayer: segment_frames must be >= 1 or None, got "
-                f"{segment_frames}"
+                f"DynamicSwitchLayer: segment_frames must be >= 1 or None, got {segment_frames}"
             )
         self.full_tail = full_tail
         self.light_tail = light_tail
@@ -414,8 +410,9 @@ class DynamicSwitchLayer(nn.Module):
             emb = self.stitch(light, full, route)
         else:
             if route is None:
-                route = self.decide(segment_mask if predicted is None else predicted,
-                                    mode, threshold)
+                route = self.decide(
+                    segment_mask if predicted is None else predicted, mode, threshold
+                )
             emb = self.routed_forward(masked, route, seg)
         return DSLOutput(emb, masked, predicted, distance, route, segment_mask, light)
 
@@ -485,13 +482,16 @@ class DynamicSwitchLayer(nn.Module):
             ``[rows, emb_dim, time / hop]``.
         """
         out = None
-        for tail, rows in ((self.light_tail, light.nonzero().flatten()),
-                           (self.full_tail, (~light).nonzero().flatten())):
+        for tail, rows in (
+            (self.light_tail, light.nonzero().flatten()),
+            (self.full_tail, (~light).nonzero().flatten()),
+        ):
             y = tail(x.index_select(0, rows))
             if out is None:
                 out = y.new_zeros(x.shape[0], y.shape[1], x.shape[-1] // self.hop)
             out = out.index_copy(0, rows, y)
         return out
+
 
 class DSLLoss(nn.Module):
     """The DSL loss, Eq. 5: ``alpha * L_compression + beta * (L_switch + L_light)``.

@@ -117,5 +117,7 @@ class GatedCompressionLoss(nn.Module):
     def forward(self, masked, logits, labels):
         """Returns the scalar loss; ``labels`` are 1 for positives, 0 for negatives."""
         weight = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
-        gate = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weight)
+        gate = F.binary_cross_entropy_with_logits(
+            logits, labels.to(logits.dtype), pos_weight=weight
+        )
         return self.alpha * masked.abs().mean() + self.beta * gate

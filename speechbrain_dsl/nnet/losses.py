@@ -43,7 +43,9 @@ class MultiScaleMelLoss(nn.Module):
     True
     """
 
-    def __init__(self, sample_rate=16000, n_ffts=(64, 128, 256, 512, 1024, 2048), n_mels=64, eps=1e-5):
+    def __init__(
+        self, sample_rate=16000, n_ffts=(64, 128, 256, 512, 1024, 2048), n_mels=64, eps=1e-5
+    ):
         super().__init__()
         self.eps = eps
         self.n_ffts = tuple(n_ffts)
@@ -105,7 +107,10 @@ class MultiResolutionSTFTLoss(nn.Module):
         """Loss between ``wav_hat`` and ``wav``, both ``[B, 1, S]`` or ``[B, S]``."""
         total = 0.0
         with torch.autocast(wav.device.type, enabled=False):
-            wav_hat, wav = wav_hat.reshape(-1, wav_hat.shape[-1]).float(), wav.reshape(-1, wav.shape[-1]).float()
+            wav_hat, wav = (
+                wav_hat.reshape(-1, wav_hat.shape[-1]).float(),
+                wav.reshape(-1, wav.shape[-1]).float(),
+            )
             for n in self.n_ffts:
                 window = getattr(self, f"window_{n}")
                 a = torch.stft(wav_hat, n, n // 4, window=window, return_complex=True).abs()
@@ -150,7 +155,15 @@ class LevelLoss(nn.Module):
         wav_hat, wav = wav_hat.reshape(wav_hat.shape[0], -1), wav.reshape(wav.shape[0], -1)
         size = min(self.window, wav.shape[-1])
         frames = wav.shape[-1] // size
-        rms = lambda x: x[:, : frames * size].reshape(x.shape[0], frames, size).float().square().mean(-1).add(1e-12).sqrt()  # noqa: E731
+        rms = lambda x: (
+            x[:, : frames * size]
+            .reshape(x.shape[0], frames, size)
+            .float()
+            .square()
+            .mean(-1)
+            .add(1e-12)
+            .sqrt()
+        )  # noqa: E731
         target, estimate = rms(wav), rms(wav_hat)
         counted = target > self.floor
         if not counted.any():
@@ -221,7 +234,9 @@ class GANLoss(nn.Module):
             fake_scores, fake_feats = self.discriminator(fake)
         finally:
             self.discriminator.requires_grad_(True)
-        return generator_adversarial_loss(fake_scores), feature_matching_loss(fake_feats, real_feats)
+        return generator_adversarial_loss(fake_scores), feature_matching_loss(
+            fake_feats, real_feats
+        )
 
 
 _hinge_g, _hinge_d, _feature = HingeGLoss(), HingeDLoss(), MelganFeatureLoss()

@@ -60,9 +60,7 @@ def runs_of(selected, segment_frames, frames):
             if on and start is None:
                 start = s
             elif not on and start is not None:
-                runs.append(
-                    (b, start * segment_frames, min(s * segment_frames, frames))
-                )
+                runs.append((b, start * segment_frames, min(s * segment_frames, frames)))
                 start = None
     return runs
 

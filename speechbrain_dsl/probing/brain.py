@@ -20,8 +20,12 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.seed import seed_everything
 
 from speechbrain_dsl.atomic import write_text
-from speechbrain_dsl.training.checkpoints import AtomicCheckpointer, find_codec_checkpoint, load_codec
 from speechbrain_dsl.lobes.probes import ConvProbe
+from speechbrain_dsl.training.checkpoints import (
+    AtomicCheckpointer,
+    find_codec_checkpoint,
+    load_codec,
+)
 
 FEATURES = ("embedding", "tokens")
 
@@ -80,8 +84,7 @@ def probe_factory(codec, n_classes, features, probe_kwargs, token_probe):
     """
     n_codebooks, vocab, emb_dim = codec.vocabulary.shape
     if features == "tokens":
-        return lambda: token_probe(num_codebooks=n_codebooks, vocab_size=vocab,
-                                   n_classes=n_classes)
+        return lambda: token_probe(num_codebooks=n_codebooks, vocab_size=vocab, n_classes=n_classes)
     return lambda: ConvProbe(emb_dim, n_classes, **probe_kwargs)
 
 
@@ -130,8 +133,23 @@ def run_key(*parts):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def train_probe(make_probe, train_set, valid_set, test_set, folder, *, epochs, lr, batch_size,
-                train_logger, key, seed=0, device="cpu", brain_class=ProbeBrain, hparams=None):
+def train_probe(
+    make_probe,
+    train_set,
+    valid_set,
+    test_set,
+    folder,
+    *,
+    epochs,
+    lr,
+    batch_size,
+    train_logger,
+    key,
+    seed=0,
+    device="cpu",
+    brain_class=ProbeBrain,
+    hparams=None,
+):
     """Trains a fresh probe; returns the brain, whose ``test_predictions`` are
     ``{id: (predicted, true)}`` on ``test_set``.
 
@@ -162,12 +180,21 @@ def train_probe(make_probe, train_set, valid_set, test_set, folder, *, epochs, l
         checkpointer=checkpointer,
     )
     loader = {"batch_size": batch_size}
-    brain.fit(counter, train_set, valid_set,
-              train_loader_kwargs={**loader, "shuffle": True}, valid_loader_kwargs=loader)
+    brain.fit(
+        counter,
+        train_set,
+        valid_set,
+        train_loader_kwargs={**loader, "shuffle": True},
+        valid_loader_kwargs=loader,
+    )
     if valid_set is None:  # no validation: the final weights are the model
         checkpointer.save_and_keep_only(meta={"accuracy": 0.0}, num_to_keep=1)
-    brain.evaluate(test_set, max_key="accuracy" if valid_set is not None else None,
-                   test_loader_kwargs=loader, progressbar=False)
+    brain.evaluate(
+        test_set,
+        max_key="accuracy" if valid_set is not None else None,
+        test_loader_kwargs=loader,
+        progressbar=False,
+    )
     return brain
 
 
@@ -186,7 +213,12 @@ def side_by_side(rows, modes, digits=3):
         cells = []
         for mode in modes:
             value = values.get(mode)
-            cells.append("-" if value is None else
-                         f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+            cells.append(
+                "-"
+                if value is None
+                else f"{value:.{digits}f}"
+                if isinstance(value, float)
+                else str(value)
+            )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -46,8 +46,9 @@ def codec_fingerprint(codec):
 def read_clip(wav, sample_rate, start=0, stop=-1):
     """Mono float32 ``[S]`` of ``wav[start:stop]`` (samples; ``stop`` -1 = end) at ``sample_rate``."""
     try:
-        audio, sr = sf.read(str(wav), start=start, stop=None if stop < 0 else stop,
-                            dtype="float32", always_2d=True)
+        audio, sr = sf.read(
+            str(wav), start=start, stop=None if stop < 0 else stop, dtype="float32", always_2d=True
+        )
     except RuntimeError as err:
         raise ValueError(f"cannot read audio file {wav}: {err}") from None
     audio = torch.from_numpy(audio).mean(1)
@@ -62,8 +63,10 @@ def audio_key(entry):
         stat = os.stat(entry["wav"])
     except OSError:
         raise ValueError(f"audio file not found: {entry['wav']}") from None
-    return f"{entry['wav']}|{entry.get('start', 0)}|{entry.get('stop', -1)}|" \
-           f"{stat.st_size}|{stat.st_mtime_ns}"
+    return (
+        f"{entry['wav']}|{entry.get('start', 0)}|{entry.get('stop', -1)}|"
+        f"{stat.st_size}|{stat.st_mtime_ns}"
+    )
 
 
 class EmbeddingCache:
@@ -121,8 +124,10 @@ class EmbeddingCache:
         path = self.path(split, mode)
         cached = torch.load(path, weights_only=True) if path.is_file() else {}
         # the clip-length cap changes the features, so it is part of each entry's key
-        keys = {utt: f"{audio_key(entry)}|max_seconds={self.max_seconds}"
-                for utt, entry in entries.items()}
+        keys = {
+            utt: f"{audio_key(entry)}|max_seconds={self.max_seconds}"
+            for utt, entry in entries.items()
+        }
         missing = [utt for utt in entries if cached.get(utt, {}).get("key") != keys[utt]]
         if missing:
             for utt, feats in self._encode(missing, entries, mode):
@@ -155,16 +160,25 @@ class EmbeddingCache:
             with codec._inference():
                 _, tokens, _ = codec.quantizer(emb)  # every codebook, whatever the tokenizer uses
             row_frames = [codec.frames_for(int(size)) for size in sizes]
-            shares = _light_shares(encoded.routing, row_frames) if codec.has_dsl else [None] * len(batch)
+            shares = (
+                _light_shares(encoded.routing, row_frames) if codec.has_dsl else [None] * len(batch)
+            )
             for row, utt in enumerate(batch):
                 frames = row_frames[row]
                 self.encoded += 1
-                yield utt, {"emb": emb[row, :frames].clone(),
-                            "tokens": tokens[row, :frames].to(torch.int16).clone(),
-                            "light_share": shares[row]}
+                yield (
+                    utt,
+                    {
+                        "emb": emb[row, :frames].clone(),
+                        "tokens": tokens[row, :frames].to(torch.int16).clone(),
+                        "light_share": shares[row],
+                    },
+                )
 
 
 def _light_shares(routing, frames):
     """Light share of each row's own segments (its frame count, not the batch padding)."""
-    return [float(routing.route[row, : math.ceil(n / routing.segment_frames)].float().mean())
-            for row, n in enumerate(frames)]
+    return [
+        float(routing.route[row, : math.ceil(n / routing.segment_frames)].float().mean())
+        for row, n in enumerate(frames)
+    ]

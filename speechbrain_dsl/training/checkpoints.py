@@ -116,8 +116,11 @@ def write_manifest(folder: PathLike, names: Optional[Iterable[str]] = None) -> P
     """
     folder = Path(folder)
     if names is None:
-        names = [p.name for p in folder.iterdir()
-                 if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")]
+        names = [
+            p.name
+            for p in folder.iterdir()
+            if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+        ]
     lines = [f"{sha256_file(folder / name)}  {name}\n" for name in sorted(names)]
     return write_text(folder / MANIFEST, "".join(lines))
 
@@ -135,16 +138,18 @@ def read_manifest(folder: PathLike) -> Optional[Dict[str, str]]:
     for number, line in enumerate(text.splitlines(), start=1):
         match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line.strip())
         if match is None:
-            raise CheckpointError(f"checksum manifest {path} is corrupt (line {number}: "
-                                  f"{line[:80]!r})")
+            raise CheckpointError(
+                f"checksum manifest {path} is corrupt (line {number}: {line[:80]!r})"
+            )
         sums[match.group(2)] = match.group(1)
     if not sums:
         raise CheckpointError(f"checksum manifest {path} is empty")
     return sums
 
 
-def verify_manifest(folder: PathLike, names: Optional[Iterable[str]] = None,
-                    require: bool = False) -> bool:
+def verify_manifest(
+    folder: PathLike, names: Optional[Iterable[str]] = None, require: bool = False
+) -> bool:
     """Checks the files of ``folder`` against its ``SHA256SUMS``.
 
     Every file the manifest lists (or only ``names``, which must all be listed)
@@ -161,13 +166,16 @@ def verify_manifest(folder: PathLike, names: Optional[Iterable[str]] = None,
     for name in sums if names is None else names:
         path = folder / name
         if name not in sums:
-            raise CheckpointError(f"{path} is not listed in the checksum manifest "
-                                  f"{folder / MANIFEST}")
+            raise CheckpointError(
+                f"{path} is not listed in the checksum manifest {folder / MANIFEST}"
+            )
         if not path.is_file():
             raise CheckpointError(f"{path} is missing (listed in {folder / MANIFEST})")
         if sha256_file(path) != sums[name]:
-            raise CheckpointError(f"{path} fails its sha256 checksum (corrupted or modified "
-                                  f"since it was written; {folder / MANIFEST})")
+            raise CheckpointError(
+                f"{path} fails its sha256 checksum (corrupted or modified "
+                f"since it was written; {folder / MANIFEST})"
+            )
     return True
 
 
@@ -231,14 +239,19 @@ def check_state_dict(module: torch.nn.Module, state, source: PathLike) -> None:
     if shapes:
         problems.append(f"{len(shapes)} shape mismatch(es) ({_some(shapes)})")
     if nonfinite:
-        problems.append(f"NaN or infinite values in {len(nonfinite)} tensor(s) ({_some(nonfinite)})")
+        problems.append(
+            f"NaN or infinite values in {len(nonfinite)} tensor(s) ({_some(nonfinite)})"
+        )
     if problems:
-        raise CheckpointError(f"{source} does not fit {type(module).__name__}: "
-                              + "; ".join(problems))
+        raise CheckpointError(
+            f"{source} does not fit {type(module).__name__}: " + "; ".join(problems)
+        )
 
 
 def _some(items, shown=3):
-    return ", ".join(items[:shown]) + (f", ... {len(items) - shown} more" if len(items) > shown else "")
+    return ", ".join(items[:shown]) + (
+        f", ... {len(items) - shown} more" if len(items) > shown else ""
+    )
 
 
 def load_weights(path: PathLike):
@@ -248,13 +261,27 @@ def load_weights(path: PathLike):
         raise CheckpointError(f"weights file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, UnicodeDecodeError, pickle.UnpicklingError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+        pickle.UnpicklingError,
+    ) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot load {path}: not an intact weights file ({reason})") from None
+        raise CheckpointError(
+            f"cannot load {path}: not an intact weights file ({reason})"
+        ) from None
 
 
-def load_state_strict(module: torch.nn.Module, path: PathLike, verify: bool = True) -> torch.nn.Module:
+def load_state_strict(
+    module: torch.nn.Module, path: PathLike, verify: bool = True
+) -> torch.nn.Module:
     """Loads ``path`` into ``module`` strictly; returns ``module``.
 
     The file is read with ``weights_only=True`` (it cannot run code); if its
@@ -290,9 +317,11 @@ def _verify_one(path: Path) -> None:
         if (candidate.parent / MANIFEST).is_file():
             verify_manifest(candidate.parent, [candidate.name])
             return
-    _warn_once(("no manifest", str(path.parent)),
-               f"{path.parent} has no {MANIFEST} checksum manifest: {path.name} is loaded "
-               f"without an integrity check (only key, shape and finiteness checks)")
+    _warn_once(
+        ("no manifest", str(path.parent)),
+        f"{path.parent} has no {MANIFEST} checksum manifest: {path.name} is loaded "
+        f"without an integrity check (only key, shape and finiteness checks)",
+    )
 
 
 # --- random-number states ----------------------------------------------------------
@@ -303,8 +332,12 @@ def capture_rng_state() -> dict:
     key, pos, has_gauss, gauss = np.random.get_state()[1:]
     state = {
         "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -317,8 +350,13 @@ def restore_rng_state(state: dict, source: PathLike = "the RNG state") -> None:
     try:
         version, internal, gauss = state["python"]
         numpy = state["numpy"]
-        numpy_state = ("MT19937", numpy["key"].numpy().astype(np.uint32), int(numpy["pos"]),
-                       int(numpy["has_gauss"]), float(numpy["gauss"]))
+        numpy_state = (
+            "MT19937",
+            numpy["key"].numpy().astype(np.uint32),
+            int(numpy["pos"]),
+            int(numpy["has_gauss"]),
+            float(numpy["gauss"]),
+        )
         python_state = (int(version), tuple(int(x) for x in internal), gauss)
         torch_state = state["torch"]
         if not (torch.is_tensor(torch_state) and torch_state.dtype == torch.uint8):
@@ -333,8 +371,10 @@ def restore_rng_state(state: dict, source: PathLike = "the RNG state") -> None:
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
-            logger.warning(f"{source}: saved with {len(cuda)} CUDA devices, now "
-                           f"{torch.cuda.device_count()}; CUDA RNG states not restored")
+            logger.warning(
+                f"{source}: saved with {len(cuda)} CUDA devices, now "
+                f"{torch.cuda.device_count()}; CUDA RNG states not restored"
+            )
 
 
 class RandomState:
@@ -380,8 +420,10 @@ class RandomState:
         path = Path(path)
         own = self._rank_path(path)
         if not own.is_file():
-            logger.warning(f"{own} not found (the number of processes changed?): "
-                           f"using the RNG states of rank 0")
+            logger.warning(
+                f"{own} not found (the number of processes changed?): "
+                f"using the RNG states of rank 0"
+            )
             own = path
         state = load_weights(own)
         if not isinstance(state, dict):
@@ -424,8 +466,15 @@ def _disk_full_error(err: BaseException, path: Path) -> Optional[OSError]:
     if not full and isinstance(err, (OSError, RuntimeError)):
         if "No space left" in text or "Disk quota" in text:
             full = True
-        elif any(s in text for s in ("iostream error", "file write failed", "PytorchStreamWriter",
-                                     "unexpected pos")):
+        elif any(
+            s in text
+            for s in (
+                "iostream error",
+                "file write failed",
+                "PytorchStreamWriter",
+                "unexpected pos",
+            )
+        ):
             free = _free_bytes(path)
             full = free is not None and free < LOW_SPACE_BYTES
     if not full:
@@ -433,9 +482,13 @@ def _disk_full_error(err: BaseException, path: Path) -> Optional[OSError]:
     free = _free_bytes(path)
     where = f"{free / 2**20:.1f} MiB free there" if free is not None else "free space unknown"
     first_line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return OSError(errno.ENOSPC, f"No space left on device while saving checkpoint file {path} "
-                                 f"({where}; the write failed with: {first_line}). Free some "
-                                 f"space or choose another save folder", str(path))
+    return OSError(
+        errno.ENOSPC,
+        f"No space left on device while saving checkpoint file {path} "
+        f"({where}; the write failed with: {first_line}). Free some "
+        f"space or choose another save folder",
+        str(path),
+    )
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -462,11 +515,19 @@ class AtomicCheckpointer(Checkpointer):
     True
     """
 
-    def __init__(self, checkpoints_dir, recoverables=None, custom_load_hooks=None,
-                 custom_save_hooks=None, allow_partial_load=False, save_rng_state=True,
-                 clear_partial=True):
-        super().__init__(checkpoints_dir, recoverables, custom_load_hooks, custom_save_hooks,
-                         allow_partial_load)
+    def __init__(
+        self,
+        checkpoints_dir,
+        recoverables=None,
+        custom_load_hooks=None,
+        custom_save_hooks=None,
+        allow_partial_load=False,
+        save_rng_state=True,
+        clear_partial=True,
+    ):
+        super().__init__(
+            checkpoints_dir, recoverables, custom_load_hooks, custom_save_hooks, allow_partial_load
+        )
         if clear_partial and if_main_process():
             self.remove_partial_checkpoints()
         if save_rng_state:
@@ -479,18 +540,22 @@ class AtomicCheckpointer(Checkpointer):
 
     # saving
 
-    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+    def save_checkpoint(self, meta=None, end_of_epoch=True, name=None, verbosity=logging.INFO):
         """Saves like ``Checkpointer.save_checkpoint``, all at once (see the module doc).
 
         The files go to a ``.partial-`` folder, get a ``SHA256SUMS`` manifest, are
         synced and the folder is renamed. A failed save removes its folder; a
         full disk raises ``OSError(ENOSPC)`` naming the file.
         """
+        meta = {} if meta is None else meta
         partial = None
         if if_main_process():
             self.remove_partial_checkpoints()
-            final = (self._new_checkpoint_dirpath() if name is None
-                     else self._custom_checkpoint_dirpath(name))
+            final = (
+                self._new_checkpoint_dirpath()
+                if name is None
+                else self._custom_checkpoint_dirpath(name)
+            )
             partial = final.with_name(PARTIAL_PREFIX + final.name)
         partial = ddp_broadcast(partial, src=0)
         current = partial
@@ -510,7 +575,7 @@ class AtomicCheckpointer(Checkpointer):
             current = partial / MANIFEST
             write_manifest(partial)
             _sync_folder(partial)
-            final = partial.with_name(partial.name[len(PARTIAL_PREFIX):])
+            final = partial.with_name(partial.name[len(PARTIAL_PREFIX) :])
             current = final
             partial.rename(final)
             _sync_folder(final.parent)
@@ -527,9 +592,19 @@ class AtomicCheckpointer(Checkpointer):
         logger.log(verbosity, f"Saved an {kind} checkpoint in {final}")
         return Checkpoint(final, saved_meta, {k: final / p.name for k, p in paramfiles.items()})
 
-    def save_and_keep_only(self, meta=None, end_of_epoch=True, name=None, num_to_keep=1,
-                           keep_recent=True, importance_keys=(), max_keys=(), min_keys=(),
-                           ckpt_predicate=None, verbosity=logging.INFO):
+    def save_and_keep_only(
+        self,
+        meta=None,
+        end_of_epoch=True,
+        name=None,
+        num_to_keep=1,
+        keep_recent=True,
+        importance_keys=(),
+        max_keys=(),
+        min_keys=(),
+        ckpt_predicate=None,
+        verbosity=logging.INFO,
+    ):
         """Saves, then deletes the least important checkpoints, as ``Checkpointer`` does.
 
         When the checkpoints are ranked by exactly one key of ``min_keys`` or
@@ -552,11 +627,18 @@ class AtomicCheckpointer(Checkpointer):
         if len(ranking) == 1 and not importance_keys and ranking[0][1] in meta:
             meta[BEST_BY] = dict(ranking)
         # copies: SpeechBrain appends to importance_keys (a shared default list)
-        super().save_and_keep_only(meta=meta, end_of_epoch=end_of_epoch, name=name,
-                                   num_to_keep=num_to_keep, keep_recent=keep_recent,
-                                   importance_keys=list(importance_keys), max_keys=list(max_keys),
-                                   min_keys=list(min_keys), ckpt_predicate=ckpt_predicate,
-                                   verbosity=verbosity)
+        super().save_and_keep_only(
+            meta=meta,
+            end_of_epoch=end_of_epoch,
+            name=name,
+            num_to_keep=num_to_keep,
+            keep_recent=keep_recent,
+            importance_keys=list(importance_keys),
+            max_keys=list(max_keys),
+            min_keys=list(min_keys),
+            ckpt_predicate=ckpt_predicate,
+            verbosity=verbosity,
+        )
 
     def _save_one(self, key, obj, path):
         if key in self.custom_save_hooks:
@@ -567,8 +649,10 @@ class AtomicCheckpointer(Checkpointer):
             return
         hook = get_default_hook(obj, DEFAULT_SAVE_HOOKS)
         if hook is None:
-            raise RuntimeError(f"Don't know how to save {type(obj)} ({key}). Register a default "
-                               f"hook or add a custom hook for this object.")
+            raise RuntimeError(
+                f"Don't know how to save {type(obj)} ({key}). Register a default "
+                f"hook or add a custom hook for this object."
+            )
         hook(obj, path)
 
     def remove_partial_checkpoints(self) -> List[Path]:
@@ -579,8 +663,9 @@ class AtomicCheckpointer(Checkpointer):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         if removed:
-            logger.info(f"Removed {len(removed)} unfinished checkpoint folder(s) in "
-                        f"{self.checkpoints_dir}")
+            logger.info(
+                f"Removed {len(removed)} unfinished checkpoint folder(s) in {self.checkpoints_dir}"
+            )
         return removed
 
     # listing
@@ -596,9 +681,11 @@ class AtomicCheckpointer(Checkpointer):
                     raise ValueError("no 'unixtime' entry")
             except (OSError, ValueError, yaml.YAMLError) as err:
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                _warn_once(("meta", str(meta_path)),
-                           f"skipping checkpoint {ckpt_dir}: its {METAFNAME} is unreadable "
-                           f"or corrupt ({reason})")
+                _warn_once(
+                    ("meta", str(meta_path)),
+                    f"skipping checkpoint {ckpt_dir}: its {METAFNAME} is unreadable "
+                    f"or corrupt ({reason})",
+                )
                 continue
             paramfiles = {p.stem: p for p in ckpt_dir.iterdir() if p.suffix == PARAMFILE_EXT}
             checkpoints.append(Checkpoint(ckpt_dir, meta, paramfiles))
@@ -606,8 +693,9 @@ class AtomicCheckpointer(Checkpointer):
 
     # loading
 
-    def recover_if_possible(self, importance_key=None, max_key=None, min_key=None,
-                            ckpt_predicate=None):
+    def recover_if_possible(
+        self, importance_key=None, max_key=None, min_key=None, ckpt_predicate=None
+    ):
         """Loads the best checkpoint that is intact; returns it (None if there is none).
 
         Candidates are taken in ``find_checkpoints`` order (the latest first by
@@ -627,11 +715,14 @@ class AtomicCheckpointer(Checkpointer):
                 logger.warning(f"skipping checkpoint {candidate.path}: {err}")
                 continue
             if failures:
-                logger.warning(f"resumed from the older intact checkpoint {candidate.path} "
-                               f"after skipping {len(failures)} broken one(s)")
+                logger.warning(
+                    f"resumed from the older intact checkpoint {candidate.path} "
+                    f"after skipping {len(failures)} broken one(s)"
+                )
             return candidate
-        raise CheckpointError(f"no intact checkpoint in {self.checkpoints_dir}: "
-                              + " | ".join(failures))
+        raise CheckpointError(
+            f"no intact checkpoint in {self.checkpoints_dir}: " + " | ".join(failures)
+        )
 
     def load_checkpoint(self, checkpoint):
         """Checks the manifest and loads every recoverable (``CheckpointError`` if broken)."""
@@ -641,14 +732,20 @@ class AtomicCheckpointer(Checkpointer):
         path = checkpoint.path
         logger.info(f"Loading a checkpoint from {path}")
         if not verify_manifest(path):
-            _warn_once(("no manifest", str(path)),
-                       f"checkpoint {path} has no {MANIFEST} (written by an older version): "
-                       f"loaded without an integrity check")
+            _warn_once(
+                ("no manifest", str(path)),
+                f"checkpoint {path} has no {MANIFEST} (written by an older version): "
+                f"loaded without an integrity check",
+            )
         end_of_epoch = checkpoint.meta.get("end-of-epoch", True)
         for key, obj in self.recoverables.items():
             loadpath = checkpoint.paramfiles.get(key)
             if loadpath is None:
-                if self.allow_partial_load or "dataloader" in key or self.optional_recoverables.get(key):
+                if (
+                    self.allow_partial_load
+                    or "dataloader" in key
+                    or self.optional_recoverables.get(key)
+                ):
                     logger.debug(f"checkpoint {path} has no {key}{PARAMFILE_EXT}; skipped")
                     continue
                 raise CheckpointError(f"checkpoint {path} lacks {key}{PARAMFILE_EXT}")
@@ -658,8 +755,10 @@ class AtomicCheckpointer(Checkpointer):
                 raise
             except Exception as err:  # any loader's failure means: this checkpoint is broken
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise CheckpointError(f"cannot load {loadpath}: {type(err).__name__}"
-                                      + (f": {first}" if first else "")) from err
+                raise CheckpointError(
+                    f"cannot load {loadpath}: {type(err).__name__}"
+                    + (f": {first}" if first else "")
+                ) from err
         rng = self.rng
         if not end_of_epoch and rng is not None and rng.last_loaded is not None:
             for obj in self.recoverables.values():  # see RandomState
@@ -680,8 +779,10 @@ class AtomicCheckpointer(Checkpointer):
             elif hook is not None:
                 hook(obj, path, end_of_epoch)
             else:
-                raise RuntimeError(f"Don't know how to load {type(obj)} ({key}). Register a "
-                                   f"default hook or add a custom hook for this object.")
+                raise RuntimeError(
+                    f"Don't know how to load {type(obj)} ({key}). Register a "
+                    f"default hook or add a custom hook for this object."
+                )
 
 
 def _sync_folder(folder: Path) -> None:
@@ -704,8 +805,9 @@ def _sync_folder(folder: Path) -> None:
 # --- codec checkpoints -------------------------------------------------------------
 
 
-def find_codec_checkpoint(path, min_key: Optional[str] = None,
-                          max_key: Optional[str] = None) -> Path:
+def find_codec_checkpoint(
+    path, min_key: Optional[str] = None, max_key: Optional[str] = None
+) -> Path:
     """The ``codec.ckpt`` file behind ``path``.
 
     Arguments
@@ -738,8 +840,9 @@ def find_codec_checkpoint(path, min_key: Optional[str] = None,
     True
     """
     if min_key is not None and max_key is not None:
-        raise ValueError(f"find_codec_checkpoint: give min_key ({min_key!r}) or max_key "
-                         f"({max_key!r}), not both")
+        raise ValueError(
+            f"find_codec_checkpoint: give min_key ({min_key!r}) or max_key ({max_key!r}), not both"
+        )
     path = Path(path)
     if path.is_file():
         return path
@@ -759,14 +862,17 @@ def find_codec_checkpoint(path, min_key: Optional[str] = None,
     else:
         found = checkpointer.find_checkpoint()
         if found is not None and key is not None:
-            _warn_once(("no key", str(path), key),
-                       f"no checkpoint in {path} records {key!r}: took the latest, "
-                       f"{found.path.name}")
+            _warn_once(
+                ("no key", str(path), key),
+                f"no checkpoint in {path} records {key!r}: took the latest, {found.path.name}",
+            )
         elif found is not None and len(checkpoints) > 1:
-            _warn_once(("latest", str(path)),
-                       f"took the latest of {len(checkpoints)} checkpoints in {path}, "
-                       f"{found.path.name} (they record no best_by entry): name the metric "
-                       f"to take the best by (min_key / max_key, --min-key)")
+            _warn_once(
+                ("latest", str(path)),
+                f"took the latest of {len(checkpoints)} checkpoints in {path}, "
+                f"{found.path.name} (they record no best_by entry): name the metric "
+                f"to take the best by (min_key / max_key, --min-key)",
+            )
     if found is None or not (found.path / "codec.ckpt").is_file():
         raise ValueError(f"{path} holds no checkpoint with a codec.ckpt file")
     return found.path / "codec.ckpt"
@@ -778,13 +884,18 @@ def _recorded_ranking(checkpoints, folder) -> Dict[str, str]:
         entry = checkpoint.meta.get(BEST_BY)
         if entry is None:
             continue
-        if (isinstance(entry, dict) and len(entry) == 1
-                and next(iter(entry)) in ("min_key", "max_key")
-                and isinstance(next(iter(entry.values())), str)):
+        if (
+            isinstance(entry, dict)
+            and len(entry) == 1
+            and next(iter(entry)) in ("min_key", "max_key")
+            and isinstance(next(iter(entry.values())), str)
+        ):
             return dict(entry)
-        _warn_once(("best_by", str(checkpoint.path)),
-                   f"{checkpoint.path / METAFNAME}: ignoring its {BEST_BY} entry {entry!r} "
-                   f"(expected {{min_key: <name>}} or {{max_key: <name>}})")
+        _warn_once(
+            ("best_by", str(checkpoint.path)),
+            f"{checkpoint.path / METAFNAME}: ignoring its {BEST_BY} entry {entry!r} "
+            f"(expected {{min_key: <name>}} or {{max_key: <name>}})",
+        )
     return {}
 
 
@@ -808,7 +919,8 @@ def load_codec(model_yaml, checkpoint, overrides=None, min_key=None, max_key=Non
         if not model_yaml.is_file():
             raise ValueError(
                 f"{ckpt} has no hyperparams.yaml beside it (not a packaged folder): "
-                f"name the model definition with model_yaml")
+                f"name the model definition with model_yaml"
+            )
     model_yaml = Path(model_yaml)
     if not model_yaml.is_file():
         raise ValueError(f"model YAML not found: {model_yaml}")

@@ -47,8 +47,18 @@ PathLike = Union[str, os.PathLike]
 Check = Callable[[Any], Optional[str]]
 
 #: Loggers whose DEBUG records are noise in a recipe's log.txt.
-NOISY_LOGGERS = ("numba", "matplotlib", "PIL", "h5py", "urllib3", "fsspec", "filelock",
-                 "asyncio", "tensorboard", "git")
+NOISY_LOGGERS = (
+    "numba",
+    "matplotlib",
+    "PIL",
+    "h5py",
+    "urllib3",
+    "fsspec",
+    "filelock",
+    "asyncio",
+    "tensorboard",
+    "git",
+)
 
 
 # --- hyperparameter checks ---------------------------------------------------------
@@ -90,33 +100,49 @@ def read_plain_hparams(hparams_file: PathLike, overrides=None) -> Dict[str, Any]
 def _bounds(low=None, above=None, high=None, below=None) -> str:
     if above is not None and below is not None:
         return f" in ({above}, {below})"
-    parts = [f">= {low}" if low is not None else None, f"> {above}" if above is not None else None,
-             f"<= {high}" if high is not None else None, f"< {below}" if below is not None else None]
+    parts = [
+        f">= {low}" if low is not None else None,
+        f"> {above}" if above is not None else None,
+        f"<= {high}" if high is not None else None,
+        f"< {below}" if below is not None else None,
+    ]
     parts = [p for p in parts if p]
     return (" " + " and ".join(parts)) if parts else ""
 
 
 def _outside(value, low=None, above=None, high=None, below=None) -> bool:
-    return ((low is not None and value < low) or (above is not None and value <= above)
-            or (high is not None and value > high) or (below is not None and value >= below))
+    return (
+        (low is not None and value < low)
+        or (above is not None and value <= above)
+        or (high is not None and value > high)
+        or (below is not None and value >= below)
+    )
 
 
 def integer(low=None, high=None) -> Check:
     """An ``int`` (not a bool, not a float) within ``[low, high]``."""
+
     def check(value):
         if isinstance(value, bool) or not isinstance(value, int) or _outside(value, low, high=high):
             return "an integer" + _bounds(low, high=high)
         return None
+
     return check
 
 
 def number(low=None, above=None, high=None, below=None) -> Check:
     """A finite int or float (not a bool) within the given bounds."""
+
     def check(value):
-        if (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
-                or _outside(value, low, above, high, below)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Real)
+            or not math.isfinite(value)
+            or _outside(value, low, above, high, below)
+        ):
             return "a number" + _bounds(low, above, high, below)
         return None
+
     return check
 
 
@@ -132,17 +158,23 @@ def text() -> Check:
 
 def one_of(*choices) -> Check:
     """One of ``choices`` (``True`` is not ``1`` here)."""
+
     def check(value):
-        ok = not isinstance(value, bool) and any(value == c and type(value) is type(c) for c in choices)
+        ok = not isinstance(value, bool) and any(
+            value == c and type(value) is type(c) for c in choices
+        )
         return None if ok else f"one of {', '.join(map(repr, choices))}"
+
     return check
 
 
 def optional(check: Check) -> Check:
     """``null`` or whatever ``check`` accepts."""
+
     def optional_check(value):
         expected = None if value is None else check(value)
         return None if expected is None else f"null or {expected}"
+
     return optional_check
 
 
@@ -159,6 +191,7 @@ def list_of(check: Check, choices: Optional[Iterable] = None) -> Check:
             if expected is not None or (choices is not None and element not in choices):
                 return f"a non-empty list of {item}" + (f", each {expected}" if expected else "")
         return None
+
     return check_list
 
 
@@ -177,11 +210,13 @@ def weights(known: Iterable[str], check: Check) -> Check:
             first = next(iter(bad))
             return f"weights that are each {check(bad[first])} ({first}: {bad[first]!r})"
         return None
+
     return check_weights
 
 
-def check_hparams(values: Mapping[str, Any], rules: Mapping[str, Check],
-                  source: PathLike = "the hyperparameters") -> None:
+def check_hparams(
+    values: Mapping[str, Any], rules: Mapping[str, Check], source: PathLike = "the hyperparameters"
+) -> None:
     """Raises one ``ValueError`` naming every value of ``values`` that fails its rule.
 
     Keys absent from ``values`` are skipped (a YAML may not use every key the
@@ -206,7 +241,9 @@ def _show(value) -> str:
     return shorten.repr(value)
 
 
-def check_hparams_file(hparams_file: PathLike, overrides, rules: Mapping[str, Check]) -> Dict[str, Any]:
+def check_hparams_file(
+    hparams_file: PathLike, overrides, rules: Mapping[str, Check]
+) -> Dict[str, Any]:
     """:func:`read_plain_hparams` then :func:`check_hparams`; returns the plain values."""
     values = read_plain_hparams(hparams_file, overrides)
     source = f"{hparams_file} (with its command-line overrides)" if overrides else str(hparams_file)
@@ -223,12 +260,15 @@ def check_manifest(path: PathLike, fields: Iterable[str] = ("wav",)) -> dict:
     entries = read_json(path, "manifest", expect=dict)
     for utt, entry in entries.items():
         if not isinstance(entry, dict):
-            raise ValueError(f"manifest {path}: entry {utt!r} is a JSON {type(entry).__name__}, "
-                             f"expected an object with the fields {', '.join(fields)}")
+            raise ValueError(
+                f"manifest {path}: entry {utt!r} is a JSON {type(entry).__name__}, "
+                f"expected an object with the fields {', '.join(fields)}"
+            )
         missing = [f for f in fields if f not in entry]
         if missing:
-            raise ValueError(f"manifest {path}: entry {utt!r} lacks the field(s) "
-                             f"{', '.join(missing)}")
+            raise ValueError(
+                f"manifest {path}: entry {utt!r} lacks the field(s) {', '.join(missing)}"
+            )
     return entries
 
 
@@ -336,7 +376,9 @@ class RunningMeans:
         state = read_json(path, "running means", expect=dict)
         sums, counts = state.get("sums"), state.get("counts")
         if not (isinstance(sums, dict) and isinstance(counts, dict) and set(sums) == set(counts)):
-            raise ValueError(f"running means {Path(path)} is corrupt (sums and counts do not match)")
+            raise ValueError(
+                f"running means {Path(path)} is corrupt (sums and counts do not match)"
+            )
         self.sums = {k: float(v) for k, v in sums.items()}
         self.counts = {k: int(v) for k, v in counts.items()}
 

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import torch
 
-from speechbrain_dsl.training.checkpoints import has_bad_values
 from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
+from speechbrain_dsl.training.checkpoints import has_bad_values
 
-DSL_ONLY_PREFIXES = ("encoder.dsl.mask.", "encoder.dsl.switch.", "encoder.dsl.light_tail.",
-                     "encoder.dsl.calibrated_threshold")
+DSL_ONLY_PREFIXES = (
+    "encoder.dsl.mask.",
+    "encoder.dsl.switch.",
+    "encoder.dsl.light_tail.",
+    "encoder.dsl.calibrated_threshold",
+)
 
 
 def init_codec_from(codec, source):
@@ -30,8 +34,10 @@ def init_codec_from(codec, source):
     path = Path(source)
     path = path / "codec.ckpt" if path.is_dir() else path
     if not path.is_file():
-        raise ValueError(f"init_from: no codec weights at {path} (expected a packaged "
-                         f"folder holding codec.ckpt, or the file itself)")
+        raise ValueError(
+            f"init_from: no codec weights at {path} (expected a packaged "
+            f"folder holding codec.ckpt, or the file itself)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
@@ -53,8 +59,9 @@ def init_codec_from(codec, source):
         problems.append(f"missing keys {rest[:5]}{' ...' if len(rest) > 5 else ''}")
     for key in set(state) & set(expected):
         if state[key].shape != expected[key].shape:
-            problems.append(f"{key}: shape {tuple(state[key].shape)}, expected "
-                            f"{tuple(expected[key].shape)}")
+            problems.append(
+                f"{key}: shape {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
+            )
         elif has_bad_values(key, state[key]):  # a threshold may be +/-inf, never NaN
             problems.append(f"{key}: non-finite values")
     if problems:

@@ -31,15 +31,23 @@ from hyperpyyaml import load_hyperpyyaml
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from speechbrain_dsl.evaluation import plots
 from speechbrain_dsl.atomic import write_json, write_text
-from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
-from speechbrain_dsl.training.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.data.audio import audio_info, read_json
+from speechbrain_dsl.evaluation import plots
+from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
 from speechbrain_dsl.evaluation.efficiency import executed_macs, part_costs, predicted_mac_ratio
 from speechbrain_dsl.evaluation.metrics import mel_distance, segment_mel_distance, si_snr, visqol
+from speechbrain_dsl.training.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.training.recipe_utils import (
-    boolean, check_hparams_file, integer, list_of, number, optional, quiet_third_party_loggers, text)
+    boolean,
+    check_hparams_file,
+    integer,
+    list_of,
+    number,
+    optional,
+    quiet_third_party_loggers,
+    text,
+)
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from audioset_prepare import prepare_audioset  # noqa: E402
@@ -108,8 +116,10 @@ def load_recorded_clips(folder, subset, sample_rate, seconds, max_clips, pause=0
     root = root / "LibriTTS" if (root / "LibriTTS" / subset).is_dir() else root
     wavs = sorted((root / subset).rglob("*.wav"))
     if not wavs:
-        raise ValueError(f"recorded_folder: no wavs under {root / subset} (expected the "
-                         f"LibriTTS layout of python -m speechbrain_dsl.data.recordings)")
+        raise ValueError(
+            f"recorded_folder: no wavs under {root / subset} (expected the "
+            f"LibriTTS layout of python -m speechbrain_dsl.data.recordings)"
+        )
     n, gap = int(seconds * sample_rate), torch.zeros(int(pause * sample_rate))
     per_speaker = {}
     for path in wavs:
@@ -122,7 +132,7 @@ def load_recorded_clips(folder, subset, sample_rate, seconds, max_clips, pause=0
     pieces = {}
     for speaker, parts in sorted(per_speaker.items()):
         joined = torch.cat(parts)
-        pieces[speaker] = [joined[i:i + n] for i in range(0, len(joined) - n + 1, n)]
+        pieces[speaker] = [joined[i : i + n] for i in range(0, len(joined) - n + 1, n)]
     ids, waves = [], []
     for turn in range(max(map(len, pieces.values()), default=0)):
         for speaker, clips in pieces.items():
@@ -130,8 +140,9 @@ def load_recorded_clips(folder, subset, sample_rate, seconds, max_clips, pause=0
                 ids.append(f"{subset}/{speaker}/{turn}")
                 waves.append(clips[turn])
     if not waves:
-        raise ValueError(f"recorded_folder: {root / subset} holds no speaker with "
-                         f"{seconds} s of speech")
+        raise ValueError(
+            f"recorded_folder: {root / subset} holds no speaker with {seconds} s of speech"
+        )
     return ids, torch.stack(waves)
 
 
@@ -176,7 +187,10 @@ def same_share_routes(enc, share, generator):
 
 def quality(wav_hat, wav, use_visqol):
     """Mean mel distance, SI-SNR and (optionally) ViSQOL of a batch."""
-    row = {"mel": float(mel_distance(wav_hat, wav).mean()), "sisnr": float(si_snr(wav_hat, wav).mean())}
+    row = {
+        "mel": float(mel_distance(wav_hat, wav).mean()),
+        "sisnr": float(si_snr(wav_hat, wav).mean()),
+    }
     if use_visqol:
         scores = visqol(wav_hat, wav)
         scores = scores[~scores.isnan()]
@@ -186,6 +200,7 @@ def quality(wav_hat, wav, use_visqol):
 
 def wall_ratio(codec, wav, repeats, batch_size):
     """Median encoder wall time, mixed / full, timed round-robin."""
+
     def run(mode):
         start = time.perf_counter()
         with torch.no_grad():
@@ -214,8 +229,11 @@ def evaluate(codec, clips, hp, out_dir):
         share = float(enc["route"].float().mean())
         random_route, oracle_route = same_share_routes(enc, share, gen)
         routes = {
-            "full": torch.zeros_like(enc["route"]), "light": torch.ones_like(enc["route"]),
-            "mixed": enc["route"], "random": random_route, "oracle": oracle_route,
+            "full": torch.zeros_like(enc["route"]),
+            "light": torch.ones_like(enc["route"]),
+            "mixed": enc["route"],
+            "random": random_route,
+            "oracle": oracle_route,
         }
         row = {"clips": len(ids), "segments": enc["route"].numel(), "light_share": share}
         decoded = {}
@@ -227,20 +245,30 @@ def evaluate(codec, clips, hp, out_dir):
         row["mmacs_per_s_mixed"] = executed_macs(codec, wav[:, None], "mixed") / seconds / 1e6
         row["wall_ratio"] = wall_ratio(codec, wav, hp["wall_repeats"], bs)
         seg_samples = enc["segment_frames"] * codec.hop_length
-        row["segment_mel_drop"] = (
-            segment_mel_distance(decoded["light"], wav, seg_samples)
-            - segment_mel_distance(decoded["full"], wav, seg_samples)
-        )
+        row["segment_mel_drop"] = segment_mel_distance(
+            decoded["light"], wav, seg_samples
+        ) - segment_mel_distance(decoded["full"], wav, seg_samples)
         results["classes"][label] = row
         for i, utt in enumerate(ids):
             for s in range(enc["route"].shape[1]):
-                segments.append({"clip": utt, "class": label, "segment": s,
-                                 "predicted": float(enc["predicted"][i, s]),
-                                 "true": float(enc["true"][i, s]),
-                                 "light": bool(enc["route"][i, s])})
-        plots.routed_waveform(wav[0].numpy(), sr, enc["route"][0].tolist(),
-                              seg_samples / sr, out_dir / f"fig4_routes_{label}.png",
-                              title=f"{label}: {ids[0]}")
+                segments.append(
+                    {
+                        "clip": utt,
+                        "class": label,
+                        "segment": s,
+                        "predicted": float(enc["predicted"][i, s]),
+                        "true": float(enc["true"][i, s]),
+                        "light": bool(enc["route"][i, s]),
+                    }
+                )
+        plots.routed_waveform(
+            wav[0].numpy(),
+            sr,
+            enc["route"][0].tolist(),
+            seg_samples / sr,
+            out_dir / f"fig4_routes_{label}.png",
+            title=f"{label}: {ids[0]}",
+        )
 
     classes = list(clips)
     predicted = torch.cat([encoded[c]["predicted"].flatten() for c in classes])
@@ -248,13 +276,16 @@ def evaluate(codec, clips, hp, out_dir):
     routed = torch.cat([encoded[c]["route"].flatten() for c in classes])
     oracle = torch.zeros_like(routed)
     oracle[true.argsort()[: int(routed.sum())]] = True
-    is_speech = torch.cat([torch.full_like(encoded[c]["predicted"].flatten(), c in SPEECH_CLASSES)
-                           for c in classes])
+    is_speech = torch.cat(
+        [torch.full_like(encoded[c]["predicted"].flatten(), c in SPEECH_CLASSES) for c in classes]
+    )
     results["switch"] = {
         "class_auroc": float(roc_auc_score(is_speech.numpy(), predicted.numpy())),
         "silence_light_at_speech_30": float(
             (encoded["silence"]["predicted"] < torch.quantile(encoded["speech"]["predicted"], 0.3))
-            .float().mean()),
+            .float()
+            .mean()
+        ),
         "spearman": float(spearmanr(predicted, true).statistic),
         # the switch's own decision: is the true distance under the threshold?
         "auroc": _auroc(true < codec.threshold, -predicted),
@@ -264,18 +295,32 @@ def evaluate(codec, clips, hp, out_dir):
     }
     drops = torch.cat([results["classes"][c].pop("segment_mel_drop").flatten() for c in classes])
     thr, share = threshold_for_quality_drop(predicted, drops, hp["max_mel_drop"])
-    results["quality_calibration"] = {"max_mel_drop": hp["max_mel_drop"], "threshold": thr,
-                                      "light_share": share}
+    results["quality_calibration"] = {
+        "max_mel_drop": hp["max_mel_drop"],
+        "threshold": thr,
+        "light_share": share,
+    }
     results["sweep"] = sweep(codec, clips, encoded, predicted, costs, hp, gen)
 
-    plots.distance_histograms({c: encoded[c]["predicted"].flatten().numpy() for c in classes},
-                              codec.threshold, out_dir / "fig3a_predicted_distance.png")
+    plots.distance_histograms(
+        {c: encoded[c]["predicted"].flatten().numpy() for c in classes},
+        codec.threshold,
+        out_dir / "fig3a_predicted_distance.png",
+    )
     for metric in ("visqol", "mel") if hp["visqol"] else ("mel",):
-        plots.quality_bars({c: {p: results["classes"][c][p][metric] for p in ("full", "light", "mixed")}
-                            for c in classes}, metric, out_dir / f"fig3bc_{metric}.png")
+        plots.quality_bars(
+            {
+                c: {p: results["classes"][c][p][metric] for p in ("full", "light", "mixed")}
+                for c in classes
+            },
+            metric,
+            out_dir / f"fig3bc_{metric}.png",
+        )
     plots.predicted_vs_true(predicted.numpy(), true.numpy(), out_dir / "fig7_predicted_vs_true.png")
-    curves = {k: ([p["mac_ratio"] for p in results["sweep"]], [p[k] for p in results["sweep"]])
-              for k in ("switch", "random", "oracle")}
+    curves = {
+        k: ([p["mac_ratio"] for p in results["sweep"]], [p[k] for p in results["sweep"]])
+        for k in ("switch", "random", "oracle")
+    }
     plots.tradeoff_curve(curves, "mel distance (lower is better)", out_dir / "tradeoff.png")
     write_text(out_dir / "segments.json", json.dumps(segments))
     return results
@@ -293,8 +338,11 @@ def sweep(codec, clips, encoded, predicted, costs, hp, gen):
             enc = {k: (v[:n] if torch.is_tensor(v) else v) for k, v in encoded[label].items()}
             wav = clips[label][1][:n]
             random_route, oracle_route = same_share_routes(enc, share, gen)
-            for name, route in (("switch", enc["predicted"] < threshold),
-                                ("random", random_route), ("oracle", oracle_route)):
+            for name, route in (
+                ("switch", enc["predicted"] < threshold),
+                ("random", random_route),
+                ("oracle", oracle_route),
+            ):
                 decoded = decode_routed(codec, enc, route, wav.shape[-1], hp["batch_size"])
                 sums[name] += float(mel_distance(decoded, wav).mean()) / len(clips)
         point.update(sums)
@@ -309,36 +357,56 @@ def write_report(results, hp, counts, checkpoint, out_dir):
     c = results["classes"]
     lines = [
         "# Routing on AudioSet Speech vs Silence"
-        + (" (and real recorded speech)" if "recorded" in c else ""), "",
+        + (" (and real recorded speech)" if "recorded" in c else ""),
+        "",
         f"- codec checkpoint: `{checkpoint}`",
         f"- data: `{hp['segments_csv']}` ({counts}); clips cut to {hp['clip_seconds']} s, "
         f"at most {hp['max_clips_per_class']} per class",
         f"- switch threshold: {results['threshold']:.4f} "
         f"({'calibrated in the checkpoint' if hp['threshold'] is None else 'set in YAML'})",
         f"- software: python {platform.python_version()}, torch {torch.__version__}, "
-        f"speechbrain {sb.__version__}", "",
-        "## Light share and quality per class", "",
-        "| class | clips | light share | " + " | ".join(
-            f"{m} {p}" for m in metrics for p in ("full", "light", "mixed", "random", "oracle")) + " |",
+        f"speechbrain {sb.__version__}",
+        "",
+        "## Light share and quality per class",
+        "",
+        "| class | clips | light share | "
+        + " | ".join(
+            f"{m} {p}" for m in metrics for p in ("full", "light", "mixed", "random", "oracle")
+        )
+        + " |",
         "|---" * (3 + 5 * len(metrics)) + "|",
     ]
     for label in c:
         r = c[label]
-        lines.append(f"| {label} | {r['clips']} | {r['light_share']:.1%} | " + " | ".join(
-            fmt(r[p][m]) for m in metrics for p in ("full", "light", "mixed", "random", "oracle")) + " |")
+        lines.append(
+            f"| {label} | {r['clips']} | {r['light_share']:.1%} | "
+            + " | ".join(
+                fmt(r[p][m])
+                for m in metrics
+                for p in ("full", "light", "mixed", "random", "oracle")
+            )
+            + " |"
+        )
     lines += [
-        "", "Random and oracle route the same share of segments light as the switch did.", "",
-        "## Compute", "",
+        "",
+        "Random and oracle route the same share of segments light as the switch did.",
+        "",
+        "## Compute",
+        "",
         "| class | MMAC/s full | MMAC/s mixed | MAC ratio | encoder wall time mixed/full |",
         "|---|---|---|---|---|",
     ]
     for label in c:
         r = c[label]
-        lines.append(f"| {label} | {r['mmacs_per_s_full']:.2f} | {r['mmacs_per_s_mixed']:.2f} | "
-                     f"{r['mmacs_per_s_mixed'] / r['mmacs_per_s_full']:.3f} | {r['wall_ratio']:.3f} |")
+        lines.append(
+            f"| {label} | {r['mmacs_per_s_full']:.2f} | {r['mmacs_per_s_mixed']:.2f} | "
+            f"{r['mmacs_per_s_mixed'] / r['mmacs_per_s_full']:.3f} | {r['wall_ratio']:.3f} |"
+        )
     s, q = results["switch"], results["quality_calibration"]
     lines += [
-        "", "## Switch", "",
+        "",
+        "## Switch",
+        "",
         f"- Spearman correlation of predicted and true distance: {s['spearman']:.3f}",
         f"- AUROC at telling apart segments the light path handles well (true distance "
         f"under the threshold: {s['light_ok_share']:.1%} of segments): {s['auroc']:.3f}",
@@ -348,28 +416,46 @@ def write_report(results, hp, counts, checkpoint, out_dir):
         f"- At the threshold sending 30% of speech segments light (the paper's operating "
         f"point), {s['silence_light_at_speech_30']:.1%} of silence segments go light",
         f"- Threshold for a mean mel-distance drop <= {q['max_mel_drop']}: {q['threshold']:.4f} "
-        f"(light share {q['light_share']:.1%})", "",
-        "## Targets", "",
-        "| target | paper | ours | met |", "|---|---|---|---|",
+        f"(light share {q['light_share']:.1%})",
+        "",
+        "## Targets",
+        "",
+        "| target | paper | ours | met |",
+        "|---|---|---|---|",
     ]
     sil, sp = c["silence"]["light_share"], c["speech"]["light_share"]
-    lines.append(f"| silence segments light >= 80% | ~80% | {sil:.1%} | {'yes' if sil >= 0.8 else 'no'} |")
-    lines.append(f"| speech segments light <= 40% | ~30% | {sp:.1%} | {'yes' if sp <= 0.4 else 'no'} |")
+    lines.append(
+        f"| silence segments light >= 80% | ~80% | {sil:.1%} | {'yes' if sil >= 0.8 else 'no'} |"
+    )
+    lines.append(
+        f"| speech segments light <= 40% | ~30% | {sp:.1%} | {'yes' if sp <= 0.4 else 'no'} |"
+    )
     if hp["visqol"]:
         for label in c:
             gap = c[label]["full"]["visqol"] - c[label]["mixed"]["visqol"]
             ok = "n/a" if gap != gap else ("yes" if abs(gap) <= 0.05 else "no")
             lines.append(f"| {label}: ViSQOL full - mixed within 0.05 | 0.01 | {fmt(gap)} | {ok} |")
-    lines.append(f"| switch AUROC >= 0.9 | n/a | {fmt(s['auroc'])} | "
-                 f"{'yes' if s['auroc'] >= 0.9 else 'no'} |")
-    lines += ["", "## Quality vs compute", "",
-              "| light share | MAC ratio | mel switch | mel random | mel oracle |", "|---|---|---|---|---|"]
+    lines.append(
+        f"| switch AUROC >= 0.9 | n/a | {fmt(s['auroc'])} | "
+        f"{'yes' if s['auroc'] >= 0.9 else 'no'} |"
+    )
+    lines += [
+        "",
+        "## Quality vs compute",
+        "",
+        "| light share | MAC ratio | mel switch | mel random | mel oracle |",
+        "|---|---|---|---|---|",
+    ]
     for p in results["sweep"]:
-        lines.append(f"| {p['share']:.0%} | {p['mac_ratio']:.3f} | {p['switch']:.3f} | "
-                     f"{p['random']:.3f} | {p['oracle']:.3f} |")
-    lines += ["", "## Figures", "",
-              "![Fig. 3a](fig3a_predicted_distance.png)", ""]
-    lines += [f"![Fig. 3b/3c {m}](fig3bc_{m}.png)" for m in (("visqol", "mel") if hp["visqol"] else ("mel",))]
+        lines.append(
+            f"| {p['share']:.0%} | {p['mac_ratio']:.3f} | {p['switch']:.3f} | "
+            f"{p['random']:.3f} | {p['oracle']:.3f} |"
+        )
+    lines += ["", "## Figures", "", "![Fig. 3a](fig3a_predicted_distance.png)", ""]
+    lines += [
+        f"![Fig. 3b/3c {m}](fig3bc_{m}.png)"
+        for m in (("visqol", "mel") if hp["visqol"] else ("mel",))
+    ]
     lines += [""] + [f"![Fig. 4 {label}](fig4_routes_{label}.png)\n" for label in c]
     lines += ["![Fig. 7](fig7_predicted_vs_true.png)", "", "![Trade-off](tradeoff.png)", ""]
     return write_text(out_dir / "report.md", "\n".join(lines))
@@ -385,18 +471,28 @@ def main(argv):
     torch.set_num_threads(hp["cpu_threads"])
     out_dir = Path(hp["output_folder"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = prepare_audioset(hp["segments_csv"], hp["class_labels_csv"], hp["audio_folder"],
-                              out_dir / "manifest.json")
+    counts = prepare_audioset(
+        hp["segments_csv"], hp["class_labels_csv"], hp["audio_folder"], out_dir / "manifest.json"
+    )
     checkpoint = find_codec_checkpoint(hp["codec_checkpoint"], min_key="mel_full")
     codec = load_codec(hp["model_yaml"], checkpoint)
     if hp["threshold"] is not None:
         codec.threshold = hp["threshold"]
-    clips = load_clips(out_dir / "manifest.json", codec.sample_rate, hp["clip_seconds"],
-                       hp["max_clips_per_class"], hp["seed"])
+    clips = load_clips(
+        out_dir / "manifest.json",
+        codec.sample_rate,
+        hp["clip_seconds"],
+        hp["max_clips_per_class"],
+        hp["seed"],
+    )
     if hp["recorded_folder"]:
-        clips["recorded"] = load_recorded_clips(hp["recorded_folder"], hp["recorded_subset"],
-                                                codec.sample_rate, hp["clip_seconds"],
-                                                hp["max_clips_per_class"])
+        clips["recorded"] = load_recorded_clips(
+            hp["recorded_folder"],
+            hp["recorded_subset"],
+            codec.sample_rate,
+            hp["clip_seconds"],
+            hp["max_clips_per_class"],
+        )
     results = evaluate(codec, clips, hp, out_dir)
     write_json(out_dir / "results.json", results)
     report = write_report(results, hp, counts, checkpoint, out_dir)

@@ -26,10 +26,10 @@ from hyperpyyaml import load_hyperpyyaml
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from speechbrain_dsl.evaluation import plots
 from speechbrain_dsl.atomic import write_json
-from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
 from speechbrain_dsl.data.speech_clips import crops, speech_corpus
+from speechbrain_dsl.data.synthetic import SILENCE_KINDS, silence_like
+from speechbrain_dsl.evaluation import plots
 from speechbrain_dsl.evaluation.efficiency import read_placements
 from speechbrain_dsl.nnet.dsl import DSLLoss, activation_sparsity
 from speechbrain_dsl.nnet.losses import MultiScaleMelLoss
@@ -44,8 +44,12 @@ def corpus(seed, sample_rate=16000):
     import numpy as np
 
     np_rng = np.random.default_rng(seed)
-    quiet = [torch.from_numpy(silence_like(SILENCE_KINDS[i % len(SILENCE_KINDS)], 3.0,
-                                           sample_rate, rng, np_rng)) for i in range(24)]
+    quiet = [
+        torch.from_numpy(
+            silence_like(SILENCE_KINDS[i % len(SILENCE_KINDS)], 3.0, sample_rate, rng, np_rng)
+        )
+        for i in range(24)
+    ]
     return (speech[:36] + quiet[:18]), (speech[36:], quiet[18:])
 
 
@@ -70,7 +74,9 @@ def train_run(overrides, alpha, steps, data, seed, log_every):
         if step % log_every == 0 or step == steps:
             curve.append((step, activation_sparsity(out.dsl.masked.detach())))
     codec.eval()
-    held = torch.cat([crops(held_speech, 1.0, 16000, 24, gen), crops(held_quiet, 1.0, 16000, 12, gen)])
+    held = torch.cat(
+        [crops(held_speech, 1.0, 16000, 24, gen), crops(held_quiet, 1.0, 16000, 12, gen)]
+    )
     with torch.no_grad():
         _, dsl = codec.encode_features(held[:, None], mode="oracle")
     predicted, true = dsl.predicted.flatten(), dsl.distance.flatten()
@@ -91,8 +97,11 @@ def main(argv=None):
     parser.add_argument("--alphas", type=float, nargs="+", default=[1e-5, 1e-3, 1e-1, 1.0])
     parser.add_argument("--out", default="results/sweep")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--placements", default=str(ROOT / "hparams" / "dsl_placements.yaml"),
-                        help="YAML of the DSL placements compared in Fig. 8")
+    parser.add_argument(
+        "--placements",
+        default=str(ROOT / "hparams" / "dsl_placements.yaml"),
+        help="YAML of the DSL placements compared in Fig. 8",
+    )
     args = parser.parse_args(argv)
     steps = args.steps or (40 if args.quick else 600)
     torch.set_num_threads(1)
@@ -106,26 +115,45 @@ def main(argv=None):
     for alpha in args.alphas:
         run = train_run({}, alpha, steps, data, args.seed, log_every)
         sparsity[alpha] = run["sparsity_curve"]
-        print(f"[fig6] alpha={alpha:g}: sparsity {run['sparsity_curve'][-1][1]:.1%} "
-              f"after {steps} steps ({time.time() - start:.0f} s)", flush=True)
+        print(
+            f"[fig6] alpha={alpha:g}: sparsity {run['sparsity_curve'][-1][1]:.1%} "
+            f"after {steps} steps ({time.time() - start:.0f} s)",
+            flush=True,
+        )
     placement = {}
     for split, overrides in read_placements(args.placements).items():
         run = train_run(overrides, 1e-4, steps, data, args.seed, log_every)
         placement[split] = {k: run[k] for k in ("spearman", "auroc", "held_out_mae")}
-        print(f"[fig8] split after {split}: Spearman {run['spearman']:.3f}, AUROC "
-              f"{run['auroc']:.3f} ({time.time() - start:.0f} s)", flush=True)
+        print(
+            f"[fig8] split after {split}: Spearman {run['spearman']:.3f}, AUROC "
+            f"{run['auroc']:.3f} ({time.time() - start:.0f} s)",
+            flush=True,
+        )
 
     fig6 = plots.sparsity_curves(
         {f"alpha={a:g}": ([s for s, _ in c], [v for _, v in c]) for a, c in sparsity.items()},
-        out / "fig6_sparsity_vs_alpha.png")
+        out / "fig6_sparsity_vs_alpha.png",
+    )
     fig8 = plots.quality_bars(
-        {("first conv" if s == 0 else f"block {s}"): {"Spearman": r["spearman"], "AUROC": r["auroc"]}
-         for s, r in placement.items()},
-        "switch prediction quality", out / "fig8_switch_placement.png",
-        title="Switch placement vs prediction quality (Fig. 8)")
-    write_json(out / "sweep.json", {
-        "steps": steps, "sparsity": {str(a): c for a, c in sparsity.items()},
-        "placement": {str(s): r for s, r in placement.items()}})
+        {
+            ("first conv" if s == 0 else f"block {s}"): {
+                "Spearman": r["spearman"],
+                "AUROC": r["auroc"],
+            }
+            for s, r in placement.items()
+        },
+        "switch prediction quality",
+        out / "fig8_switch_placement.png",
+        title="Switch placement vs prediction quality (Fig. 8)",
+    )
+    write_json(
+        out / "sweep.json",
+        {
+            "steps": steps,
+            "sparsity": {str(a): c for a, c in sparsity.items()},
+            "placement": {str(s): r for s, r in placement.items()},
+        },
+    )
     print(f"wrote {fig6}, {fig8} and {out / 'sweep.json'}")
     return 0
 

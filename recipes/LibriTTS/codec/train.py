@@ -65,8 +65,17 @@ logger = logging.getLogger(__name__)
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from libritts_prepare import find_libritts_root, prepare_libritts  # noqa: E402
 
-LOSS_TERMS = ("mel", "stft", "level", "commitment", "adversarial", "feature", "dsl_compression",
-              "dsl_switch", "dsl_light")
+LOSS_TERMS = (
+    "mel",
+    "stft",
+    "level",
+    "commitment",
+    "adversarial",
+    "feature",
+    "dsl_compression",
+    "dsl_switch",
+    "dsl_light",
+)
 EVAL_MODES = ("full", "light", "mixed")
 #: What each hyperparameter must be (keys a YAML does not use are skipped).
 HPARAM_RULES = {
@@ -215,7 +224,8 @@ class CodecBrain(sb.Brain):
         if adversarial:
             with self.training_ctx:
                 loss_d = self.hparams.gan_loss.discriminator_loss(
-                    wav_hat, wav, self.modules.discriminator)
+                    wav_hat, wav, self.modules.discriminator
+                )
             self._step(self.optimizer_d, self.scheduler_d, loss_d, self.modules.discriminator)
         terms = self.generator_losses(out, wav, wav_hat, lens, adversarial)
         if loss_d is not None:
@@ -233,7 +243,8 @@ class CodecBrain(sb.Brain):
         if adversarial:
             with self.training_ctx:
                 terms["adversarial"], terms["feature"] = self.hparams.gan_loss.generator_loss(
-                    wav_hat, wav)
+                    wav_hat, wav
+                )
         if out.dsl is not None:
             terms.update(self._dsl_terms(out.dsl, lens))
         terms["loss"] = self._weighted_sum(terms)
@@ -287,12 +298,17 @@ class CodecBrain(sb.Brain):
         self.stats = {"mel_loss": []}
         # ViSQOL on an evenly spaced subset (the sets are sorted by duration).
         size = {sb.Stage.VALID: self.valid_size, sb.Stage.TEST: self.test_size}.get(stage, 1)
-        cap = (self.hparams.valid_visqol_max_utterances if stage == sb.Stage.VALID
-               else self.hparams.test_visqol_max_utterances)
+        cap = (
+            self.hparams.valid_visqol_max_utterances
+            if stage == sb.Stage.VALID
+            else self.hparams.test_visqol_max_utterances
+        )
         self.visqol_every = max(1, math.ceil(size / cap)) if cap else 1
         self.position = 0
-        subsets = {sb.Stage.VALID: self.hparams.valid_subsets,
-                   sb.Stage.TEST: self.hparams.test_subsets}.get(stage, [])
+        subsets = {
+            sb.Stage.VALID: self.hparams.valid_subsets,
+            sb.Stage.TEST: self.hparams.test_subsets,
+        }.get(stage, [])
         self.several_subsets = len(subsets) > 1
         if stage == sb.Stage.VALID and self.codec.has_dsl:
             self.calibrate()
@@ -307,9 +323,12 @@ class CodecBrain(sb.Brain):
             wav, lens = wav.to(self.device), lens.to(self.device)
             predicted = codec.predict_distances(wav, lens)
             valid = codec.encoder.dsl.valid_segments(
-                lens, codec.frames_for(wav.shape[-1]), wav.shape[0], wav.device)
+                lens, codec.frames_for(wav.shape[-1]), wav.shape[0], wav.device
+            )
             predictions.append(predicted[valid])
-        codec.threshold = threshold_for_share(torch.cat(predictions), self.hparams.target_light_share)
+        codec.threshold = threshold_for_share(
+            torch.cat(predictions), self.hparams.target_light_share
+        )
 
     @torch.no_grad()
     def evaluate_batch(self, batch, stage):
@@ -353,7 +372,9 @@ class CodecBrain(sb.Brain):
         if codec.has_dsl:
             _, out = codec.encode_features(wav[:, None], lens, mode="oracle")
             steps = length_mask(lens, out.masked.shape[-1], wav.device, wav.shape[0])
-            self._add("sparsity", torch.tensor([activation_sparsity(out.masked.transpose(1, 2)[steps])]))
+            self._add(
+                "sparsity", torch.tensor([activation_sparsity(out.masked.transpose(1, 2)[steps])])
+            )
             self._add("predicted", out.predicted[out.segment_mask])
             self._add("true_distance", out.distance[out.segment_mask])
         return torch.tensor(self.stats["mel_loss"][-1])
@@ -462,16 +483,19 @@ def dataio_prepare(hparams, root):
         with sf.SoundFile(wav) as f:
             need = int(hparams["train_crop_seconds"] * f.samplerate)
             f.seek(random.randint(0, max(0, f.frames - need)))
-            audio = resample(torch.from_numpy(f.read(need, dtype="float32", always_2d=True)).mean(1),
-                             f.samplerate)
+            audio = resample(
+                torch.from_numpy(f.read(need, dtype="float32", always_2d=True)).mean(1),
+                f.samplerate,
+            )
         return audio[:crop]
 
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def eval_audio(wav):
         with sf.SoundFile(wav) as f:
-            audio = f.read(int(hparams["valid_max_seconds"] * f.samplerate), dtype="float32",
-                           always_2d=True)
+            audio = f.read(
+                int(hparams["valid_max_seconds"] * f.samplerate), dtype="float32", always_2d=True
+            )
             return resample(torch.from_numpy(audio).mean(1), f.samplerate)
 
     datasets = {}
@@ -511,8 +535,10 @@ def check_lengths(hparams):
     rate = hparams["sample_rate"]
     for key in ("train_crop_seconds", "valid_max_seconds"):
         if int(hparams[key] * rate) < need:
-            raise ValueError(f"{key}={hparams[key]!r}: expected at least {need / rate:.3f} s "
-                             f"({need} samples at sample_rate={rate}: {why})")
+            raise ValueError(
+                f"{key}={hparams[key]!r}: expected at least {need / rate:.3f} s "
+                f"({need} samples at sample_rate={rate}: {why})"
+            )
 
 
 def check_steps_per_epoch(num_utterances, batch_size, manifest):
@@ -523,7 +549,8 @@ def check_steps_per_epoch(num_utterances, batch_size, manifest):
         raise ValueError(
             f"batch_size={batch_size}: expected at most {per_process}, the training utterances "
             f"per process ({manifest} holds {num_utterances}, {processes} process(es)); the "
-            f"last incomplete batch is dropped, so an epoch would make no optimizer step")
+            f"last incomplete batch is dropped, so an epoch would make no optimizer step"
+        )
 
 
 def main(argv):
@@ -556,8 +583,11 @@ def main(argv):
         },
     )
     datasets = dataio_prepare(hparams, root)
-    check_steps_per_epoch(len(datasets["train"]), hparams["batch_size"],
-                          Path(hparams["manifest_folder"]) / "train.json")
+    check_steps_per_epoch(
+        len(datasets["train"]),
+        hparams["batch_size"],
+        Path(hparams["manifest_folder"]) / "train.json",
+    )
     if hparams["use_tensorboard"] and if_main_process():
         hparams["tensorboard_logger"] = sb.utils.train_logger.TensorboardLogger(
             save_dir=hparams["tensorboard_logs"]
@@ -566,18 +596,27 @@ def main(argv):
     if hparams["init_from"]:
         # A checkpoint in save_folder, if any, still wins: fit() recovers it.
         fresh = init_codec_from(hparams["codec"], hparams["init_from"])
-        logger.info("initialised the codec from %s (kept fresh: %d DSL tensors)",
-                    hparams["init_from"], len(fresh))
+        logger.info(
+            "initialised the codec from %s (kept fresh: %d DSL tensors)",
+            hparams["init_from"],
+            len(fresh),
+        )
     brain = CodecBrain(
         modules=hparams["modules"],
         hparams=hparams,
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    train_kwargs = {"batch_size": hparams["batch_size"], "num_workers": hparams["num_workers"],
-                    "shuffle": True, "drop_last": True}
+    train_kwargs = {
+        "batch_size": hparams["batch_size"],
+        "num_workers": hparams["num_workers"],
+        "shuffle": True,
+        "drop_last": True,
+    }
     eval_kwargs = {"batch_size": hparams["valid_batch_size"], "num_workers": hparams["num_workers"]}
-    brain.calibration_loader = sb.dataio.dataloader.make_dataloader(datasets["valid"], **eval_kwargs)
+    brain.calibration_loader = sb.dataio.dataloader.make_dataloader(
+        datasets["valid"], **eval_kwargs
+    )
     brain.valid_size, brain.test_size = len(datasets["valid"]), len(datasets["test"])
     brain.fit(
         hparams["epoch_counter"],

@@ -104,8 +104,9 @@ class TokenKWSBrain(sb.Brain):
             self.hparams.train_logger.log_stats({"epoch": epoch}, {"loss": self.train_loss}, stats)
             self.checkpointer.save_and_keep_only(meta=stats, max_keys=["accuracy"])
         else:
-            self.hparams.train_logger.log_stats({"Epoch loaded": self.hparams.epoch_counter.current},
-                                                test_stats=stats)
+            self.hparams.train_logger.log_stats(
+                {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
             if if_main_process():
                 write_json(Path(self.hparams.output_folder) / "test_metrics.json", stats)
 
@@ -113,10 +114,13 @@ class TokenKWSBrain(sb.Brain):
 def extraction_key(tokenizer, manifests, num_codebooks, vocab_size):
     """What the saved tokens depend on: the tokenizer, its settings, K and the audio."""
     digest = hashlib.sha256()
-    settings = {name: getattr(tokenizer, name, None)
-                for name in ("mode", "threshold", "num_codebooks", "sample_rate")}
-    digest.update(f"{type(tokenizer).__qualname__}|{settings}|{num_codebooks}|{vocab_size}"
-                  .encode())
+    settings = {
+        name: getattr(tokenizer, name, None)
+        for name in ("mode", "threshold", "num_codebooks", "sample_rate")
+    }
+    digest.update(
+        f"{type(tokenizer).__qualname__}|{settings}|{num_codebooks}|{vocab_size}".encode()
+    )
     digest.update(codec_fingerprint(tokenizer).encode())
     for split in SPLITS:
         entries = check_manifest(manifests[split], MANIFEST_FIELDS)
@@ -150,8 +154,10 @@ def extract_tokens(tokenizer, manifests, folder, num_codebooks, vocab_size, batc
     key = extraction_key(tokenizer, manifests, num_codebooks, vocab_size)
     meta = folder / "extraction.json"
     if _saved_key(meta) == key:
-        return ({split: torch.load(folder / f"{split}.pt") for split in SPLITS},
-                torch.load(folder / "embeddings.pt"))
+        return (
+            {split: torch.load(folder / f"{split}.pt") for split in SPLITS},
+            torch.load(folder / "embeddings.pt"),
+        )
     rate = tokenizer.sample_rate
     tokens = {}
     for split in SPLITS:
@@ -160,26 +166,29 @@ def extract_tokens(tokenizer, manifests, folder, num_codebooks, vocab_size, batc
         tokens[split] = {}
         for first in range(0, len(ids), batch_size):
             batch = ids[first : first + batch_size]
-            clips = [read_clip(entries[u]["wav"], rate, entries[u]["start"], entries[u]["stop"])
-                     [:rate] for u in batch]
+            clips = [
+                read_clip(entries[u]["wav"], rate, entries[u]["start"], entries[u]["stop"])[:rate]
+                for u in batch
+            ]
             sizes = torch.tensor([len(clip) for clip in clips])
             wavs = torch.zeros(len(batch), int(sizes.max()))
             for row, clip in enumerate(clips):
                 wavs[row, : len(clip)] = clip
             lens = sizes / sizes.max()
-            batch_tokens = tokenizer.sig_to_tokens(wavs.to(device), lens.to(device),
-                                                   num_codebooks=num_codebooks).cpu()
-            for utt, utt_tokens in zip(batch, sb.utils.data_utils.undo_padding(batch_tokens,
-                                                                                lens)):
+            batch_tokens = tokenizer.sig_to_tokens(
+                wavs.to(device), lens.to(device), num_codebooks=num_codebooks
+            ).cpu()
+            for utt, utt_tokens in zip(batch, sb.utils.data_utils.undo_padding(batch_tokens, lens)):
                 tokens[split][utt] = torch.as_tensor(utt_tokens, dtype=torch.long)
         with atomic_path(folder / f"{split}.pt", suffix=".pt") as tmp:
             torch.save(tokens[split], tmp)
-    embeddings = tokenizer.get_pretrained_embeddings(vocab_size, num_codebooks,
-                                                     device=device).cpu()
+    embeddings = tokenizer.get_pretrained_embeddings(vocab_size, num_codebooks, device=device).cpu()
     with atomic_path(folder / "embeddings.pt", suffix=".pt") as tmp:
         torch.save(embeddings, tmp)
-    write_json(meta, {"key": key, "num_codebooks": num_codebooks, "vocab_size": vocab_size,
-                      "sample_rate": rate})
+    write_json(
+        meta,
+        {"key": key, "num_codebooks": num_codebooks, "vocab_size": vocab_size, "sample_rate": rate},
+    )
     return tokens, embeddings
 
 
@@ -192,8 +201,9 @@ def make_model(model_class, embeddings=None):
     try:
         return model_class(pretrained=embeddings)
     except ValueError as err:
-        raise ValueError(f"{err}: set emb_dim to the tokenizer's vector size, or "
-                         f"pretrain_embeddings: False") from None
+        raise ValueError(
+            f"{err}: set emb_dim to the tokenizer's vector size, or pretrain_embeddings: False"
+        ) from None
 
 
 def dataio_prepare(hparams, manifests, tokens):
@@ -208,6 +218,7 @@ def dataio_prepare(hparams, manifests, tokens):
 
     datasets = {}
     for split in SPLITS:
+
         @sb.utils.data_pipeline.takes("id")
         @sb.utils.data_pipeline.provides("tokens")
         def token_pipeline(utt, table=tokens[split]):
@@ -215,9 +226,14 @@ def dataio_prepare(hparams, manifests, tokens):
 
         datasets[split] = sb.dataio.dataset.DynamicItemDataset(
             check_manifest(manifests[split], MANIFEST_FIELDS),
-            dynamic_items=[token_pipeline, label], output_keys=["id", "tokens", "label_encoded"])
-    label_encoder.load_or_create(Path(hparams["save_folder"]) / "labels.txt",
-                                 from_didatasets=[datasets["train"]], output_key="label")
+            dynamic_items=[token_pipeline, label],
+            output_keys=["id", "tokens", "label_encoded"],
+        )
+    label_encoder.load_or_create(
+        Path(hparams["save_folder"]) / "labels.txt",
+        from_didatasets=[datasets["train"]],
+        output_key="label",
+    )
     return datasets
 
 
@@ -229,18 +245,35 @@ def main(argv):
     torch.set_num_threads(hparams["cpu_threads"])
     sb.create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
     quiet_third_party_loggers()
-    manifests = prepare_speech_commands(hparams["data_folder"], hparams["manifest_folder"],
-                                        task="12", skip_prep=True)
-    run_on_main(prepare_speech_commands, kwargs={
-        "data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
-        "task": "12"})
+    manifests = prepare_speech_commands(
+        hparams["data_folder"], hparams["manifest_folder"], task="12", skip_prep=True
+    )
+    run_on_main(
+        prepare_speech_commands,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["manifest_folder"],
+            "task": "12",
+        },
+    )
     # The model joins once the embeddings are extracted (fit() moves, wraps and recovers it).
-    brain = TokenKWSBrain(modules={}, opt_class=hparams["opt_class"], hparams=hparams,
-                          run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain = TokenKWSBrain(
+        modules={},
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
     tokenizer = hparams["tokenizer"].to(brain.device)
-    extract = dict(tokenizer=tokenizer, manifests=manifests, folder=hparams["tokens_folder"],
-                   num_codebooks=hparams["num_codebooks"], vocab_size=hparams["vocab_size"],
-                   batch_size=hparams["extract_batch_size"], device=brain.device)
+    extract = dict(
+        tokenizer=tokenizer,
+        manifests=manifests,
+        folder=hparams["tokens_folder"],
+        num_codebooks=hparams["num_codebooks"],
+        vocab_size=hparams["vocab_size"],
+        batch_size=hparams["extract_batch_size"],
+        device=brain.device,
+    )
     run_on_main(extract_tokens, kwargs=extract)
     tokens, embeddings = extract_tokens(**extract)  # reads back what the main process saved
     model = make_model(hparams["model"], embeddings if hparams["pretrain_embeddings"] else None)
@@ -248,8 +281,13 @@ def main(argv):
     brain.checkpointer.add_recoverable("model", model)  # a checkpoint's weights win over them
     datasets = dataio_prepare(hparams, manifests, tokens)
     loader = {"batch_size": hparams["batch_size"]}
-    brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
-              train_loader_kwargs={**loader, "shuffle": True}, valid_loader_kwargs=loader)
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs={**loader, "shuffle": True},
+        valid_loader_kwargs=loader,
+    )
     brain.evaluate(datasets["test"], max_key="accuracy", test_loader_kwargs=loader)
 
 
