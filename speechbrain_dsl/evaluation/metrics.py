@@ -168,3 +168,49 @@ def segment_mel_distance(
 
     diff = (logmel(estimate) - logmel(reference)).abs().mean(-1)  # [B, frames]
     return segment_mean(diff, segment_samples // hop_length)
+
+
+def level_db(wav, lengths=None):
+    """RMS level in dB (re full scale 1.0) of each waveform ``[B, S]`` over its valid samples.
+
+    Example
+    -------
+    >>> level_db(torch.full((1, 100), 0.1)).round(decimals=2)
+    tensor([-20.])
+    """
+    valid = length_mask(lengths, wav.shape[-1], wav.device, wav.shape[0]).to(wav.dtype)
+    power = (wav.square() * valid).sum(-1) / valid.sum(-1)
+    return 10 * torch.log10(power.clamp(min=1e-16))
+
+
+@torch.no_grad()
+def level_errors_db(codec, wav, lengths=None, levels_dbfs=(-40.0, -25.0, -10.0)):
+    """|output level - input level| in dB after coding ``wav`` set to each level.
+
+    Each waveform is scaled to ``levels_dbfs`` (RMS, dB re full scale; the gain is
+    capped so peaks stay under 1, and the error is against the level actually fed
+    in), encoded and decoded in the full pass.
+
+    Arguments
+    ---------
+    codec : DSLCodec
+    wav : torch.Tensor
+        ``[B, S]`` speech at the codec's sample rate.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[B]``.
+    levels_dbfs : sequence of float
+
+    Returns
+    -------
+    torch.Tensor
+        ``[len(levels_dbfs), B]`` absolute level errors in dB.
+    """
+    errors = []
+    for dbfs in levels_dbfs:
+        gain = 10 ** ((dbfs - level_db(wav, lengths)) / 20)
+        gain = torch.minimum(gain, 0.99 / wav.abs().amax(-1).clamp(min=1e-8))
+        scaled = wav * gain[:, None]
+        tokens, _ = codec.encode(scaled, lengths, mode="full")
+        out = codec.decode(tokens, lengths)[..., : wav.shape[-1]].squeeze(1)
+        errors.append((level_db(out, lengths) - level_db(scaled, lengths)).abs())
+    return torch.stack(errors)

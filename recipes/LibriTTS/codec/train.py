@@ -43,7 +43,7 @@ from speechbrain.utils.distributed import get_rank, if_main_process, run_on_main
 
 from speechbrain_dsl.atomic import write_json
 from speechbrain_dsl.evaluation.calibration import threshold_for_share
-from speechbrain_dsl.evaluation.metrics import mel_distance, si_snr, visqol
+from speechbrain_dsl.evaluation.metrics import level_errors_db, mel_distance, si_snr, visqol
 from speechbrain_dsl.nnet.dsl import activation_sparsity
 from speechbrain_dsl.nnet.segments import length_mask
 from speechbrain_dsl.training.recipe_utils import (
@@ -380,26 +380,8 @@ class CodecBrain(sb.Brain):
         return torch.tensor(self.stats["mel_loss"][-1])
 
     def level_errors(self, wav, lens):
-        """|output level - input level| in dB, for ``wav`` set to each ``level_check_dbfs``.
-
-        The gain is capped so peaks stay under 1; the error is against the level
-        actually fed in.
-        """
-        codec = self.codec
-        valid = length_mask(lens, wav.shape[-1], wav.device, wav.shape[0])
-
-        def level_db(x):
-            return 10 * torch.log10(((x.square() * valid).sum(-1) / valid.sum(-1)).clamp(min=1e-16))
-
-        errors = []
-        for dbfs in self.hparams.level_check_dbfs:
-            gain = 10 ** ((dbfs - level_db(wav)) / 20)
-            gain = torch.minimum(gain, 0.99 / wav.abs().amax(-1).clamp(min=1e-8))
-            scaled = wav * gain[:, None]
-            tokens, _ = codec.encode(scaled, lens, mode="full")
-            out = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
-            errors.append((level_db(out) - level_db(scaled)).abs())
-        return torch.stack(errors)
+        """|output level - input level| in dB, for ``wav`` set to each ``level_check_dbfs``."""
+        return level_errors_db(self.codec, wav, lens, self.hparams.level_check_dbfs)
 
     def _add(self, key, values):
         self.stats.setdefault(key, []).extend(values.flatten().tolist())
