@@ -481,3 +481,44 @@ def test_predict_distances_matches_the_mixed_pass_without_running_a_tail():
         encoded = codec.encode_with_routing(wav, mode="mixed")
     assert not calls
     torch.testing.assert_close(predicted, encoded.routing.predicted)
+
+
+def test_routing_comes_back_with_each_call_and_scopes_leave_the_defaults_alone():
+    codec = make_codec().eval()
+    wav = torch.randn(2, 1000) * 0.1
+    wav[1, 300:] *= 0.01
+    with torch.no_grad():
+        codec.encode(wav)  # initialise the codebooks
+        predicted = codec.predict_distances(wav)
+        threshold = float(predicted.median())
+        mixed = codec.encode_with_routing(wav, mode="mixed", threshold=threshold)
+        light = codec.encode_with_routing(wav, mode="light")
+        full = codec.encode_with_routing(wav, mode="full")
+    assert (mixed.routing.mode, mixed.routing.threshold) == ("mixed", threshold)
+    assert torch.equal(mixed.routing.route, predicted < threshold)
+    torch.testing.assert_close(mixed.routing.predicted, predicted)
+    assert light.routing.light_share == 1.0 and full.routing.light_share == 0.0
+    assert full.routing.predicted is None  # the switch does not run in full mode
+    defaults = (codec.mode, codec.threshold)
+    with torch.no_grad(), codec.routing(mode="light") as outer:
+        # a recipe's tokenizer call, which cannot pass a mode, follows the scope
+        assert torch.equal(codec.sig_to_tokens(wav), light.tokens)
+        with codec.routing(mode="mixed", threshold=threshold) as inner:
+            assert torch.equal(codec.encode(wav)[0], mixed.tokens)
+        assert torch.equal(codec.embed(wav, mode="full"), full.emb)  # a call's own mode wins
+    assert [r.mode for r in outer] == ["light", "full"] and [r.mode for r in inner] == ["mixed"]
+    assert (codec.mode, codec.threshold) == defaults
+    with pytest.raises(ValueError, match="mode must be one of"):
+        with codec.routing(mode="fast"):
+            pass
+    assert not codec._scopes  # a refused scope leaves nothing open
+
+
+def test_a_codec_without_dsl_routes_everything_full_and_refuses_other_modes():
+    codec = make_codec(dsl=False).eval()
+    wav = torch.randn(2, 1000) * 0.1
+    out = codec.encode_with_routing(wav, torch.tensor([1.0, 0.5]))
+    assert out.routing.mode == "full" and out.routing.light_share == 0.0
+    assert out.routing.segment_mask.tolist() == [[True], [True]]
+    with pytest.raises(ValueError, match="routing needs a DSL encoder"):
+        codec.encode(wav, mode="mixed")
