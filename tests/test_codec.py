@@ -29,7 +29,7 @@ def test_codec_forward_shapes_for_any_length(samples, training):
     assert out.emb.shape == out.quantized.shape == (2, frames, 8)
     assert out.tokens.shape == (2, frames, 3)
     assert out.commitment.dim() == 0
-    assert out.dsl.emb.shape == (2, 8, frames)
+    assert out.dsl.features.shape == (2, 8, frames)
 
 
 @pytest.mark.parametrize("samples", [320, 321, 16000, 16000 + 5, 3 * 16000 - 1])
@@ -312,7 +312,7 @@ def test_training_step_sends_gradients_to_every_part():
     wav = torch.randn(2, 1, 320 * 20) * 0.1
     lengths = torch.tensor([1.0, 0.75])
     out = codec(wav, lengths)
-    out.dsl.light_emb.retain_grad()
+    out.dsl.light_features.retain_grad()
     terms = DSLLoss(alpha=1e-2, beta=1.0)(out.dsl)
     loss = MultiScaleMelLoss(16000, n_ffts=(256, 512, 1024))(out.wav_hat, wav)
     loss = loss + out.commitment + terms["loss"]
@@ -327,7 +327,7 @@ def test_training_step_sends_gradients_to_every_part():
     assert has_grad(dsl.switch)
     assert has_grad(codec.encoder.base)
     assert has_grad(codec.decoder)
-    assert out.dsl.light_emb.grad is not None and out.dsl.light_emb.grad.abs().sum() > 0
+    assert out.dsl.light_features.grad is not None and out.dsl.light_features.grad.abs().sum() > 0
     for name, tail in (("full", dsl.full_tail), ("light", dsl.light_tail)):
         missing = [n for n, p in tail.named_parameters() if p.grad is None or not p.grad.any()]
         assert not missing, f"{name} tail parameters without gradient: {missing}"
@@ -420,7 +420,7 @@ def test_inline_yaml_builds_a_working_dsl_encoder():
     assert enc.dsl.threshold == pytest.approx(0.3)
     assert enc.hop == 8 and enc.emb_dim == 8
     out = enc.eval()(torch.randn(2, 1, 8 * 12))
-    assert out.emb.shape == (2, 8, 12) and bool(out.route.all())
+    assert out.features.shape == (2, 8, 12) and bool(out.route.all())
 
 
 def test_inline_yaml_with_mismatched_light_tail_raises_value_error():

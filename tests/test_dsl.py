@@ -54,9 +54,9 @@ def both_paths(forward, set_mode, *args):
     """(full-mode output, light-mode output) of ``forward`` in eval."""
     with torch.no_grad():
         set_mode("full")
-        full = forward(*args).emb
+        full = forward(*args).features
         set_mode("light")
-        light = forward(*args).emb
+        light = forward(*args).features
         set_mode("mixed")
     return full, light
 
@@ -94,12 +94,12 @@ def test_dsl_output_fields_have_documented_shapes_in_eval_mixed():
     x = torch.randn(2, 8, 8 * 10)
     out = layer(x)
     assert isinstance(out, DSLOutput)
-    assert out.emb.shape == (2, 8, 10)
+    assert out.features.shape == (2, 8, 10)
     assert out.masked.shape == x.shape
     assert out.predicted.shape == (2, 4)
     assert out.route.shape == (2, 4) and out.route.dtype == torch.bool
     assert out.segment_mask.shape == (2, 4) and bool(out.segment_mask.all())
-    assert out.distance is None and out.light_emb is None
+    assert out.distance is None and out.light_features is None
     assert bool((out.predicted >= 0).all())
 
 
@@ -107,7 +107,7 @@ def test_dsl_output_fields_have_documented_shapes_in_training():
     layer = make_layer(segment_frames=4).train()
     x = torch.randn(3, 8, 8 * 10)
     out = layer(x, torch.tensor([1.0, 0.5, 0.2]))
-    assert out.emb.shape == out.light_emb.shape == (3, 8, 10)
+    assert out.features.shape == out.light_features.shape == (3, 8, 10)
     assert out.predicted.shape == out.distance.shape == (3, 3)
     assert out.route is None
     # 10 frames in segments of 4: lengths 1.0 -> 10 valid, 0.5 -> 5, 0.2 -> 2
@@ -123,7 +123,7 @@ def test_dsl_encoder_emb_has_ceil_samples_over_hop_frames(samples):
     enc = make_dsl_encoder(segment_frames=3).eval()
     out = enc(torch.randn(2, 1, samples))
     frames = math.ceil(samples / TINY_HOP)
-    assert out.emb.shape == (2, 8, frames)
+    assert out.features.shape == (2, 8, frames)
     assert out.masked.shape == (2, TINY_BASE_CHANNELS, frames * TINY_HOP // 2)
     assert out.route.shape == (2, math.ceil(frames / 3))
 
@@ -146,7 +146,7 @@ def test_forced_route_equals_full_and_light_frame_by_frame(segment_frames):
             out = layer(x, None, route)
         assert torch.equal(out.route, route)
         torch.testing.assert_close(
-            out.emb,
+            out.features,
             expected_routed(full, light, route, segment_frames),
             atol=1e-5,
             rtol=0,
@@ -166,7 +166,7 @@ def test_dsl_encoder_forced_route_equals_full_and_light_frame_by_frame(segment_f
         with torch.no_grad():
             out = enc(wav, lengths, route)
         torch.testing.assert_close(
-            out.emb,
+            out.features,
             expected_routed(full, light, route, segment_frames),
             atol=1e-5,
             rtol=0,
@@ -203,7 +203,7 @@ def test_forced_route_is_exact_when_the_dsl_follows_a_later_block():
         with torch.no_grad():
             out = enc(wav, None, route)
         torch.testing.assert_close(
-            out.emb, expected_routed(full, light_out, route, 2), atol=1e-5, rtol=0
+            out.features, expected_routed(full, light_out, route, 2), atol=1e-5, rtol=0
         )
 
 
@@ -219,7 +219,7 @@ def test_default_model_forced_route_equals_full_and_light_frame_by_frame():
         with torch.no_grad():
             out = enc(wav, None, route)
         torch.testing.assert_close(
-            out.emb, expected_routed(full, light, route, 10), atol=1e-5, rtol=0
+            out.features, expected_routed(full, light, route, 10), atol=1e-5, rtol=0
         )
 
 
@@ -235,7 +235,9 @@ def test_mixed_mode_routes_segments_whose_predicted_distance_is_below_threshold(
     route = predicted < layer.threshold
     assert route.any() and not route.all()
     assert torch.equal(out.route, route)
-    torch.testing.assert_close(out.emb, expected_routed(full, light, route, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        out.features, expected_routed(full, light, route, 2), atol=1e-5, rtol=0
+    )
 
 
 def test_threshold_extremes_route_everything_one_way():
@@ -248,8 +250,8 @@ def test_threshold_extremes_route_everything_one_way():
         layer.threshold = 0.0  # softplus prediction is never below 0
         all_full = layer(x)
     assert bool(all_light.route.all()) and not bool(all_full.route.any())
-    torch.testing.assert_close(all_light.emb, light, atol=1e-6, rtol=0)
-    torch.testing.assert_close(all_full.emb, full, atol=1e-6, rtol=0)
+    torch.testing.assert_close(all_light.features, light, atol=1e-6, rtol=0)
+    torch.testing.assert_close(all_full.features, full, atol=1e-6, rtol=0)
 
 
 def test_oracle_mode_routes_by_true_distance():
@@ -264,8 +266,8 @@ def test_oracle_mode_routes_by_true_distance():
         out = layer(x)
     torch.testing.assert_close(out.distance, distance)
     assert torch.equal(out.route, distance < layer.threshold)
-    torch.testing.assert_close(out.emb, expected_routed(full, light, out.route, 3))
-    torch.testing.assert_close(out.light_emb, light)
+    torch.testing.assert_close(out.features, expected_routed(full, light, out.route, 3))
+    torch.testing.assert_close(out.light_features, light)
 
 
 def test_training_returns_full_tail_output_and_light_output_for_distillation():
@@ -275,8 +277,8 @@ def test_training_returns_full_tail_output_and_light_output_for_distillation():
     out = layer(x)
     with torch.no_grad():
         masked = layer.mask(x)
-        torch.testing.assert_close(out.emb, layer.full_tail(masked))
-        torch.testing.assert_close(out.light_emb, layer.light_tail(masked))
+        torch.testing.assert_close(out.features, layer.full_tail(masked))
+        torch.testing.assert_close(out.light_features, layer.light_tail(masked))
 
 
 @pytest.mark.parametrize("mask", [None, "fresh"])
@@ -293,7 +295,7 @@ def test_full_mode_of_dsl_encoder_equals_the_soundstream_encoder_it_wraps(mask):
     ).eval()
     wav = torch.randn(3, 1, 16 * 11 + 7)
     with torch.no_grad():
-        torch.testing.assert_close(dsl(wav).emb, encoder(wav), atol=1e-6, rtol=0)
+        torch.testing.assert_close(dsl(wav).features, encoder(wav), atol=1e-6, rtol=0)
     # Shared parameters: training the wrapped encoder changes the DSL's full path.
     encoder_params = {id(p) for p in encoder.parameters()}
     assert {id(p) for p in dsl.dsl.full_tail.parameters()} <= encoder_params
@@ -305,7 +307,7 @@ def test_default_dsl_full_mode_equals_default_soundstream_encoder():
     enc, plain = hp["encoder"].eval(), hp["soundstream_encoder"].eval()
     wav = torch.randn(2, 1, 16000 + 123) * 0.3
     with torch.no_grad():
-        torch.testing.assert_close(enc(wav).emb, plain(wav), atol=1e-5, rtol=0)
+        torch.testing.assert_close(enc(wav).features, plain(wav), atol=1e-5, rtol=0)
 
 
 # ------------------------------------------------------------------------ causality
@@ -329,7 +331,7 @@ def assert_frames_causal(fn, wav, cut, hop):
 def test_dsl_encoder_is_causal_in_full_and_light_modes(mode, cut):
     enc = make_dsl_encoder(segment_frames=3, mode=mode).eval()
     wav = torch.randn(2, 1, 16 * 20)
-    assert_frames_causal(lambda w: enc(w).emb, wav, cut, TINY_HOP)
+    assert_frames_causal(lambda w: enc(w).features, wav, cut, TINY_HOP)
 
 
 @pytest.mark.parametrize("cut", [1, 16 * 5, 16 * 7 + 3, 16 * 13 - 1])
@@ -337,7 +339,7 @@ def test_dsl_encoder_is_causal_in_mixed_mode_for_a_given_route(cut):
     enc = make_dsl_encoder(segment_frames=3).eval()
     wav = torch.randn(2, 1, 16 * 20)
     route = torch.tensor([[1, 0, 0, 1, 0, 1, 1], [0, 1, 1, 0, 1, 0, 0]], dtype=torch.bool)
-    assert_frames_causal(lambda w: enc(w, None, route).emb, wav, cut, TINY_HOP)
+    assert_frames_causal(lambda w: enc(w, None, route).features, wav, cut, TINY_HOP)
 
 
 def test_mixed_mode_switch_decision_uses_only_its_own_segment_and_the_past():
@@ -360,7 +362,7 @@ def test_mixed_mode_switch_decision_uses_only_its_own_segment_and_the_past():
             # Later routes change how windows are packed into rows, so the same
             # frames may run in a different batch: equal up to float rounding.
             torch.testing.assert_close(
-                out.emb[..., : seg * 3], ref.emb[..., : seg * 3], atol=1e-6, rtol=1e-5
+                out.features[..., : seg * 3], ref.features[..., : seg * 3], atol=1e-6, rtol=1e-5
             )
 
 
@@ -499,7 +501,7 @@ def test_switch_target_is_stop_gradient():
     terms = DSLLoss()(out)
     grads = torch.autograd.grad(
         terms["switch"],
-        [out.light_emb, out.distance, out.predicted],
+        [out.light_features, out.distance, out.predicted],
         allow_unused=True,
         retain_graph=True,
     )
@@ -524,7 +526,7 @@ def test_distillation_loss_does_not_reach_the_full_tail():
     out = enc(torch.randn(2, 1, 16 * 12))
     light = DSLLoss()(out)["light"]
     to_emb, to_light = torch.autograd.grad(
-        light, [out.emb, out.light_emb], allow_unused=True, retain_graph=True
+        light, [out.features, out.light_features], allow_unused=True, retain_graph=True
     )
     assert to_emb is None
     assert to_light is not None and to_light.abs().sum() > 0

@@ -511,7 +511,7 @@ class DSLCodec(nn.Module):
         if self.has_dsl:
             mode, threshold = self.resolve_routing(mode, threshold)
             out = self.encoder(wav, lengths, route, mode, threshold)
-            return out.emb, out
+            return out.features, out
         self.resolve_routing(mode, threshold)
         return self.encoder(wav), None
 

@@ -38,7 +38,7 @@ class DSLEncoder(nn.Module):
     >>> full = SoundStreamEncoder(channels=4, multipliers=(2, 4), strides=(2, 4), emb_dim=8)
     >>> light = SoundStreamEncoder(8, channels=2, multipliers=(1,), strides=(4,), emb_dim=8)
     >>> enc = DSLEncoder(full, light, Switch(8), Mask(8), split_after=1, segment_frames=10)
-    >>> enc.eval()(torch.randn(2, 1, 800)).emb.shape
+    >>> enc.eval()(torch.randn(2, 1, 800)).features.shape
     torch.Size([2, 8, 100])
     """
 
@@ -74,7 +74,7 @@ class DSLEncoder(nn.Module):
         """Encodes ``wav`` [batch, 1, samples]; returns a :class:`DSLOutput`.
 
         The waveform is zero-padded on the right to a multiple of the hop, so
-        ``out.emb`` is ``[batch, emb_dim, ceil(samples / hop)]``. ``route``,
+        ``out.features`` is ``[batch, emb_dim, ceil(samples / hop)]``. ``route``,
         ``mode`` and ``threshold`` as in
         :meth:`~speechbrain_dsl.nnet.dsl.DynamicSwitchLayer.forward`.
         """
@@ -126,7 +126,7 @@ def baseline_to_dsl_state(state, split_after, prefix="encoder."):
     >>> unexpected
     []
     >>> x = torch.randn(1, 1, 800)
-    >>> torch.equal(enc.eval()(x, mode="full").emb, baseline(x))
+    >>> torch.equal(enc.eval()(x, mode="full").features, baseline(x))
     True
     """
     cut = 1 + split_after

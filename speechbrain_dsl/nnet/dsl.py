@@ -157,8 +157,10 @@ class DSLOutput:
 
     Attributes
     ----------
-    emb : torch.Tensor
-        ``[batch, channels, frames]``: the layer's output (full tail in training).
+    features : torch.Tensor
+        ``[batch, emb_dim, frames]`` (channels first, as every ``nnet`` tensor): the
+        layer's output (the full tail's in training). The codec's ``emb`` is the
+        same tensor transposed to ``[batch, frames, emb_dim]``.
     masked : torch.Tensor
         Mask output ``[batch, channels, time]`` (input of both tails).
     predicted : torch.Tensor or None
@@ -171,17 +173,17 @@ class DSLOutput:
         Bool ``[batch, segments]``, True where the light tail ran (inference only).
     segment_mask : torch.Tensor
         Bool ``[batch, segments]``, False for segments that are all padding.
-    light_emb : torch.Tensor or None
+    light_features : torch.Tensor or None
         Light tail output on every frame (training and ``oracle``).
     """
 
-    emb: torch.Tensor
+    features: torch.Tensor
     masked: torch.Tensor
     predicted: Optional[torch.Tensor]
     distance: Optional[torch.Tensor]
     route: Optional[torch.Tensor]
     segment_mask: torch.Tensor
-    light_emb: Optional[torch.Tensor] = None
+    light_features: Optional[torch.Tensor] = None
 
 
 class DynamicSwitchLayer(nn.Module):
@@ -217,7 +219,7 @@ class DynamicSwitchLayer(nn.Module):
     >>> dsl = DynamicSwitchLayer(full.stages, light.stages, Switch(4), Mask(4),
     ...                          segment_frames=5, mode="mixed", threshold=0.5).eval()
     >>> out = dsl(torch.randn(2, 4, 80))
-    >>> out.emb.shape, out.route.shape
+    >>> out.features.shape, out.route.shape
     (torch.Size([2, 6, 20]), torch.Size([2, 4]))
     """
 
@@ -383,13 +385,13 @@ class DynamicSwitchLayer(nn.Module):
             full = self.full_tail(masked)
             light = self.light_tail(masked)
             return DSLOutput(
-                emb=full,
+                features=full,
                 masked=masked,
                 predicted=self.switch(masked, seg * self.hop, lengths),
                 distance=self.segment_distance(light, full.detach(), frame_mask),
                 route=None,
                 segment_mask=segment_mask,
-                light_emb=light,
+                light_features=light,
             )
 
         predicted = distance = light = None
@@ -511,7 +513,7 @@ class DSLLoss(nn.Module):
 
     Example
     -------
-    >>> out = DSLOutput(emb=None, masked=torch.ones(1, 2, 4),
+    >>> out = DSLOutput(features=None, masked=torch.ones(1, 2, 4),
     ...                 predicted=torch.tensor([[0.5]]), distance=torch.tensor([[0.2]]),
     ...                 route=None, segment_mask=torch.tensor([[True]]))
     >>> terms = DSLLoss(alpha=0.1, beta=1.0)(out)
