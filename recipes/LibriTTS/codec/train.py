@@ -429,8 +429,13 @@ class CodecBrain(sb.Brain):
                 self.hparams.tensorboard_logger.log_stats(
                     stats_meta=stats_meta, train_stats=self.train_stats, valid_stats=summary
                 )
+            # ViSQOL rides along so a package can be chosen by it (--max-key visqol_full):
+            # the log-mel distance is thrown by decoded noise in digitally silent pauses
+            meta = {"mel_full": summary["mel_full"], "epoch": epoch}
+            if "visqol_full" in summary:
+                meta["visqol_full"] = summary["visqol_full"]
             self.checkpointer.save_and_keep_only(
-                meta={"mel_full": summary["mel_full"], "epoch": epoch},
+                meta=meta,
                 min_keys=["mel_full"],
                 num_to_keep=self.hparams.keep_checkpoints,
             )
