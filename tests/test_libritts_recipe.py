@@ -219,6 +219,30 @@ def test_baseline_recipe_runs_the_same_pipeline_without_dsl(tmp_path, corpus):
     assert "mel_full" in metrics and "light_share" not in metrics
 
 
+def test_validation_every_n_epochs_still_logs_and_checkpoints_the_others(tmp_path, corpus):
+    from tools.training_record import parse_train_log
+
+    out = tmp_path / "sparse"
+    fast = [a for a in FAST if not a.startswith("--number_of_epochs")]
+    result = run_recipe(
+        "codec_baseline.yaml",
+        corpus,
+        out,
+        *fast,
+        "--batch_size=4",
+        "--number_of_epochs=3",
+        "--valid_every_epochs=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in (out / "train_log.txt").read_text().splitlines() if "epoch: " in line]
+    assert [("valid mel_full" in line) for line in lines] == [False, True, True]  # 2 and the last
+    assert "train loss" in lines[0]  # the unvalidated epoch still logs its training terms
+    valid, _ = parse_train_log(out / "train_log.txt")
+    assert [int(r["epoch"]) for r in valid] == [2, 3]
+    metas = [(ckpt / "CKPT.yaml").read_text() for ckpt in (out / "save").glob("CKPT+*")]
+    assert any("epoch: 3" in meta and "mel_full" in meta for meta in metas)
+
+
 def step_log(path):
     """``[(optimizer_step, loss text)]`` of a ``step_log_file`` (complete lines only)."""
     text = Path(path).read_text() if Path(path).exists() else ""

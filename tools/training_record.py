@@ -63,8 +63,8 @@ def parse_train_log(path):
                     record[key.strip()] = _number(value)
         if "Epoch loaded" in record:
             test = record
-        elif "epoch" in record:
-            valid.append(record)
+        elif "epoch" in record and any(key.startswith("valid ") for key in record):
+            valid.append(record)  # epochs run without validation log training terms only
     return valid, test
 
 
