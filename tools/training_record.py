@@ -144,7 +144,8 @@ def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_fold
         utt: read_clip(entries[utt]["wav"], codec.sample_rate)[: int(seconds * codec.sample_rate)]
         for utt in chosen
     }
-    return write_check_clips(codec, audio, folder)
+    # the level targets of the codec recipe (its level_check_dbfs)
+    return write_check_clips(codec, audio, folder, levels_dbfs=(-40.0, -25.0, -10.0))
 
 
 def _data_root(run_folder, data_folder=None):

@@ -61,8 +61,10 @@ CHECK_FILE = "check.json"
 
 
 @torch.no_grad()
-def measure_check(codec, clips: Sequence[torch.Tensor]) -> Dict[str, float]:
-    """Mel distance per routing pass and the mixed light share of ``codec`` on ``clips``.
+def measure_check(
+    codec, clips: Sequence[torch.Tensor], levels_dbfs: Sequence[float] = ()
+) -> Dict[str, float]:
+    """Mel distance per routing pass, the mixed light share and the level errors on ``clips``.
 
     Arguments
     ---------
@@ -72,15 +74,20 @@ def measure_check(codec, clips: Sequence[torch.Tensor]) -> Dict[str, float]:
         ``full``.
     clips : sequence of torch.Tensor
         Mono waveforms ``[S]`` at the codec's sample rate, coded one at a time.
+    levels_dbfs : sequence of float
+        Input levels (RMS, dB re full scale) at which to measure how far the
+        output level is from the input level (full pass); none by default.
 
     Returns
     -------
     dict
         ``mel_<pass>`` (mean over clips of the log-mel distance between a clip
-        and its reconstruction) per pass and, with a DSL,
-        ``light_share_mixed`` (mean over clips of the share of light segments).
+        and its reconstruction) per pass; with a DSL, ``light_share_mixed``
+        (mean over clips of the share of light segments); per level,
+        ``level_error_db@<level>`` (mean over clips of
+        :func:`~speechbrain_dsl.evaluation.metrics.level_errors_db`).
     """
-    from speechbrain_dsl.evaluation.metrics import mel_distance
+    from speechbrain_dsl.evaluation.metrics import level_errors_db, mel_distance
 
     result = {}
     for name in PASSES if codec.has_dsl else ("full",):
@@ -94,7 +101,22 @@ def measure_check(codec, clips: Sequence[torch.Tensor]) -> Dict[str, float]:
         result[f"mel_{name}"] = float(np.mean(distances))
         if shares:
             result["light_share_mixed"] = float(np.mean(shares))
+    for level in levels_dbfs:
+        errors = [float(level_errors_db(codec, clip[None], levels_dbfs=[level])) for clip in clips]
+        result[f"level_error_db@{level:g}"] = float(np.mean(errors))
     return result
+
+
+def recorded_levels(recorded: Mapping[str, float]) -> List[float]:
+    """The input levels a ``check.json`` holds level errors for (see :func:`measure_check`).
+
+    Example
+    -------
+    >>> recorded_levels({"mel_full": 0.8, "level_error_db@-40": 1.2, "level_error_db@-10": 2.5})
+    [-40.0, -10.0]
+    """
+    prefix = "level_error_db@"
+    return [float(key[len(prefix) :]) for key in recorded if key.startswith(prefix)]
 
 
 @torch.no_grad()
@@ -143,7 +165,9 @@ def light_share_by_level(codec, clips: Sequence[torch.Tensor], silence_dbfs: flo
 # --- storing and reading ---------------------------------------------------------------
 
 
-def write_check_clips(codec, clips: Mapping[str, torch.Tensor], folder) -> Dict[str, float]:
+def write_check_clips(
+    codec, clips: Mapping[str, torch.Tensor], folder, levels_dbfs: Sequence[float] = ()
+) -> Dict[str, float]:
     """Stores ``clips`` in ``folder/check/`` with ``codec``'s numbers on them; returns the numbers.
 
     Arguments
@@ -155,6 +179,8 @@ def write_check_clips(codec, clips: Mapping[str, torch.Tensor], folder) -> Dict[
         as ``<name>.wav`` (16-bit, clipped to [-1, 1]).
     folder : str or Path
         The packaged folder; files are written atomically.
+    levels_dbfs : sequence of float
+        Also record the output-level errors at these input levels.
 
     Returns
     -------
@@ -168,7 +194,7 @@ def write_check_clips(codec, clips: Mapping[str, torch.Tensor], folder) -> Dict[
         with atomic_path(check / name, suffix=".wav") as tmp:
             sf.write(tmp, clip.clamp(-1, 1).numpy(), codec.sample_rate, subtype="PCM_16")
     audio = _read_clips(check, names)  # measured as stored (16-bit), as a re-measure reads it
-    numbers = measure_check(codec, audio)
+    numbers = measure_check(codec, audio, levels_dbfs)
     write_json(check / CHECK_FILE, {"clips": names, **numbers})
     return numbers
 
