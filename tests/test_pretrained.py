@@ -72,3 +72,19 @@ def test_recorded_check_numbers_are_re_measured(shipped):
     for key, value in measured.items():
         assert value == pytest.approx(recorded[key], abs=2e-3), key
     assert set(measured) == set(recorded) - {"clips"}
+
+
+def test_score_package_scores_the_campaign_models_check_clips():
+    from tools.score_package import evenly_spaced, main, score
+
+    folder = FOLDERS["campaign"]
+    wavs = sorted(str(p) for p in (folder / "check").glob("*.wav"))
+    interface = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder))
+    row = score(interface.codec.eval(), evenly_spaced(wavs, 3), seconds=3.0)
+    assert row["utterances"] == 3 and 1.0 <= row["visqol_mean"] <= 5.0
+    # the mel distance of the first clips, as recorded for all six in check.json
+    assert (
+        0.0 < row["mel"] < 2 * json.loads((folder / "check" / "check.json").read_text())["mel_full"]
+    )
+    with pytest.raises(SystemExit, match="holds no"):
+        main([str(folder), "--corpus", str(folder), "--subsets", "nowhere"])
