@@ -52,7 +52,13 @@ def segment_mean(values, segment_frames, frame_mask=None):
 
 
 def runs_of(selected, segment_frames, frames):
-    """Maximal runs of consecutive selected segments as ``(b, first, end)`` frames."""
+    """Maximal runs of consecutive selected segments as ``(b, first, end)`` frames.
+
+    Example
+    -------
+    >>> runs_of(torch.tensor([[True, True, False, True]]), segment_frames=2, frames=7)
+    [(0, 0, 4), (0, 6, 7)]
+    """
     runs = []
     for b, row in enumerate(selected.tolist()):
         start = None
@@ -72,6 +78,14 @@ def run_packed(tail, x, runs, out):
     at the beginning of its utterance opens its own row, so the tail's causal zero
     padding matches a whole-utterance pass; other windows are appended to the
     shortest row, where their context makes the earlier row content irrelevant.
+
+    Example
+    -------
+    >>> from speechbrain_dsl.nnet.conv import CausalConv1d
+    >>> tail, x = CausalConv1d(2, 3, 3), torch.randn(1, 2, 8)
+    >>> out = run_packed(tail, x, [(0, 4, 8)], None)  # frames 4..7 of utterance 0 only
+    >>> torch.allclose(out[..., 4:], tail(x)[..., 4:]), bool((out[..., :4] == 0).all())
+    (True, True)
     """
     if not runs:
         return out
