@@ -88,3 +88,18 @@ def test_score_package_scores_the_campaign_models_check_clips():
     )
     with pytest.raises(SystemExit, match="holds no"):
         main([str(folder), "--corpus", str(folder), "--subsets", "nowhere"])
+
+
+def test_campaign_model_output_level_follows_input_level():
+    """Issue 12's target: speech at -40, -25 and -10 dBFS comes back within 1.5 dB."""
+    from speechbrain_dsl.evaluation.metrics import level_errors_db
+
+    folder = FOLDERS["campaign"]
+    interface = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder))
+    clips, _ = read_check_clips(folder)
+    for level in (-40.0, -25.0, -10.0):
+        errors = [
+            float(level_errors_db(interface.codec.eval(), c[None], levels_dbfs=[level]))
+            for c in clips
+        ]
+        assert sum(errors) / len(errors) <= 1.5, (level, errors)
