@@ -9,10 +9,16 @@ linear-frequency log-spectral distance (lower is better). Prints one row per
 checkpoint step with the mean over seeds, and, with ``--json``, every measurement.
 
     python benchmarks/learning_curve_ab.py --data data/corpus/LibriTTS \\
-        [--steps 1000] [--every 100] [--seeds 1 2 3] [--model baseline|dsl] [--json]
+        [--steps 1000] [--every 100] [--seeds 1 2 3] [--model baseline|dsl] \\
+        [--out results/ab/curve] [--json]
 
 One thread; the two configurations alternate step by step, so machine load falls
-on both alike.
+on both alike. The whole comparison is ~7 CPU-hours on a 2-core EPYC, so with
+``--out`` it resumes: every ``--every`` steps each seed's state (both models,
+their optimizers, the batch sampler and the rows so far) is saved to
+``<out>/seed<N>.pt``, and running the same command again continues from there
+with results identical to an uninterrupted run. A larger ``--steps`` extends a
+finished seed.
 """
 
 import argparse
@@ -31,6 +37,7 @@ import torchaudio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import build  # noqa: E402
 
+from speechbrain_dsl.atomic import atomic_path  # noqa: E402
 from speechbrain_dsl.evaluation.metrics import mel_distance  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -45,9 +52,8 @@ def read(path, seconds=None, offset=0):
         return torchaudio.functional.resample(audio, f.samplerate, SAMPLE_RATE)
 
 
-def batches(files, batch_size, crop, seed):
-    """Endless random crops: the same sequence for a seed, whatever trains on it."""
-    rng = random.Random(seed)
+def batches(files, batch_size, crop, rng):
+    """Endless random crops drawn with ``rng``: the same sequence for a seed, whatever trains."""
     while True:
         wavs = []
         for path in rng.sample(files, batch_size):
@@ -57,6 +63,40 @@ def batches(files, batch_size, crop, seed):
             audio = read(path, crop, start)[: int(crop * SAMPLE_RATE)]
             wavs.append(torch.nn.functional.pad(audio, (0, int(crop * SAMPLE_RATE) - len(audio))))
         yield torch.stack(wavs)
+
+
+CONFIGS = ("previous", "default")
+
+
+def brain_state(brain):
+    """What a training step reads or changes: weights, buffers, optimizers, schedulers, step."""
+    return {
+        "modules": brain.modules.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in brain.optimizers_dict.items()},
+        "schedulers": [brain.scheduler_g.state_dict(), brain.scheduler_d.state_dict()],
+        "optimizer_step": brain.optimizer_step,
+    }
+
+
+def load_brain_state(brain, state):
+    brain.modules.load_state_dict(state["modules"])
+    for name, optimizer in brain.optimizers_dict.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    brain.scheduler_g.load_state_dict(state["schedulers"][0])
+    brain.scheduler_d.load_state_dict(state["schedulers"][1])
+    brain.optimizer_step = state["optimizer_step"]
+
+
+def save_seed(path, step, rows, rng, brains):
+    """``path`` atomically: a seed's rows, sampler state and both models at ``step``."""
+    state = {
+        "step": step,
+        "rows": rows,
+        "rng": rng.getstate(),
+        "brains": {c: brain_state(b) for c, b in brains.items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 @torch.no_grad()
@@ -72,6 +112,51 @@ def validate(brain, valid):
     }
 
 
+def run_seed(args, seed, files, valid, tmp, out):
+    """Trains both configurations on one seed's batches; its validation rows."""
+    brains = {}
+    for config in CONFIGS:
+        torch.manual_seed(seed)
+        brains[config] = build(config, args.model, "fp32", tmp / f"{config}{seed}")
+    rng, start, rows = random.Random(seed), 0, []
+    path = None if out is None else out / f"seed{seed}.pt"
+    if path is not None and path.exists():
+        try:
+            state = torch.load(path, weights_only=False)
+            for config, brain in brains.items():
+                load_brain_state(brain, state["brains"][config])
+        except Exception as err:
+            raise SystemExit(
+                f"error: cannot resume from {path} ({err}); delete it to start seed {seed} "
+                f"again (written by another --model or version?)"
+            ) from None
+        rng.setstate(state["rng"])
+        start, rows = state["step"], state["rows"]
+        print(f"seed {seed}: resumed at step {start} from {path}", file=sys.stderr, flush=True)
+    data = batches(files, args.batch, 1.0, rng)
+    for step in range(start + 1, args.steps + 1):
+        wav = next(data)
+        for brain in brains.values():
+            torch.manual_seed(seed * 100003 + step)  # same gains and dropout draws
+            brain.fit_batch(SimpleNamespace(sig=(wav, torch.ones(len(wav)))))
+        if step % args.every == 0 or step == args.steps:
+            for config, brain in brains.items():
+                rows.append(
+                    {"seed": seed, "step": step, "config": config, **validate(brain, valid)}
+                )
+            print(
+                f"seed {seed} step {step}: "
+                + ", ".join(
+                    f"{r['config']} mel {r['mel']:.3f} lsd {r['lsd']:.3f}" for r in rows[-2:]
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+            if path is not None:
+                save_seed(path, step, rows, rng, brains)
+    return [r for r in rows if r["step"] <= args.steps]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a LibriTTS folder")
@@ -83,6 +168,9 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--valid-utterances", type=int, default=16)
+    parser.add_argument(
+        "--out", help="folder for each seed's state: the same command resumes from it"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -100,33 +188,13 @@ def main(argv=None):
             for a in (read(p, 4.0) for p in pick)
         ]
     )
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            brains = {}
-            for config in ("previous", "default"):
-                torch.manual_seed(seed)
-                brains[config] = build(config, args.model, "fp32", Path(tmp) / f"{config}{seed}")
-            data = batches(files, args.batch, 1.0, seed)
-            for step in range(1, args.steps + 1):
-                wav = next(data)
-                for brain in brains.values():
-                    torch.manual_seed(seed * 100003 + step)  # same gains and dropout draws
-                    brain.fit_batch(SimpleNamespace(sig=(wav, torch.ones(len(wav)))))
-                if step % args.every == 0:
-                    for config, brain in brains.items():
-                        rows.append(
-                            {"seed": seed, "step": step, "config": config, **validate(brain, valid)}
-                        )
-                    print(
-                        f"seed {seed} step {step}: "
-                        + ", ".join(
-                            f"{r['config']} mel {r['mel']:.3f} lsd {r['lsd']:.3f}"
-                            for r in rows[-2:]
-                        ),
-                        file=sys.stderr,
-                        flush=True,
-                    )
+            rows += run_seed(args, seed, files, valid, Path(tmp), out)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -139,7 +207,7 @@ def main(argv=None):
     for step in sorted({r["step"] for r in rows}):
         mean = {
             (c, m): statistics.mean(r[m] for r in rows if r["step"] == step and r["config"] == c)
-            for c in ("previous", "default")
+            for c in CONFIGS
             for m in ("mel", "lsd")
         }
         print(
