@@ -13,6 +13,12 @@ stage), ``log.txt`` (wall time of every run, restarts included), ``hyperparams.y
   distance and light share on them, which the test suite re-measures;
 - ``TRAINING.md``: corpus recipe and seed, steps, wall time, device, test metrics
   per pass, the curve and the check; ``record.json`` holds the same numbers.
+
+A run that continued another one (a campaign forked from an earlier run's
+checkpoint, as ``TRAINING.md`` at the repository root describes) names its
+lineage with ``--earlier <run folder>:<step>`` (oldest first, repeatable): that
+run's validation records up to the step it was forked at come first in the curve
+and the table, and its wall time up to that step is added to the total.
 """
 
 import argparse
@@ -68,9 +74,25 @@ def parse_train_log(path):
     return valid, test
 
 
-def wall_seconds(log_txt):
-    """Seconds the recipe ran, summed over its runs (each starts with 'Beginning experiment!')."""
+def wall_seconds(log_txt, until_step=None):
+    """Seconds the recipe ran, summed over its runs (each starts with 'Beginning experiment!').
+
+    With ``until_step``, only up to the line that logs the epoch ending at that
+    optimizer step (the time a run forked from there had spent).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = tempfile.mktemp()
+    >>> _ = open(path, "w").write(
+    ...     "2026-01-01 10:00:00,0 - core - INFO - Beginning experiment!\\n"
+    ...     "2026-01-01 10:30:00,0 - train_logger - INFO - epoch: 1, optimizer_step: 5\\n"
+    ...     "2026-01-01 11:00:00,0 - train_logger - INFO - epoch: 2, optimizer_step: 10\\n")
+    >>> wall_seconds(path), wall_seconds(path, until_step=5)
+    ((3600.0, 1), (1800.0, 1))
+    """
     stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ - ")
+    step = re.compile(r" - epoch: \d+, optimizer_step: (\d+)")
     runs, first, last = [], None, None
     for line in Path(log_txt).read_text().splitlines():
         match = stamp.match(line)
@@ -82,16 +104,66 @@ def wall_seconds(log_txt):
             first = None
         first = first or when
         last = when
+        logged = step.search(line)
+        if until_step is not None and logged and int(logged.group(1)) >= until_step:
+            break
+    else:
+        if until_step is not None:
+            raise ValueError(f"{log_txt} logs no epoch ending at optimizer step {until_step}")
     if first is not None:
         runs.append((last - first).total_seconds())
     return sum(runs), len(runs)
 
 
+def parse_earlier(text):
+    """``"<run folder>:<step>"`` -> ``(Path, step)``, checked (``--earlier``)."""
+    folder, _, step = text.rpartition(":")
+    if not folder or not step.isdigit():
+        raise ValueError(f"--earlier: expected <run folder>:<optimizer step>, got {text!r}")
+    if not (Path(folder) / "train_log.txt").is_file():
+        raise ValueError(f"--earlier: {folder} holds no train_log.txt (not a recipe output folder)")
+    return Path(folder), int(step)
+
+
+def lineage(run_folder, earlier=()):
+    """Validation records and wall time of a run and the runs it continued.
+
+    ``earlier``: ``(folder, step)`` pairs, oldest first; each run contributes its
+    records up to its fork step, the next run its records after it. Returns
+    ``(valid, parts)``: the records, each with a ``run`` key (its folder's
+    name), and per run ``{"run", "from_step", "to_step", "hours", "runs"}``.
+    """
+    valid, parts, start = [], [], 0
+    for folder, fork in [*earlier, (Path(run_folder), None)]:
+        records, _ = parse_train_log(folder / "train_log.txt")
+        kept = [
+            {**r, "run": folder.name}
+            for r in records
+            if r["optimizer_step"] > start and (fork is None or r["optimizer_step"] <= fork)
+        ]
+        if fork is not None and not any(r["optimizer_step"] == fork for r in kept):
+            raise ValueError(f"{folder / 'train_log.txt'} has no validation at step {fork}")
+        seconds, runs = wall_seconds(folder / "log.txt", until_step=fork)
+        to_step = fork if fork is not None else (kept[-1]["optimizer_step"] if kept else start)
+        parts.append(
+            dict(run=folder.name, from_step=start, to_step=int(to_step), hours=seconds / 3600,
+                 runs=runs)
+        )  # fmt: skip
+        valid += kept
+        start = fork if fork is not None else start
+    return valid, parts
+
+
 def learning_curve(valid, path, title=""):
-    """Validation mel distance (per pass) and ViSQOL against optimizer steps, as one PNG."""
+    """Validation mel distance (per pass) and ViSQOL against optimizer steps, as one PNG.
+
+    Records of several runs (a ``run`` key, see :func:`lineage`) are drawn as one
+    curve with a dotted line where each later run took over.
+    """
     from speechbrain_dsl.evaluation.plots import COLORS, _save, plt
 
     steps = [r["optimizer_step"] for r in valid]
+    forks = [b["optimizer_step"] for a, b in zip(valid, valid[1:]) if a.get("run") != b.get("run")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for metric, ax, label in (
         ("mel", axes[0], "mel distance (lower is better)"),
@@ -108,7 +180,9 @@ def learning_curve(valid, path, title=""):
                     label=name,
                     color=COLORS[name],
                 )
-        ax.set_xlabel("optimizer step")
+        for fork in forks:
+            ax.axvline(fork, color="gray", ls=":", lw=1)
+        ax.set_xlabel("optimizer step" + (" (dotted: the next run of the lineage)" * bool(forks)))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -187,14 +261,28 @@ def _packaged_record(run_folder, valid):
 
 
 def write_training_md(
-    out, *, name, run_folder, corpus_command, train_command, device, notes="", levels=None
+    out,
+    *,
+    name,
+    run_folder,
+    corpus_command,
+    train_command,
+    device,
+    notes="",
+    levels=None,
+    earlier=(),
 ):
-    """Writes the learning curve, and TRAINING.md from the recipe's logs; returns the summary."""
+    """Writes the learning curve, and TRAINING.md from the recipe's logs; returns the summary.
+
+    ``earlier``: the runs this one continued, as :func:`lineage` takes them.
+    """
     out, run_folder = Path(out), Path(run_folder)
-    valid, test = parse_train_log(run_folder / "train_log.txt")
+    _, test = parse_train_log(run_folder / "train_log.txt")
+    valid, parts = lineage(run_folder, earlier)
     if not valid:
         raise ValueError(f"{run_folder / 'train_log.txt'} holds no validation records")
-    seconds, runs = wall_seconds(run_folder / "log.txt")
+    seconds = 3600 * sum(p["hours"] for p in parts)
+    runs = sum(p["runs"] for p in parts)
     seed = re.search(r"^seed: (\d+)", (run_folder / "hyperparams.yaml").read_text(), re.M)
     learning_curve(valid, out / "learning_curve.png", title=name)
     last = valid[-1]
@@ -220,6 +308,20 @@ def write_training_md(
         f"| device | {device} |",
         "",
     ]
+    if len(parts) > 1:
+        lines += [
+            "Lineage (each run continued the previous one from its checkpoint at the step "
+            "where it starts here):",
+            "",
+            "| run | steps | wall time |",
+            "|---|---|---|",
+            *(
+                f"| `{p['run']}` | {p['from_step']} -> {p['to_step']} | {p['hours']:.2f} h "
+                f"over {p['runs']} run(s) |"
+                for p in parts
+            ),
+            "",
+        ]
     if test is not None:
         lines += ["## Held-out speakers (test stage of the recipe)", "", _table(test), ""]
         if "test light_share" in test:
@@ -245,6 +347,8 @@ def write_training_md(
             for k, v in levels.items()
         ]
         lines.append("")
+    # ViSQOL per validation subset, where the recipe logged it (e.g. generated vs recorded)
+    subsets = sorted(k.split("@", 1)[1] for k in last if k.startswith("valid visqol_full@"))
     lines += [
         "## Learning curve (validation, held-out speakers)",
         "",
@@ -252,17 +356,16 @@ def write_training_md(
         "",
         "| step | "
         + " | ".join(f"mel {p}" for p in PASSES if f"valid mel_{p}" in last)
-        + " | ViSQOL full |",
-        "|---" * (2 + sum(f"valid mel_{p}" in last for p in PASSES)) + "|",
+        + " | ViSQOL full |"
+        + "".join(f" ViSQOL {s} |" for s in subsets),
+        "|---" * (2 + sum(f"valid mel_{p}" in last for p in PASSES) + len(subsets)) + "|",
     ]
     shown = valid[:: max(1, len(valid) // 12)]
     for record in shown + ([last] if shown[-1] is not last else []):
         cells = [f"{record[f'valid mel_{p}']:.3f}" for p in PASSES if f"valid mel_{p}" in last]
-        lines.append(
-            f"| {int(record['optimizer_step'])} | "
-            + " | ".join(cells)
-            + f" | {record.get('valid visqol_full', float('nan')):.2f} |"
-        )
+        cells.append(f"{record.get('valid visqol_full', float('nan')):.2f}")
+        cells += [f"{record.get(f'valid visqol_full@{s}', float('nan')):.2f}" for s in subsets]
+        lines.append(f"| {int(record['optimizer_step'])} | " + " | ".join(cells) + " |")
     if check:
         lines += [
             "",
@@ -282,6 +385,7 @@ def write_training_md(
         "epochs": int(last["epoch"]),
         "wall_hours": seconds / 3600,
         "runs": runs,
+        "lineage": parts,
         "device": device,
         "packaged_epoch": int(best["epoch"]),
         "packaged_step": int(best["optimizer_step"]),
@@ -314,11 +418,19 @@ def main(argv=None):
         help="the corpus, if the run's data_folder setting is relative or moved",
     )
     parser.add_argument("--notes", default="", help="markdown, or @file to read it from")
+    parser.add_argument(
+        "--earlier",
+        action="append",
+        default=[],
+        metavar="FOLDER:STEP",
+        help="a run this one continued, up to the step it was forked at (oldest first)",
+    )
     args = parser.parse_args(argv)
     notes = Path(args.notes[1:]).read_text() if args.notes.startswith("@") else args.notes
     try:
         from speechbrain_dsl.training.checkpoints import find_codec_checkpoint
 
+        earlier = [parse_earlier(text) for text in args.earlier]
         packaged = Path(args.out) / "codec.ckpt"
         best = find_codec_checkpoint(Path(args.run_folder) / "save", min_key=BEST_KEY)
         if not packaged.is_file() or packaged.read_bytes() != best.read_bytes():
@@ -352,6 +464,7 @@ def main(argv=None):
             device=args.device,
             notes=notes,
             levels=levels,
+            earlier=earlier,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""A training record that spans a lineage of runs (a campaign forked from an earlier run)."""
+
+import pytest
+
+from tools.training_record import lineage, parse_earlier, wall_seconds
+
+
+def _run(folder, epochs, start_hour):
+    """A recipe output folder: ``train_log.txt`` and ``log.txt`` with one run."""
+    folder.mkdir(parents=True)
+    log = [f"2026-01-01 {start_hour:02d}:00:00,0 - speechbrain.core - INFO - Beginning experiment!"]
+    train = []
+    for i, (epoch, step, mel) in enumerate(epochs, 1):
+        record = f"epoch: {epoch}, optimizer_step: {step} - train loss: 1.0 - valid mel_full: {mel}"
+        train.append(record)
+        log.append(f"2026-01-01 {start_hour + i:02d}:00:00,0 - train_logger - INFO - {record}")
+    (folder / "train_log.txt").write_text("\n".join(train) + "\n")
+    (folder / "log.txt").write_text("\n".join(log) + "\n")
+    return folder
+
+
+def test_lineage_joins_runs_at_their_fork_steps_with_the_time_spent_up_to_them(tmp_path):
+    # phase 1 ran on past its fork step (15 is a branch not taken) ...
+    first = _run(tmp_path / "phase1", [(1, 5, 0.9), (2, 10, 0.8), (3, 15, 0.85)], start_hour=0)
+    # ... phase 2 continued from phase 1's step-10 checkpoint
+    second = _run(tmp_path / "phase2", [(3, 15, 0.7), (4, 20, 0.6)], start_hour=10)
+    valid, parts = lineage(second, [(first, 10)])
+    assert [(r["run"], r["optimizer_step"], r["valid mel_full"]) for r in valid] == [
+        ("phase1", 5, 0.9), ("phase1", 10, 0.8), ("phase2", 15, 0.7), ("phase2", 20, 0.6),
+    ]  # fmt: skip
+    assert [(p["run"], p["from_step"], p["to_step"], p["hours"]) for p in parts] == [
+        ("phase1", 0, 10, 2.0),  # up to the line of step 10, not the branch after it
+        ("phase2", 10, 20, 2.0),
+    ]
+    assert wall_seconds(first / "log.txt") == (3 * 3600, 1)
+
+
+def test_a_fork_step_that_was_never_validated_is_refused(tmp_path):
+    first = _run(tmp_path / "phase1", [(1, 5, 0.9), (2, 10, 0.8)], start_hour=0)
+    second = _run(tmp_path / "phase2", [(3, 15, 0.7)], start_hour=10)
+    with pytest.raises(ValueError, match="no validation at step 7"):
+        lineage(second, [(first, 7)])
+
+
+def test_earlier_argument_names_what_is_wrong(tmp_path):
+    run = _run(tmp_path / "phase1", [(1, 5, 0.9)], start_hour=0)
+    assert parse_earlier(f"{run}:5") == (run, 5)
+    with pytest.raises(ValueError, match="expected <run folder>:<optimizer step>"):
+        parse_earlier(str(run))
+    with pytest.raises(ValueError, match="holds no train_log.txt"):
+        parse_earlier(f"{tmp_path / 'missing'}:5")
