@@ -219,6 +219,44 @@ def test_baseline_recipe_runs_the_same_pipeline_without_dsl(tmp_path, corpus):
     assert "mel_full" in metrics and "light_share" not in metrics
 
 
+def test_validation_ranking_and_packages_use_the_weight_average(tmp_path, corpus):
+    """Training is untouched by the average; validation and the package are the average's."""
+    from speechbrain_dsl.inference.package import package
+    from speechbrain_dsl.training.weight_average import AVERAGE_FILE, averaged_state, read_average
+
+    runs = {}
+    for name, decay in (("live", "null"), ("averaged", "0.5")):
+        out = tmp_path / name
+        result = run_recipe(
+            "codec_baseline.yaml",
+            corpus,
+            out,
+            *FAST,
+            "--batch_size=2",
+            "--adversarial_start_step=1",
+            f"--weight_average_decay={decay}",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        (ckpt,) = [
+            c for c in (out / "save").glob("CKPT+*") if "mel_full" in (c / "CKPT.yaml").read_text()
+        ]
+        runs[name] = (out, ckpt, yaml.safe_load((ckpt / "CKPT.yaml").read_text())["mel_full"])
+    (_, live_ckpt, live_mel), (out, ckpt, averaged_mel) = runs["live"], runs["averaged"]
+    assert not (live_ckpt / AVERAGE_FILE).exists()
+    steps = yaml.safe_load((ckpt / "brain.ckpt").read_text())["optimizer_step"]
+    assert read_average(ckpt / AVERAGE_FILE)["steps"] == steps > 1
+    live = torch.load(ckpt / "codec.ckpt")
+    same_training = torch.load(live_ckpt / "codec.ckpt")
+    assert all(torch.equal(live[k], same_training[k]) for k in live)  # the average reads only
+    assert averaged_mel != live_mel  # validation (and the ranking) measured another model
+    packaged = torch.load(
+        package(out / "save", tmp_path / "package", min_key="mel_full") / "codec.ckpt"
+    )
+    expected = averaged_state(ckpt / "codec.ckpt")
+    assert all(torch.equal(packaged[k], expected[k]) for k in expected)
+    assert not all(torch.equal(packaged[k], live[k]) for k in live)
+
+
 def test_validation_every_n_epochs_still_logs_and_checkpoints_the_others(tmp_path, corpus):
     from tools.training_record import parse_train_log
 

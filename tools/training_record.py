@@ -399,6 +399,17 @@ def write_training_md(
     return summary
 
 
+def _same_weights(packaged, checkpoint):
+    """True when ``packaged`` holds the weights ``checkpoint`` stands for (averaged, if so)."""
+    import torch
+
+    from speechbrain_dsl.training.weight_average import averaged_state
+
+    ours = torch.load(packaged, map_location="cpu", weights_only=True)
+    theirs = averaged_state(checkpoint)
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def main(argv=None):
     """Command-line entry point."""
     from speechbrain_dsl.inference.interface import DSLCodecInterface
@@ -433,7 +444,7 @@ def main(argv=None):
         earlier = [parse_earlier(text) for text in args.earlier]
         packaged = Path(args.out) / "codec.ckpt"
         best = find_codec_checkpoint(Path(args.run_folder) / "save", min_key=BEST_KEY)
-        if not packaged.is_file() or packaged.read_bytes() != best.read_bytes():
+        if not packaged.is_file() or not _same_weights(packaged, best):
             raise ValueError(
                 f"{packaged} is not the run's best checkpoint {best}: package it "
                 f"first (python -m speechbrain_dsl.inference.package "

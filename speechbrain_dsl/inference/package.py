@@ -45,6 +45,7 @@ from speechbrain_dsl.training.checkpoints import (
     verify_manifest,
     write_manifest,
 )
+from speechbrain_dsl.training.weight_average import AVERAGE_FILE
 
 INTERFACE_SECTION = """
 # --- added by speechbrain_dsl.inference.package ------------------------------
@@ -108,8 +109,15 @@ def package(
         text = Path(model_yaml).read_text()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    averaged = (ckpt.parent / AVERAGE_FILE).is_file()
     for name, write in (
-        ("codec.ckpt", lambda tmp: shutil.copyfile(ckpt, tmp)),
+        # a recipe checkpoint with a weight average: the averaged model (the one validated)
+        (
+            "codec.ckpt",
+            (lambda tmp: torch.save(codec.state_dict(), tmp))
+            if averaged
+            else (lambda tmp: shutil.copyfile(ckpt, tmp)),
+        ),
         ("hyperparams.yaml", lambda tmp: Path(tmp).write_text(text + INTERFACE_SECTION)),
     ):
         with atomic_path(out / name) as tmp:
@@ -251,7 +259,7 @@ def _build_codec(text, source, checkpoint):
         raise ValueError(
             f"cannot build the codec defined in {source}: {type(err).__name__}: {err}"
         ) from None
-    load_state_strict(codec, checkpoint)
+    load_state_strict(codec, checkpoint, averaged=True)
     return codec.eval()
 
 

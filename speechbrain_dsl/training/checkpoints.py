@@ -64,6 +64,7 @@ from speechbrain.utils.distributed import (
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from speechbrain_dsl.atomic import write_text
+from speechbrain_dsl.training.weight_average import AVERAGE_FILE, averaged_state
 
 PARTIAL_PREFIX = ".partial-"
 MANIFEST = "SHA256SUMS"
@@ -280,13 +281,18 @@ def load_weights(path: PathLike):
 
 
 def load_state_strict(
-    module: torch.nn.Module, path: PathLike, verify: bool = True
+    module: torch.nn.Module, path: PathLike, verify: bool = True, averaged: bool = False
 ) -> torch.nn.Module:
     """Loads ``path`` into ``module`` strictly; returns ``module``.
 
     The file is read with ``weights_only=True`` (it cannot run code); if its
     folder (or, for a symlink, its target's folder) has a ``SHA256SUMS``
     manifest, the file must be listed there with the same sha256 (``verify``).
+    With ``averaged``, a ``codec.ckpt`` in a recipe checkpoint folder that holds a
+    weight average (:data:`~speechbrain_dsl.training.weight_average.AVERAGE_FILE`)
+    loads the averaged parameters, the model the run validated
+    (:func:`~speechbrain_dsl.training.weight_average.averaged_state`); resuming
+    training loads the live weights (the default).
     Then every key of the module must be present with its shape, no unknown
     key is allowed and all floating-point values must be finite (a switch
     threshold may be +/-inf, never NaN). Each failure
@@ -306,6 +312,11 @@ def load_state_strict(
     if verify:
         _verify_one(path)
     state = load_weights(path)
+    average = path.parent / AVERAGE_FILE
+    if averaged and average.is_file():
+        if verify:
+            _verify_one(average)
+        state = averaged_state(path, state)
     check_state_dict(module, state, path)
     module.load_state_dict(state, strict=True)
     return module
@@ -926,5 +937,5 @@ def load_codec(model_yaml, checkpoint, overrides=None, min_key=None, max_key=Non
         raise ValueError(f"model YAML not found: {model_yaml}")
     with open(model_yaml) as f:
         codec = load_hyperpyyaml(f, overrides or {})["codec"]
-    load_state_strict(codec, ckpt)
+    load_state_strict(codec, ckpt, averaged=True)  # a run's checkpoint: the model it validated
     return codec.eval()

@@ -15,6 +15,7 @@ import torch
 
 from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
 from speechbrain_dsl.training.checkpoints import has_bad_values
+from speechbrain_dsl.training.weight_average import averaged_state
 
 DSL_ONLY_PREFIXES = (
     "encoder.dsl.mask.",
@@ -44,6 +45,12 @@ def init_codec_from(codec, source):
         raise ValueError(f"init_from: cannot read {path}: {err}") from None
     if not isinstance(state, dict) or not state:
         raise ValueError(f"init_from: {path} holds no state dict")
+    try:  # a recipe checkpoint with averaged weights starts from the average
+        state = averaged_state(path, state)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
+        raise ValueError(
+            f"init_from: cannot read the weight average beside {path}: {err}"
+        ) from None
     retrofit = codec.has_dsl and any(k.startswith("encoder.stages.") for k in state)
     if retrofit:
         state = baseline_to_dsl_state(state, codec.encoder.split_after)

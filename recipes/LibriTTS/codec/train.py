@@ -60,6 +60,7 @@ from speechbrain_dsl.training.recipe_utils import (
     weights,
 )
 from speechbrain_dsl.training.retrofit import init_codec_from
+from speechbrain_dsl.training.weight_average import RECOVERABLE, WeightAverage
 
 logger = logging.getLogger(__name__)
 sys.path.append(str(Path(__file__).resolve().parents[1]))
@@ -97,6 +98,7 @@ HPARAM_RULES = {
     "adam_betas": list_of(number(low=0, below=1)),
     "lr_decay_per_step": number(above=0, high=1),
     "max_grad_norm": number(above=0),
+    "weight_average_decay": optional(number(above=0, below=1)),
     "adversarial_start_step": integer(low=0),
     "retrofit_distill_steps": integer(low=0),
     "init_from": optional(text()),
@@ -132,13 +134,25 @@ class CodecBrain(sb.Brain):
     a checkpoint recoverable: a run resumed from an intra-epoch checkpoint logs
     the same epoch means as one that never stopped; under DDP they are the means
     over all processes.
+
+    With ``weight_average_decay`` set, an exponential moving average of the
+    codec's weights (:class:`~speechbrain_dsl.training.weight_average.WeightAverage`)
+    follows training; validation, calibration and test run on it, so checkpoints
+    are ranked, and packaged, by the averaged model.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.term_means = RunningMeans()
-        if self.checkpointer is not None:  # optional: older checkpoints lack it
+        decay = getattr(self.hparams, "weight_average_decay", None)
+        self.weight_average = None if decay is None else WeightAverage(self.codec, decay)
+        if self.checkpointer is not None:  # optional: older checkpoints lack them
             self.checkpointer.add_recoverable("train_terms", self.term_means, optional_load=True)
+            if self.weight_average is not None:
+                self.checkpointer.add_recoverable(
+                    RECOVERABLE, self.weight_average, optional_load=True
+                )
+        self._evaluated_weights = None
 
     @property
     def codec(self):
@@ -200,6 +214,8 @@ class CodecBrain(sb.Brain):
             terms = self.codec_step(wav, lens)
         self._step(self.optimizer_g, self.scheduler_g, terms["loss"], self.modules.codec)
         self.scaler.update()
+        if self.weight_average is not None:
+            self.weight_average.update()
         self.optimizer_step += 1
         loss = terms["loss"].detach().cpu()
         replaced = getattr(self.codec.quantizer, "replaced_codes", None)
@@ -318,8 +334,15 @@ class CodecBrain(sb.Brain):
 
     # --- validation and test -------------------------------------------------
     def on_stage_start(self, stage, epoch=None):
-        """Resets metric accumulators; calibrates the switch before validation."""
+        """Resets metric accumulators; calibrates the switch before validation.
+
+        Validation and test run on the averaged weights (``weight_average_decay``);
+        :meth:`on_stage_end` puts the live ones back before anything is saved.
+        """
         self.stats = {"mel_loss": []}
+        if stage != sb.Stage.TRAIN and self.weight_average is not None:
+            self._evaluated_weights = self.weight_average.applied()
+            self._evaluated_weights.__enter__()
         # ViSQOL on an evenly spaced subset (the sets are sorted by duration).
         size = {sb.Stage.VALID: self.valid_size, sb.Stage.TEST: self.test_size}.get(stage, 1)
         cap = (
@@ -440,6 +463,9 @@ class CodecBrain(sb.Brain):
             self.term_means.reset()
             return
         summary = self.summarize()
+        if self._evaluated_weights is not None:  # live weights back before saving
+            self._evaluated_weights.__exit__(None, None, None)
+            self._evaluated_weights = None
         if stage == sb.Stage.VALID:
             stats_meta = {
                 "epoch": epoch,
