@@ -78,7 +78,8 @@ class WeightAverage:
         names, live = zip(*((n, p.detach()) for n, p in self.module.named_parameters()))
         average = [self.average[n] for n in names]
         if self.steps == 0:
-            torch._foreach_copy_(average, list(live))
+            for mean, value in zip(average, live):
+                mean.copy_(value)
         else:
             self._ema(average, list(live), self.steps)
         self.steps += 1
