@@ -163,7 +163,7 @@ def learning_curve(valid, path, title=""):
     from speechbrain_dsl.evaluation.plots import COLORS, _save, plt
 
     steps = [r["optimizer_step"] for r in valid]
-    forks = [b["optimizer_step"] for a, b in zip(valid, valid[1:]) if a.get("run") != b.get("run")]
+    forks = [a["optimizer_step"] for a, b in zip(valid, valid[1:]) if a.get("run") != b.get("run")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for metric, ax, label in (
         ("mel", axes[0], "mel distance (lower is better)"),
@@ -179,6 +179,18 @@ def learning_curve(valid, path, title=""):
                     ms=3,
                     label=name,
                     color=COLORS[name],
+                )
+        if metric == "visqol":  # per validation subset too (generated vs recorded speech)
+            subsets = sorted({k.split("@", 1)[1] for r in valid for k in r if "visqol_full@" in k})
+            for subset, style in zip(subsets, ("--", "-.", ":")):
+                key = f"valid visqol_full@{subset}"
+                ax.plot(
+                    steps,
+                    [r.get(key, np.nan) for r in valid],
+                    style,
+                    lw=1,
+                    label=f"full, {subset}",
+                    color=COLORS["full"],
                 )
         for fork in forks:
             ax.axvline(fork, color="gray", ls=":", lw=1)
