@@ -13,7 +13,7 @@ checkpoint step with the mean over seeds, and, with ``--json``, every measuremen
         [--out results/ab/curve] [--json]
 
 One thread; the two configurations alternate step by step, so machine load falls
-on both alike. The whole comparison is ~7 CPU-hours on a 2-core EPYC, so with
+on both alike. The whole comparison is 5-7 CPU-hours on a 2-core EPYC, so with
 ``--out`` it resumes: every ``--every`` steps each seed's state (both models,
 their optimizers, the batch sampler and the rows so far) is saved to
 ``<out>/seed<N>.pt``, and running the same command again continues from there
