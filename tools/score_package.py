@@ -2,20 +2,29 @@
 
     python -m tools.score_package pretrained/campaign-baseline \
         --corpus data/corpus/LibriTTS --subsets test-clean test-recorded [--max 60] [--json]
+    python -m tools.score_package --opus 1.0 --corpus data/corpus/LibriTTS ...  # anchor
 
 Each utterance (mixed to mono, resampled to the codec's rate, cut to ``--seconds``)
 is encoded and decoded one at a time in the given routing ``--mode``; the table gives
 per subset the mean and median ViSQOL (speech mode, lattice model) and the mean
 log-mel distance. ``--max`` takes that many utterances evenly spaced over the sorted
 file list, so the same command picks the same utterances.
+
+``--opus LEVEL`` scores Opus instead of a package, on the same utterances at
+``--rate``: a standard codec as the anchor for our scores. LEVEL is libsndfile's
+compression level (1.0 = its lowest bitrate, ~6 kbps of Opus, ~7.7 kbps with
+the Ogg framing); the table adds the bitrate measured from the bytes written.
 """
 
 import argparse
+import io
 import json
 import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+import soundfile
 import torch
 
 from speechbrain_dsl.evaluation.metrics import mel_distance, visqol
@@ -35,30 +44,108 @@ def evenly_spaced(items, count):
     return items[::step][:count] if count else items
 
 
-@torch.no_grad()
-def score(codec, wavs, seconds=8.0, mode=None):
-    """Mean / median ViSQOL and mean mel distance of ``codec`` on the files ``wavs``."""
-    rate = codec.sample_rate
+def codec_roundtrip(codec, mode=None):
+    """``clip [S] -> decoded [1, S]`` through ``codec``'s tokens, in routing ``mode``."""
+
+    @torch.no_grad()
+    def roundtrip(clip):
+        tokens, _ = codec.encode(clip[None], mode=mode)
+        return codec.decode(tokens)[0, :, : clip.shape[-1]]
+
+    return roundtrip
+
+
+class OpusRoundTrip:
+    """``clip [S] -> decoded [1, S]`` through Opus in Ogg (libsndfile's encoder via soundfile).
+
+    Counts the bytes it writes, so :attr:`kbps` is the bitrate actually used
+    (Ogg framing included).
+
+    Arguments
+    ---------
+    sample_rate : int
+        One of Opus's rates (8, 12, 16, 24 or 48 kHz).
+    compression_level : float
+        libsndfile's setting in [0, 1]; 1.0 is the lowest bitrate.
+
+    Example
+    -------
+    >>> opus = OpusRoundTrip(16000)
+    >>> clip = torch.sin(torch.arange(16000) * 0.05) * 0.3
+    >>> opus(clip).shape
+    torch.Size([1, 16000])
+    >>> 5.0 < opus.kbps < 12.0
+    True
+    """
+
+    def __init__(self, sample_rate, compression_level=1.0):
+        if "OPUS" not in soundfile.available_subtypes("OGG"):
+            raise RuntimeError(
+                f"--opus: this libsndfile ({soundfile.__libsndfile_version__}) has no Opus "
+                f"encoder (pip install --upgrade soundfile bundles one)"
+            )
+        if not 0.0 <= compression_level <= 1.0:
+            raise ValueError(f"--opus: expected a level in [0, 1], got {compression_level!r}")
+        self.sample_rate, self.compression_level = int(sample_rate), float(compression_level)
+        self.bits, self.seconds = 0, 0.0
+
+    def __call__(self, clip):
+        wav = clip.detach().to(torch.float32).cpu().numpy().reshape(-1)
+        buffer = io.BytesIO()
+        with soundfile.SoundFile(
+            buffer,
+            "w",
+            self.sample_rate,
+            1,
+            format="OGG",
+            subtype="OPUS",
+            compression_level=self.compression_level,
+        ) as out:
+            out.write(wav)
+        self.bits += 8 * buffer.tell()
+        self.seconds += len(wav) / self.sample_rate
+        buffer.seek(0)
+        decoded, _ = soundfile.read(buffer, dtype="float32")
+        # Opus pads its last frame; keep the input's length
+        decoded = np.pad(decoded[: len(wav)], (0, max(0, len(wav) - len(decoded))))
+        return torch.from_numpy(decoded)[None]
+
+    @property
+    def kbps(self):
+        """Bitrate over everything encoded so far (kbit/s)."""
+        return self.bits / self.seconds / 1000 if self.seconds else float("nan")
+
+
+def score(roundtrip, wavs, rate, seconds=8.0):
+    """Mean / median ViSQOL and mean mel distance of ``roundtrip`` on the files ``wavs``.
+
+    ``roundtrip`` maps a clip ``[S]`` at ``rate`` to its decoded ``[1, S]``
+    (:func:`codec_roundtrip`, :class:`OpusRoundTrip`).
+    """
     scores, mels = [], []
     for wav in wavs:
         clip = read_clip(wav, rate)[: int(seconds * rate)]
-        tokens, _ = codec.encode(clip[None], mode=mode)
-        decoded = codec.decode(tokens)[0, :, : clip.shape[-1]]
+        decoded = roundtrip(clip)
         mels.append(float(mel_distance(decoded, clip[None])[0]))
         value = float(visqol(decoded, clip[None])[0])
         if value == value:  # NaN for a silent reference
             scores.append(value)
-    return {
+    row = {
         "utterances": len(wavs),
         "visqol_mean": statistics.mean(scores) if scores else float("nan"),
         "visqol_median": statistics.median(scores) if scores else float("nan"),
         "mel": statistics.mean(mels) if mels else float("nan"),
     }
+    if isinstance(roundtrip, OpusRoundTrip):
+        row["kbps"] = roundtrip.kbps
+    return row
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.score_package", description=__doc__)
-    parser.add_argument("package", help="a packaged codec folder")
+    parser.add_argument("package", nargs="?", help="a packaged codec folder")
+    parser.add_argument("--opus", type=float, metavar="LEVEL", help="score Opus instead")
+    parser.add_argument("--rate", type=int, default=16000, help="sample rate for --opus")
     parser.add_argument("--corpus", required=True, help="the LibriTTS-layout folder")
     parser.add_argument("--subsets", nargs="+", default=["test-clean"])
     parser.add_argument("--max", type=int, default=60, help="utterances per subset (0: all)")
@@ -66,25 +153,35 @@ def main(argv=None):
     parser.add_argument("--mode", default=None, help="full, light or mixed (default: the codec's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if (args.package is None) == (args.opus is None):
+        parser.error("give a package folder or --opus LEVEL (one of the two)")
     torch.set_num_threads(1)
-    folder = Path(args.package)
-    codec = DSLCodecInterface.from_hparams(
-        source=str(folder), savedir=str(folder), engine="torch"
-    ).codec.eval()
+    if args.opus is not None:
+        rate, make_roundtrip = args.rate, lambda: OpusRoundTrip(args.rate, args.opus)
+    else:
+        folder = Path(args.package)
+        codec = DSLCodecInterface.from_hparams(
+            source=str(folder), savedir=str(folder), engine="torch"
+        ).codec.eval()
+        rate, make_roundtrip = codec.sample_rate, lambda: codec_roundtrip(codec, args.mode)
     rows = {}
     for subset in args.subsets:
         wavs = sorted(str(p) for p in (Path(args.corpus) / subset).glob("*/*/*.wav"))
         if not wavs:
             sys.exit(f"--subsets: {Path(args.corpus) / subset} holds no <spk>/<chap>/*.wav")
-        rows[subset] = score(codec, evenly_spaced(wavs, args.max), args.seconds, args.mode)
+        rows[subset] = score(make_roundtrip(), evenly_spaced(wavs, args.max), rate, args.seconds)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'subset':<16}{'utterances':>11}{'ViSQOL':>8}{'median':>8}{'mel':>8}")
+    kbps = args.opus is not None
+    print(
+        f"{'subset':<16}{'utterances':>11}{'ViSQOL':>8}{'median':>8}{'mel':>8}"
+        + (f"{'kbps':>8}" if kbps else "")
+    )
     for subset, r in rows.items():
         print(
             f"{subset:<16}{r['utterances']:>11}{r['visqol_mean']:>8.2f}"
-            f"{r['visqol_median']:>8.2f}{r['mel']:>8.3f}"
+            f"{r['visqol_median']:>8.2f}{r['mel']:>8.3f}" + (f"{r['kbps']:>8.2f}" if kbps else "")
         )
 
 

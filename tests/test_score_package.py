@@ -1,0 +1,42 @@
+"""``tools.score_package``: the Opus anchor scored on the same utterances as a package."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import ROOT
+
+from tools.score_package import OpusRoundTrip, main
+
+CHECK = ROOT / "pretrained" / "campaign-baseline" / "check"
+
+
+def test_opus_round_trip_keeps_length_and_spends_less_at_a_higher_level():
+    clip = torch.randn(24000) * 0.1
+    low, high = OpusRoundTrip(16000, 1.0), OpusRoundTrip(16000, 0.5)
+    assert low(clip).shape == high(clip).shape == (1, 24000)
+    assert 5.0 < low.kbps < 12.0 < high.kbps
+    with pytest.raises(ValueError, match="--opus"):
+        OpusRoundTrip(16000, 1.5)
+
+
+def test_opus_anchor_scores_the_corpus_and_more_bits_score_higher(tmp_path, capsys):
+    speaker = tmp_path / "test-x" / "1" / "1"
+    speaker.mkdir(parents=True)
+    for wav in sorted(CHECK.glob("*.wav"))[:2]:
+        shutil.copy(wav, speaker / wav.name)
+    rows = {}
+    for level in (1.0, 0.0):
+        main(["--opus", str(level), "--corpus", str(tmp_path), "--subsets", "test-x", "--json"])
+        rows[level] = json.loads(capsys.readouterr().out)["test-x"]
+    assert rows[1.0]["utterances"] == 2 and rows[1.0]["kbps"] < 12.0 < rows[0.0]["kbps"]
+    # near-transparent at the highest bitrate: a misaligned or broken decode would not be
+    assert rows[0.0]["visqol_mean"] > 4.0 > rows[1.0]["visqol_mean"]
+    assert rows[0.0]["mel"] < rows[1.0]["mel"]
+
+
+def test_score_package_takes_a_package_or_opus_not_both(tmp_path):
+    for argv in ([], [str(tmp_path), "--opus", "1.0"]):
+        with pytest.raises(SystemExit):
+            main(argv + ["--corpus", str(tmp_path)])
