@@ -529,3 +529,66 @@ def test_retrofit_stage_a_trains_only_the_dsl_then_stage_b_trains_everything(
     assert not torch.equal(tuned["decoder.embed.weight"], baseline["decoder.embed.weight"])
     log = (out_b / "train_log.txt").read_text()
     assert "train mel" in log and "train adversarial" in log
+
+
+def _recipe_module(name="codec_recipe_shares"):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, RECIPE / "train.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+def test_subset_share_sampler_draws_each_subset_its_share_reproducibly(tmp_path):
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    recipe = _recipe_module()
+    data = {f"a{i}": {"wav": str(tmp_path / "big" / f"{i}.wav")} for i in range(30)}
+    data.update({f"b{i}": {"wav": str(tmp_path / "small" / f"{i}.wav")} for i in range(10)})
+    dataset = DynamicItemDataset(data)
+    sampler = recipe.subset_share_sampler(dataset, tmp_path, {"big": 1.0, "small": 3.0}, seed=5)
+    drawn = []
+    for epoch in range(50):
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        assert len(indices) == 40  # an epoch keeps its length
+        drawn += indices
+    share_small = sum(i >= 30 for i in drawn) / len(drawn)
+    assert abs(share_small - 0.75) < 0.03  # 10 of 40 utterances, but 3/4 of the draws
+    assert len(set(i for i in drawn if i >= 30)) == 10  # every utterance is drawn
+    again = recipe.subset_share_sampler(dataset, tmp_path, {"big": 1.0, "small": 3.0}, seed=5)
+    again.set_epoch(49)
+    assert list(again) == indices  # a resumed run draws the same crops
+    with pytest.raises(ValueError, match="train_subset_shares.*big, small"):
+        recipe.subset_share_sampler(dataset, tmp_path, {"big": 1.0}, seed=5)
+
+
+def test_recipe_trains_with_subset_shares_and_names_a_wrong_subset(tmp_path, corpus):
+    common = ["--debug", "--debug_epochs=1", "--batch_size=2", *FAST[:3]]
+    subsets = "--train_subsets=[train-clean-100,dev-clean]"
+    good = run_recipe(
+        "codec_baseline.yaml",
+        corpus,
+        tmp_path / "good",
+        subsets,
+        "--train_subset_shares={train-clean-100: 1, dev-clean: 3}",
+        *common,
+    )
+    assert good.returncode == 0, good.stderr[-3000:]
+    assert "train loss" in (tmp_path / "good" / "train_log.txt").read_text()
+    bad = run_recipe(
+        "codec_baseline.yaml",
+        corpus,
+        tmp_path / "bad",
+        subsets,
+        "--train_subset_shares={train-clean-100: 1, train-recorded: 1}",
+        *common,
+    )
+    said = bad.stdout + bad.stderr  # SpeechBrain logs the exception to stdout
+    assert bad.returncode != 0 and "train_subset_shares" in said and "dev-clean" in said
+    wrong_type = run_recipe(
+        "codec_baseline.yaml", corpus, tmp_path / "wrong", "--train_subset_shares=[1, 2]"
+    )
+    said = wrong_type.stdout + wrong_type.stderr
+    assert wrong_type.returncode != 0 and "train_subset_shares=[1, 2]" in said

@@ -195,14 +195,14 @@ def list_of(check: Check, choices: Optional[Iterable] = None) -> Check:
     return check_list
 
 
-def weights(known: Iterable[str], check: Check) -> Check:
-    """A mapping from names among ``known`` to values that pass ``check``."""
-    known = tuple(known)
+def weights(known: Optional[Iterable[str]], check: Check) -> Check:
+    """A mapping from names (among ``known``; any, for ``None``) to values that pass ``check``."""
+    known = None if known is None else tuple(known)
 
     def check_weights(value):
         if not isinstance(value, dict):
-            return f"a mapping of {', '.join(known)} to weights"
-        unknown = [k for k in value if k not in known]
+            return f"a mapping of {', '.join(known) if known else 'names'} to weights"
+        unknown = [k for k in value if known is not None and k not in known]
         if unknown:
             return f"only the terms {', '.join(known)} (unknown: {', '.join(map(str, unknown))})"
         bad = {k: v for k, v in value.items() if check(v) is not None}

@@ -86,6 +86,7 @@ HPARAM_RULES = {
     "test_subsets": list_of(text()),
     "skip_prep": boolean(),
     "skip_bad_audio": boolean(),
+    "train_subset_shares": weights(None, number(above=0)),
     "sample_rate": integer(low=1),
     "train_crop_seconds": number(above=0),
     "valid_max_seconds": number(above=0),
@@ -550,6 +551,48 @@ def dataio_prepare(hparams, root):
     return datasets
 
 
+def subset_share_sampler(dataset, root, shares, seed):
+    """A sampler that draws each training subset's ``shares`` of the crops.
+
+    With one crop per utterance and epoch, a subset's share is its share of the
+    utterances (real recordings: 28% in the campaign's corpus). Here every
+    utterance of subset ``s`` gets weight ``shares[s] / len(s)`` (shares are
+    normalised), drawn with replacement, as many per epoch as there are
+    utterances, so epochs, validation and checkpoints keep their cadence.
+    SpeechBrain's reproducible sampler makes the draws a function of the seed and
+    the epoch, so a resumed run sees the same crops.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        With a ``wav`` key under ``root``/<subset>/.
+    root : Path
+        The LibriTTS folder the subsets are in.
+    shares : dict
+        Subset name -> positive weight, for every training subset.
+    seed : int
+
+    Returns
+    -------
+    speechbrain.dataio.sampler.ReproducibleWeightedRandomSampler
+    """
+    from speechbrain.dataio.sampler import ReproducibleWeightedRandomSampler
+
+    with dataset.output_keys_as(["wav"]):
+        subsets = [Path(item["wav"]).relative_to(root).parts[0] for item in dataset]
+    counts = {s: subsets.count(s) for s in dict.fromkeys(subsets)}
+    if set(shares) != set(counts):
+        raise ValueError(
+            f"train_subset_shares={shares!r}: expected a share for each training subset "
+            f"and no other ({', '.join(counts)})"
+        )
+    total = sum(shares.values())
+    weights = [shares[s] / total / counts[s] for s in subsets]
+    return ReproducibleWeightedRandomSampler(
+        weights, num_samples=len(subsets), replacement=True, seed=seed
+    )
+
+
 def min_samples(hparams):
     """``(samples, why)``: the shortest audio the codec, losses and discriminator take.
 
@@ -650,6 +693,13 @@ def main(argv):
         "shuffle": True,
         "drop_last": True,
     }
+    if hparams.get("train_subset_shares"):
+        train_kwargs["sampler"] = subset_share_sampler(
+            datasets["train"], root, hparams["train_subset_shares"], hparams["seed"]
+        )
+        del train_kwargs["shuffle"]
+        # SpeechBrain calls set_epoch only on samplers it made (or wraps for DDP)
+        brain.train_sampler = train_kwargs["sampler"]
     eval_kwargs = {"batch_size": hparams["valid_batch_size"], "num_workers": hparams["num_workers"]}
     brain.calibration_loader = sb.dataio.dataloader.make_dataloader(
         datasets["valid"], **eval_kwargs
