@@ -19,6 +19,8 @@ def test_opus_round_trip_keeps_length_and_spends_less_at_a_higher_level():
     assert 5.0 < low.kbps < 12.0 < high.kbps
     with pytest.raises(ValueError, match="--opus"):
         OpusRoundTrip(16000, 1.5)
+    with pytest.raises(ValueError, match="--rate.*22050"):
+        OpusRoundTrip(22050)
 
 
 def test_opus_anchor_scores_the_corpus_and_more_bits_score_higher(tmp_path, capsys):

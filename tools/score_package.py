@@ -12,8 +12,8 @@ file list, so the same command picks the same utterances.
 
 ``--opus LEVEL`` scores Opus instead of a package, on the same utterances at
 ``--rate``: a standard codec as the anchor for our scores. LEVEL is libsndfile's
-compression level (1.0 = its lowest bitrate, ~6 kbps of Opus, ~7.7 kbps with
-the Ogg framing); the table adds the bitrate measured from the bytes written.
+compression level (1.0 = its lowest bitrate: 7-7.5 kbps on 8-s utterances, Ogg
+framing included); the table adds the bitrate measured from the bytes written.
 """
 
 import argparse
@@ -55,6 +55,9 @@ def codec_roundtrip(codec, mode=None):
     return roundtrip
 
 
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
 class OpusRoundTrip:
     """``clip [S] -> decoded [1, S]`` through Opus in Ogg (libsndfile's encoder via soundfile).
 
@@ -83,6 +86,10 @@ class OpusRoundTrip:
             raise RuntimeError(
                 f"--opus: this libsndfile ({soundfile.__libsndfile_version__}) has no Opus "
                 f"encoder (pip install --upgrade soundfile bundles one)"
+            )
+        if int(sample_rate) not in OPUS_RATES:
+            raise ValueError(
+                f"--rate: Opus codes {', '.join(map(str, OPUS_RATES))} Hz, got {sample_rate!r}"
             )
         if not 0.0 <= compression_level <= 1.0:
             raise ValueError(f"--opus: expected a level in [0, 1], got {compression_level!r}")
