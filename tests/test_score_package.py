@@ -24,10 +24,7 @@ def test_opus_round_trip_keeps_length_and_spends_less_at_a_higher_level():
 
 
 def test_opus_anchor_scores_the_corpus_and_more_bits_score_higher(tmp_path, capsys):
-    speaker = tmp_path / "test-x" / "1" / "1"
-    speaker.mkdir(parents=True)
-    for wav in sorted(CHECK.glob("*.wav"))[:2]:
-        shutil.copy(wav, speaker / wav.name)
+    _corpus_of_check_clips(tmp_path)
     rows = {}
     for level in (1.0, 0.0):
         main(["--opus", str(level), "--corpus", str(tmp_path), "--subsets", "test-x", "--json"])
@@ -42,3 +39,40 @@ def test_score_package_takes_a_package_or_opus_not_both(tmp_path):
     for argv in ([], [str(tmp_path), "--opus", "1.0"]):
         with pytest.raises(SystemExit):
             main(argv + ["--corpus", str(tmp_path)])
+
+
+def _corpus_of_check_clips(folder, count=2):
+    speaker = folder / "test-x" / "1" / "1"
+    speaker.mkdir(parents=True)
+    for wav in sorted(CHECK.glob("*.wav"))[:count]:
+        shutil.copy(wav, speaker / wav.name)
+    return folder
+
+
+def test_fewer_codebooks_cost_quality_and_latents_bound_the_tokens(tmp_path, capsys):
+    corpus = _corpus_of_check_clips(tmp_path)
+    package = str(CHECK.parent)
+    rows = {}
+    for name, extra in (("all", []), ("one", ["--codebooks", "1"]), ("latents", ["--latents"])):
+        main([package, "--corpus", str(corpus), "--subsets", "test-x", "--json"] + extra)
+        rows[name] = json.loads(capsys.readouterr().out)["test-x"]
+    assert rows["one"]["kbps"] == rows["all"]["kbps"] / 8  # 8 codebooks of 10 bits at 50 Hz
+    assert rows["latents"]["kbps"] != rows["latents"]["kbps"]  # NaN: no quantiser
+    # one codebook of eight is far coarser; the unquantised latents are the finest
+    assert rows["one"]["mel"] > rows["all"]["mel"] + 0.05
+    assert rows["latents"]["mel"] < rows["all"]["mel"] + 0.01
+    main([package, "--corpus", str(corpus), "--subsets", "test-x", "--codebooks", "1"])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[-1] == "kbps" and table[1].split()[-1] == "0.50"
+
+
+def test_codebooks_and_latents_are_refused_where_they_do_not_apply(tmp_path, capsys):
+    package = str(CHECK.parent)
+    for argv, message in (
+        ([package, "--codebooks", "9"], "--codebooks: num_codebooks: expected an int in 1..8"),
+        ([package, "--codebooks", "2", "--latents"], "--latents"),
+        (["--opus", "1.0", "--latents"], "apply to a package"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv + ["--corpus", str(tmp_path)])
+        assert message in capsys.readouterr().err

@@ -14,6 +14,12 @@ file list, so the same command picks the same utterances.
 ``--rate``: a standard codec as the anchor for our scores. LEVEL is libsndfile's
 compression level (1.0 = its lowest bitrate: 7-7.5 kbps on 8-s utterances, Ogg
 framing included); the table adds the bitrate measured from the bytes written.
+
+Where the bits go, for a package: ``--codebooks K`` decodes from the first K
+codebooks of the RVQ only (a lower bitrate), and ``--latents`` decodes the
+encoder's output before quantisation, the most any number of codebooks could give.
+If ``--latents`` scores no better than all codebooks, more bits will not help: the
+encoder or decoder is the limit.
 """
 
 import argparse
@@ -44,13 +50,33 @@ def evenly_spaced(items, count):
     return items[::step][:count] if count else items
 
 
-def codec_roundtrip(codec, mode=None):
-    """``clip [S] -> decoded [1, S]`` through ``codec``'s tokens, in routing ``mode``."""
+def codec_roundtrip(codec, mode=None, latents=False):
+    """``clip [S] -> decoded [1, S]`` through ``codec``'s tokens, in routing ``mode``.
+
+    ``latents=True`` skips the quantiser: the decoder gets the encoder's output.
+
+    Example
+    -------
+    >>> from speechbrain_dsl.lobes.codec import DSLCodec
+    >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder, SoundStreamDecoder
+    >>> from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
+    >>> codec = DSLCodec(SoundStreamEncoder(channels=2, multipliers=(2,), strides=(4,), emb_dim=8),
+    ...                  ResidualVectorQuantizer(dim=8, num_quantizers=2, codebook_size=16),
+    ...                  SoundStreamDecoder(emb_dim=8, channels=2, multipliers=(2,), strides=(4,)))
+    >>> clip = torch.randn(3200) * 0.1
+    >>> codec_roundtrip(codec.eval())(clip).shape, codec_roundtrip(codec, latents=True)(clip).shape
+    (torch.Size([1, 3200]), torch.Size([1, 3200]))
+    """
 
     @torch.no_grad()
     def roundtrip(clip):
-        tokens, _ = codec.encode(clip[None], mode=mode)
-        return codec.decode(tokens)[0, :, : clip.shape[-1]]
+        if latents:
+            features, _ = codec.encode_features(codec.check_input(clip[None]), mode=mode)
+            decoded = codec.decode_latents(features)
+        else:
+            tokens, _ = codec.encode(clip[None], mode=mode)
+            decoded = codec.decode(tokens)
+        return decoded[0, :, : clip.shape[-1]]
 
     return roundtrip
 
@@ -158,10 +184,18 @@ def main(argv=None):
     parser.add_argument("--max", type=int, default=60, help="utterances per subset (0: all)")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--mode", default=None, help="full, light or mixed (default: the codec's)")
+    parser.add_argument("--codebooks", type=int, help="decode from the first K codebooks only")
+    parser.add_argument(
+        "--latents", action="store_true", help="decode the unquantised encoder output"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if (args.package is None) == (args.opus is None):
         parser.error("give a package folder or --opus LEVEL (one of the two)")
+    if args.opus is not None and (args.codebooks is not None or args.latents):
+        parser.error("--codebooks and --latents apply to a package, not to --opus")
+    if args.codebooks is not None and args.latents:
+        parser.error("--latents decodes without codebooks: give it or --codebooks, not both")
     torch.set_num_threads(1)
     if args.opus is not None:
         rate, make_roundtrip = args.rate, lambda: OpusRoundTrip(args.rate, args.opus)
@@ -170,25 +204,29 @@ def main(argv=None):
         codec = DSLCodecInterface.from_hparams(
             source=str(folder), savedir=str(folder), engine="torch"
         ).codec.eval()
-        rate, make_roundtrip = codec.sample_rate, lambda: codec_roundtrip(codec, args.mode)
+        if args.codebooks is not None:
+            try:
+                codec.num_codebooks = args.codebooks
+            except ValueError as err:
+                parser.error(f"--codebooks: {err}")
+        rate = codec.sample_rate
+        make_roundtrip = lambda: codec_roundtrip(codec, args.mode, args.latents)  # noqa: E731
     rows = {}
     for subset in args.subsets:
         wavs = sorted(str(p) for p in (Path(args.corpus) / subset).glob("*/*/*.wav"))
         if not wavs:
             sys.exit(f"--subsets: {Path(args.corpus) / subset} holds no <spk>/<chap>/*.wav")
         rows[subset] = score(make_roundtrip(), evenly_spaced(wavs, args.max), rate, args.seconds)
+        if args.package is not None:  # the tokens' nominal bitrate; none without quantiser
+            rows[subset]["kbps"] = float("nan") if args.latents else codec.bitrate
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    kbps = args.opus is not None
-    print(
-        f"{'subset':<16}{'utterances':>11}{'ViSQOL':>8}{'median':>8}{'mel':>8}"
-        + (f"{'kbps':>8}" if kbps else "")
-    )
+    print(f"{'subset':<16}{'utterances':>11}{'ViSQOL':>8}{'median':>8}{'mel':>8}{'kbps':>8}")
     for subset, r in rows.items():
         print(
             f"{subset:<16}{r['utterances']:>11}{r['visqol_mean']:>8.2f}"
-            f"{r['visqol_median']:>8.2f}{r['mel']:>8.3f}" + (f"{r['kbps']:>8.2f}" if kbps else "")
+            f"{r['visqol_median']:>8.2f}{r['mel']:>8.3f}{r['kbps']:>8.2f}"
         )
 
 
