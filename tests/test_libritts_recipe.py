@@ -592,3 +592,37 @@ def test_recipe_trains_with_subset_shares_and_names_a_wrong_subset(tmp_path, cor
     )
     said = wrong_type.stdout + wrong_type.stderr
     assert wrong_type.returncode != 0 and "train_subset_shares=[1, 2]" in said
+
+
+def test_quality_budget_calibration_keeps_the_mixed_drop_within_the_budget():
+    """``calibration_max_mel_drop``: the threshold sends light the segments with the
+    lowest predictions, as many as keep the mean mel drop within the budget."""
+    from types import SimpleNamespace
+
+    from conftest import load_hparams
+
+    recipe = _recipe_module("codec_recipe_calibration")
+    torch.manual_seed(0)
+    codec = load_hparams()["codec"].eval()
+    wav = torch.randn(3, 4 * 16000) * torch.tensor([[0.3], [0.03], [0.003]])
+    codec.encode(wav)  # k-means initialises the codebooks
+    lens = torch.tensor([1.0, 1.0, 0.6])  # the padded segments do not count
+    batch = SimpleNamespace(sig=(wav, lens))
+    brain = SimpleNamespace(codec=codec, calibration_loader=[batch], device="cpu")
+    brain.segment_mel_drops = lambda w, n: recipe.CodecBrain.segment_mel_drops(brain, w, n)
+    drops = brain.segment_mel_drops(wav, lens).detach()
+    predicted = codec.predict_distances(wav, lens).detach()
+    valid = torch.tensor([[True] * 4, [True] * 4, [True, True, True, False]])
+    order = predicted[valid].argsort()
+    mean_drop = drops[valid][order].cumsum(0) / int(valid.sum())
+    budget = float(mean_drop.max() + mean_drop.min()) / 2  # some segments fit, not all
+    brain.hparams = SimpleNamespace(calibration_max_mel_drop=budget, target_light_share=0.5)
+    recipe.CodecBrain.calibrate(brain)
+    light = predicted[valid] < codec.threshold
+    assert 0 < int(light.sum()) < int(valid.sum())
+    assert float(drops[valid][light].sum()) / int(valid.sum()) <= budget
+    next_segment = order[int(light.sum())]  # the lowest prediction kept full
+    assert float(drops[valid][light].sum() + drops[valid][next_segment]) / int(valid.sum()) > budget
+    brain.hparams.calibration_max_mel_drop = None  # the light-share quantile instead
+    recipe.CodecBrain.calibrate(brain)
+    assert int((predicted[valid] < codec.threshold).sum()) == round(0.5 * int(valid.sum()))

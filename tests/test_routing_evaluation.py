@@ -120,6 +120,12 @@ def test_evaluation_writes_the_report_and_every_figure(tmp_path):
     assert results["switch"]["spearman"] == results["switch"]["spearman"]
     assert 0 <= results["switch"]["class_auroc"] <= 1 and "telling speech from silence" in report
     assert [p["share"] for p in results["sweep"]] == [0.0, 0.5, 1.0]
+    # the same speech at -35 and -15 dBFS: routed at each level, one target row
+    by_level = results["classes"]["speech"]["light_share_by_level"]
+    assert list(by_level) == ["-35", "-15"] and all(0 <= v <= 1 for v in by_level.values())
+    assert "light_share_by_level" not in results["classes"]["silence"]
+    assert "| speech: light share at -35 and -15 dBFS within 20 points |" in report
+    assert "| speech segments light >= 25% |" in report and "switch AUROC >= 0.85" in report
     segments = json.loads((out / "segments.json").read_text())
     # the headline AUROC scores the switch's own decision: true distance under the threshold
     light_ok = [s["true"] < results["threshold"] for s in segments]
@@ -210,7 +216,27 @@ def test_recorded_speech_joins_as_a_third_class(tmp_path):
     assert results["classes"]["recorded"]["clips"] == 2
     report = (out / "report.md").read_text()
     assert "| recorded | 2 |" in report and "(fig4_routes_recorded.png)" in report
+    assert "| recorded: light share at -35 and -15 dBFS within 20 points |" in report
     assert (out / "fig4_routes_recorded.png").stat().st_size > 5000
+
+
+def test_light_share_by_input_level_routes_each_level_through_the_switch():
+    sys.path.insert(0, str(ROOT / "recipes" / "AudioSet" / "routing"))
+    from evaluate import light_share_by_input_level
+
+    with open(MODEL) as f:
+        codec = load_hyperpyyaml(f)["codec"].eval()
+    wav = torch.randn(2, 32000) * 0.05
+    codec.encode(wav)  # initialise the codebooks
+    rms = wav.square().mean(-1, keepdim=True).sqrt()
+    loud = codec.predict_distances(wav / rms * 10 ** (-15 / 20)).detach()
+    quiet = codec.predict_distances(wav / rms * 10 ** (-35 / 20)).detach()
+    codec.threshold = float(torch.cat([loud, quiet]).median())
+    shares = light_share_by_input_level(codec, wav, [-35.0, -15.0], batch_size=1)
+    assert shares == {
+        "-35": pytest.approx(float((quiet < codec.threshold).float().mean())),
+        "-15": pytest.approx(float((loud < codec.threshold).float().mean())),
+    }
 
 
 def packaged_untrained_dsl(tmp_path):

@@ -42,8 +42,14 @@ from scipy.stats import spearmanr
 from speechbrain.utils.distributed import get_rank, if_main_process, run_on_main
 
 from speechbrain_dsl.atomic import write_json
-from speechbrain_dsl.evaluation.calibration import threshold_for_share
-from speechbrain_dsl.evaluation.metrics import level_errors_db, mel_distance, si_snr, visqol
+from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
+from speechbrain_dsl.evaluation.metrics import (
+    level_errors_db,
+    mel_distance,
+    segment_mel_distance,
+    si_snr,
+    visqol,
+)
 from speechbrain_dsl.nnet.dsl import activation_sparsity
 from speechbrain_dsl.nnet.segments import length_mask
 from speechbrain_dsl.training.recipe_utils import (
@@ -110,6 +116,7 @@ HPARAM_RULES = {
     "mel_bands": integer(low=1),
     "loss_weights": weights(LOSS_TERMS, number(low=0)),
     "target_light_share": number(above=0, below=1),
+    "calibration_max_mel_drop": optional(number(above=0)),
     "valid_visqol": boolean(),
     "valid_visqol_max_utterances": optional(integer(low=1)),
     "test_visqol_max_utterances": optional(integer(low=1)),
@@ -117,6 +124,7 @@ HPARAM_RULES = {
     "eval_modes": list_of(text(), EVAL_MODES),
     "use_tensorboard": boolean(),
     "segment_frames": integer(low=1),
+    "light_channels": integer(low=1),
     "threshold": number(),
     "step_log_file": optional(text()),
 }
@@ -363,9 +371,16 @@ class CodecBrain(sb.Brain):
 
     @torch.no_grad()
     def calibrate(self):
-        """Sets the threshold to the ``target_light_share`` quantile of predictions."""
+        """Sets the switch threshold on the calibration (validation) set.
+
+        With ``calibration_max_mel_drop`` set, the threshold is the largest whose
+        mixed pass loses at most that much mean segment mel distance against the
+        full pass (a quality budget); otherwise it is the ``target_light_share``
+        quantile of the predictions.
+        """
         codec = self.codec
-        predictions = []
+        max_drop = getattr(self.hparams, "calibration_max_mel_drop", None)
+        predictions, drops = [], []
         for batch in self.calibration_loader:
             wav, lens = batch.sig
             wav, lens = wav.to(self.device), lens.to(self.device)
@@ -373,10 +388,29 @@ class CodecBrain(sb.Brain):
             valid = codec.encoder.dsl.valid_segments(
                 lens, codec.frames_for(wav.shape[-1]), wav.shape[0], wav.device
             )
+            if max_drop is not None:
+                drop = self.segment_mel_drops(wav, lens)
+                count = min(drop.shape[1], predicted.shape[1])
+                predicted, valid = predicted[:, :count], valid[:, :count]
+                drops.append(drop[:, :count][valid])
             predictions.append(predicted[valid])
-        codec.threshold = threshold_for_share(
-            torch.cat(predictions), self.hparams.target_light_share
-        )
+        predictions = torch.cat(predictions)
+        if max_drop is None:
+            codec.threshold = threshold_for_share(predictions, self.hparams.target_light_share)
+        else:
+            codec.threshold, _ = threshold_for_quality_drop(predictions, torch.cat(drops), max_drop)
+
+    def segment_mel_drops(self, wav, lens):
+        """``[B, segments]``: segment mel distance of the light pass minus the full pass."""
+        codec = self.codec
+        frames = codec.frames_for(wav.shape[-1])
+        segment_samples = codec.encoder.dsl.segment_length(frames) * codec.hop_length
+        distances = []
+        for mode in ("light", "full"):
+            tokens = codec.encode_with_routing(wav, lens, mode=mode).tokens
+            wav_hat = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
+            distances.append(segment_mel_distance(wav_hat, wav, segment_samples))
+        return distances[0] - distances[1]
 
     @torch.no_grad()
     def evaluate_batch(self, batch, stage):
