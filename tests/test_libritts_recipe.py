@@ -522,13 +522,21 @@ def test_retrofit_stage_a_trains_only_the_dsl_then_stage_b_trains_everything(
     # Stage b: the same command with distillation over trains the whole codec.
     out_b = tmp_path / "finetune"
     result = run_recipe(
-        "codec_dsl_retrofit.yaml", corpus, out_b, *common, "--retrofit_distill_steps=1"
+        "codec_dsl_retrofit.yaml",
+        corpus,
+        out_b,
+        *common,
+        "--retrofit_distill_steps=1",
+        "--loss_weights={light_mel: 0.5, light_stft: 2.0}",  # merged into the YAML's dict
     )
     assert result.returncode == 0, result.stderr[-3000:]
     tuned = _codec_state(out_b / "save")
     assert not torch.equal(tuned["decoder.embed.weight"], baseline["decoder.embed.weight"])
     log = (out_b / "train_log.txt").read_text()
     assert "train mel" in log and "train adversarial" in log
+    # the light tail's decode is trained too: its terms are logged, finite and positive
+    light_mel = float(re.search(r"train light_mel: ([-\d.e+]+)", log).group(1))
+    assert 0 < light_mel < float("inf") and "train light_stft" in log
 
 
 def _recipe_module(name="codec_recipe_shares"):

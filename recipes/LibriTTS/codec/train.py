@@ -82,6 +82,8 @@ LOSS_TERMS = (
     "dsl_compression",
     "dsl_switch",
     "dsl_light",
+    "light_mel",
+    "light_stft",
 )
 EVAL_MODES = ("full", "light", "mixed")
 #: What each hyperparameter must be (keys a YAML does not use are skipped).
@@ -296,8 +298,37 @@ class CodecBrain(sb.Brain):
                 )
         if out.dsl is not None:
             terms.update(self._dsl_terms(out.dsl, lens))
+            terms.update(self.light_pass_terms(out.dsl.light_features, wav))
         terms["loss"] = self._weighted_sum(terms)
         return terms
+
+    def light_pass_terms(self, light, wav):
+        """``light_mel`` and ``light_stft``: the codec's losses on the light tail's decode.
+
+        Only when ``loss_weights`` gives them a weight. Eq. 4 alone distils the
+        light tail's features towards the full tail's; these terms also teach the
+        decoder to decode the light tail's features, and pass the reconstruction's
+        gradient to the light tail. The light features are quantized with the
+        codebooks frozen (no EMA update, no dead-code reset), straight through.
+        """
+        weights = self.hparams.loss_weights
+        if not (weights.get("light_mel", 0) or weights.get("light_stft", 0)):
+            return {}
+        codec = self.codec
+        features = light.transpose(1, 2)
+        quantizer_was_training = codec.quantizer.training
+        codec.quantizer.eval()
+        with torch.no_grad():
+            quantized, _, _ = codec.quantizer(features)
+        codec.quantizer.train(quantizer_was_training)
+        quantized = features + (quantized - features).detach()
+        with self.training_ctx:
+            decoded = codec.from_network(codec.decoder(quantized.transpose(1, 2)))
+        decoded = decoded[..., : wav.shape[-1]].float()
+        return {
+            "light_mel": self.modules.mel_loss(decoded, wav),
+            "light_stft": self.modules.stft_loss(decoded, wav),
+        }
 
     def distillation_losses(self, wav, lens):
         """Retrofit stage a: the DSL's terms (Eqs. 2-4) from encoder forwards only."""
