@@ -218,7 +218,7 @@ def main(argv=None):
             sys.exit(f"--subsets: {Path(args.corpus) / subset} holds no <spk>/<chap>/*.wav")
         rows[subset] = score(make_roundtrip(), evenly_spaced(wavs, args.max), rate, args.seconds)
         if args.package is not None:  # the tokens' nominal bitrate; none without quantiser
-            rows[subset]["kbps"] = float("nan") if args.latents else codec.bitrate
+            rows[subset]["kbps"] = None if args.latents else codec.bitrate
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -226,7 +226,8 @@ def main(argv=None):
     for subset, r in rows.items():
         print(
             f"{subset:<16}{r['utterances']:>11}{r['visqol_mean']:>8.2f}"
-            f"{r['visqol_median']:>8.2f}{r['mel']:>8.3f}{r['kbps']:>8.2f}"
+            f"{r['visqol_median']:>8.2f}{r['mel']:>8.3f}"
+            + (f"{r['kbps']:>8.2f}" if r["kbps"] is not None else f"{'-':>8}")
         )
 
 
