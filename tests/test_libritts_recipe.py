@@ -537,6 +537,26 @@ def test_retrofit_stage_a_trains_only_the_dsl_then_stage_b_trains_everything(
     # the light tail's decode is trained too: its terms are logged, finite and positive
     light_mel = float(re.search(r"train light_mel: ([-\d.e+]+)", log).group(1))
     assert 0 < light_mel < float("inf") and "train light_stft" in log
+    # checkpoints are ranked by the light pass (checkpoint_key), every pass's mel rides along
+    (meta,) = [m for m, _ in checkpoints(out_b / "save") if "mel_full" in m]
+    assert {"mel_full", "mel_light", "mel_mixed", "light_share"} <= set(meta)
+    assert meta["best_by"] == {"min_key": "mel_light"}
+
+
+def test_a_checkpoint_key_whose_pass_is_never_validated_is_refused(packaged_baseline_codec):
+    from speechbrain_dsl.training.checkpoints import load_codec
+
+    check = _recipe_module("codec_recipe_keys").check_checkpoint_key
+    baseline = load_codec(None, packaged_baseline_codec)
+    with pytest.raises(
+        ValueError, match=r"checkpoint_key='mel_light': expected a pass in eval_modes"
+    ):
+        check({"checkpoint_key": "mel_light", "eval_modes": ["full"], "codec": baseline})
+    with pytest.raises(
+        ValueError, match=r"checkpoint_key='mel_mixed': expected mel_full for a codec"
+    ):
+        check({"checkpoint_key": "mel_mixed", "eval_modes": ["full", "mixed"], "codec": baseline})
+    check({"checkpoint_key": "mel_full", "eval_modes": ["full"], "codec": baseline})
 
 
 def _recipe_module(name="codec_recipe_shares"):

@@ -33,8 +33,29 @@ import numpy as np
 from speechbrain_dsl.atomic import write_json, write_text
 from speechbrain_dsl.evaluation.check_clips import PASSES, light_share_by_level, write_check_clips
 
-#: The codec recipe's validation metric: its checkpointer keeps the lowest, the packager takes it.
+#: The codec recipe's default ``checkpoint_key``: its checkpointer keeps the lowest,
+#: the packager takes it.
 BEST_KEY = "mel_full"
+
+
+def best_key(run_folder):
+    """The metric that picked the run's best checkpoint (its ``checkpoint_key``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> _ = (run / "hyperparams.yaml").write_text("checkpoint_key: mel_light  # why\\n")
+    >>> best_key(run)
+    'mel_light'
+    >>> _ = (run / "hyperparams.yaml").write_text("seed: 1\\n")  # older runs: mel_full
+    >>> best_key(run)
+    'mel_full'
+    """
+    path = Path(run_folder) / "hyperparams.yaml"
+    text = path.read_text() if path.is_file() else ""
+    match = re.search(r"^checkpoint_key:\s*(\w+)", text, re.M)
+    return match.group(1) if match else BEST_KEY
 
 
 def _number(text):
@@ -266,10 +287,11 @@ def _packaged_record(run_folder, valid):
 
     from speechbrain_dsl.training.checkpoints import find_codec_checkpoint
 
-    packaged = find_codec_checkpoint(run_folder / "save", min_key=BEST_KEY)
+    key = best_key(run_folder)
+    packaged = find_codec_checkpoint(run_folder / "save", min_key=key)
     meta = yaml.safe_load((packaged.parent / "CKPT.yaml").read_text()) or {}
     matches = [r for r in valid if int(r["epoch"]) == meta.get("epoch")]
-    return matches[-1] if matches else min(valid, key=lambda r: r[f"valid {BEST_KEY}"])
+    return matches[-1] if matches else min(valid, key=lambda r: r[f"valid {key}"])
 
 
 def write_training_md(
@@ -315,7 +337,7 @@ def write_training_md(
         f"| seed | {seed.group(1) if seed else 'see hyperparams'} |",
         f"| optimizer steps | {steps} ({int(last['epoch'])} epochs) |",
         f"| packaged checkpoint | epoch {int(best['epoch'])}, step {int(best['optimizer_step'])} "
-        f"(lowest validation mel distance, full pass) |",
+        f"(lowest validation mel distance, {best_key(run_folder).split('_', 1)[1]} pass) |",
         f"| wall time | {seconds / 3600:.2f} h over {runs} run(s), validation included |",
         f"| device | {device} |",
         "",
@@ -401,6 +423,7 @@ def write_training_md(
         "device": device,
         "packaged_epoch": int(best["epoch"]),
         "packaged_step": int(best["optimizer_step"]),
+        "packaged_by": best_key(run_folder),
         "test": None
         if test is None
         else {k[len("test ") :]: v for k, v in test.items() if k.startswith("test ")},
@@ -455,12 +478,13 @@ def main(argv=None):
 
         earlier = [parse_earlier(text) for text in args.earlier]
         packaged = Path(args.out) / "codec.ckpt"
-        best = find_codec_checkpoint(Path(args.run_folder) / "save", min_key=BEST_KEY)
+        key = best_key(args.run_folder)
+        best = find_codec_checkpoint(Path(args.run_folder) / "save", min_key=key)
         if not packaged.is_file() or not _same_weights(packaged, best):
             raise ValueError(
                 f"{packaged} is not the run's best checkpoint {best}: package it "
                 f"first (python -m speechbrain_dsl.inference.package "
-                f"{Path(args.run_folder) / 'save'} --min-key {BEST_KEY} "
+                f"{Path(args.run_folder) / 'save'} --min-key {key} "
                 f"--out {args.out})"
             )
         codec = DSLCodecInterface.from_hparams(source=args.out, savedir=args.out).codec.eval()

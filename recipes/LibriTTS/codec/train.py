@@ -15,7 +15,8 @@ discriminators have their own optimizer. Each validation stage first calibrates
 the switch threshold (the ``target_light_share`` quantile of the switch's
 predictions on the validation set), so every checkpoint carries the threshold it
 was validated with; the test stage evaluates the best checkpoint (lowest
-full-pass mel distance) in full, light and mixed mode.
+``checkpoint_key``: the full-pass mel distance, or for a retrofit the light
+pass's, which is what fine-tuning improves) in full, light and mixed mode.
 
 Before anything is built or prepared, every hyperparameter is checked against
 ``HPARAM_RULES`` (a ``ValueError`` names each bad ``key=value`` and what was
@@ -60,6 +61,7 @@ from speechbrain_dsl.training.recipe_utils import (
     integer,
     list_of,
     number,
+    one_of,
     optional,
     quiet_third_party_loggers,
     text,
@@ -86,6 +88,8 @@ LOSS_TERMS = (
     "light_stft",
 )
 EVAL_MODES = ("full", "light", "mixed")
+#: Validation metrics (lower is better) that can pick the best checkpoint.
+CHECKPOINT_KEYS = ("mel_full", "mel_light", "mel_mixed")
 #: What each hyperparameter must be (keys a YAML does not use are skipped).
 HPARAM_RULES = {
     "seed": integer(),
@@ -129,6 +133,7 @@ HPARAM_RULES = {
     "light_channels": integer(low=1),
     "threshold": number(),
     "step_log_file": optional(text()),
+    "checkpoint_key": one_of(*CHECKPOINT_KEYS),
 }
 
 
@@ -164,6 +169,11 @@ class CodecBrain(sb.Brain):
                     RECOVERABLE, self.weight_average, optional_load=True
                 )
         self._evaluated_weights = None
+
+    @property
+    def checkpoint_key(self):
+        """The validation metric that ranks checkpoints (kept, tested, packaged)."""
+        return getattr(self.hparams, "checkpoint_key", "mel_full")
 
     @property
     def codec(self):
@@ -207,7 +217,7 @@ class CodecBrain(sb.Brain):
         self.hparams.train_logger.log_stats(stats_meta=stats_meta, train_stats=self.train_stats)
         self.checkpointer.save_and_keep_only(
             meta={"epoch": epoch},
-            min_keys=["mel_full"],
+            min_keys=[self.checkpoint_key],
             num_to_keep=self.hparams.keep_checkpoints,
         )
 
@@ -545,14 +555,15 @@ class CodecBrain(sb.Brain):
                 self.hparams.tensorboard_logger.log_stats(
                     stats_meta=stats_meta, train_stats=self.train_stats, valid_stats=summary
                 )
-            # ViSQOL rides along so a package can be chosen by it (--max-key visqol_full):
-            # the log-mel distance is thrown by decoded noise in digitally silent pauses
-            meta = {"mel_full": summary["mel_full"], "epoch": epoch}
-            if "visqol_full" in summary:
-                meta["visqol_full"] = summary["visqol_full"]
+            # Every pass's mel and ViSQOL ride along so a package can be chosen by
+            # any of them (--min-key mel_light, --max-key visqol_full): the log-mel
+            # distance is thrown by decoded noise in digitally silent pauses
+            ranked = [f"{m}_{mode}" for m in ("mel", "visqol") for mode in EVAL_MODES]
+            meta = {k: summary[k] for k in ranked + ["light_share"] if k in summary}
+            meta["epoch"] = epoch
             self.checkpointer.save_and_keep_only(
                 meta=meta,
-                min_keys=["mel_full"],
+                min_keys=[self.checkpoint_key],
                 num_to_keep=self.hparams.keep_checkpoints,
             )
         else:
@@ -686,6 +697,18 @@ def check_lengths(hparams):
             )
 
 
+def check_checkpoint_key(hparams):
+    """Refuses a ``checkpoint_key`` whose pass is never validated."""
+    key = hparams.get("checkpoint_key", "mel_full")
+    mode = key.split("_", 1)[1]
+    if mode not in hparams["eval_modes"]:
+        raise ValueError(
+            f"checkpoint_key={key!r}: expected a pass in eval_modes={hparams['eval_modes']!r}"
+        )
+    if mode != "full" and not hparams["codec"].has_dsl:
+        raise ValueError(f"checkpoint_key={key!r}: expected mel_full for a codec without a DSL")
+
+
 def check_steps_per_epoch(num_utterances, batch_size, manifest):
     """Refuses a run whose epochs would make no optimizer step (``drop_last=True``)."""
     processes = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
@@ -706,6 +729,7 @@ def main(argv):
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     check_lengths(hparams)
+    check_checkpoint_key(hparams)
     if (run_opts.get("device") or "cpu").startswith("cpu"):
         torch.set_num_threads(hparams["cpu_threads"])
     sb.create_experiment_directory(
@@ -777,7 +801,7 @@ def main(argv):
         train_loader_kwargs=train_kwargs,
         valid_loader_kwargs=eval_kwargs,
     )
-    brain.evaluate(datasets["test"], min_key="mel_full", test_loader_kwargs=eval_kwargs)
+    brain.evaluate(datasets["test"], min_key=brain.checkpoint_key, test_loader_kwargs=eval_kwargs)
     if torch.distributed.is_initialized():
         # Without this, gloo's threads can abort the interpreter at exit.
         torch.distributed.barrier()
