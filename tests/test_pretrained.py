@@ -17,9 +17,11 @@ from speechbrain_dsl.inference.interface import DSLCodecInterface
 FOLDERS = {
     "dsl": ROOT / "pretrained" / "dsl-codec-16k",
     "baseline": ROOT / "pretrained" / "baseline-codec-16k",
-    # the training campaign's latest weights (TRAINING.md at the root): --init_from
+    # the training campaign's final baseline, where both started (TRAINING.md at the root)
     "campaign": ROOT / "pretrained" / "campaign-baseline",
 }
+#: The two final reference models (the campaign's A/B pair).
+FINAL = ("dsl", "baseline")
 
 
 @pytest.fixture(scope="module", params=sorted(FOLDERS))
@@ -74,10 +76,11 @@ def test_recorded_check_numbers_are_re_measured(shipped):
     assert set(measured) == set(recorded) - {"clips"}
 
 
-def test_score_package_scores_the_campaign_models_check_clips():
+@pytest.mark.parametrize("name", FINAL)
+def test_score_package_scores_the_reference_models_check_clips(name):
     from tools.score_package import codec_roundtrip, evenly_spaced, main, score
 
-    folder = FOLDERS["campaign"]
+    folder = FOLDERS[name]
     wavs = sorted(str(p) for p in (folder / "check").glob("*.wav"))
     codec = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder)).codec.eval()
     row = score(codec_roundtrip(codec), evenly_spaced(wavs, 3), codec.sample_rate, seconds=3.0)
@@ -90,15 +93,15 @@ def test_score_package_scores_the_campaign_models_check_clips():
         main([str(folder), "--corpus", str(folder), "--subsets", "nowhere"])
 
 
-# The step-18,370 package (averaged weights) comes back within 0.65 / 1.18 / 1.44 dB of
-# the input on the six check clips at -40 / -25 / -10 dBFS, every clip quieter at -25 and
-# -10 (TRAINING.md); step 12,024 had missed -10 dBFS with 1.75 dB.
+# The final models come back within 1.5 dB of the input on the six check clips at -40,
+# -25 and -10 dBFS (their check.json records each level's error; TRAINING.md).
+@pytest.mark.parametrize("name", FINAL)
 @pytest.mark.parametrize("level", [-40.0, -25.0, -10.0])
-def test_campaign_model_output_level_follows_input_level(level):
+def test_reference_model_output_level_follows_input_level(name, level):
     """Issue 12's target: speech at -40, -25 and -10 dBFS comes back within 1.5 dB."""
     from speechbrain_dsl.evaluation.metrics import level_errors_db
 
-    folder = FOLDERS["campaign"]
+    folder = FOLDERS[name]
     interface = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder))
     clips, _ = read_check_clips(folder)
     errors = [

@@ -35,6 +35,20 @@ def test_lineage_joins_runs_at_their_fork_steps_with_the_time_spent_up_to_them(t
     assert wall_seconds(first / "log.txt") == (3 * 3600, 1)
 
 
+def test_a_run_started_from_a_package_continues_the_count_after_its_fork(tmp_path):
+    first = _run(tmp_path / "baseline", [(1, 5, 0.9), (2, 10, 0.8)], start_hour=0)
+    # --init_from a package of step 10: the retrofit counts its own steps from 0 again
+    second = _run(tmp_path / "retrofit", [(1, 5, 0.75), (2, 10, 0.7)], start_hour=10)
+    valid, parts = lineage(second, [(first, 10)])
+    assert [(r["run"], r["optimizer_step"], r["run_step"]) for r in valid] == [
+        ("baseline", 5, 5), ("baseline", 10, 10), ("retrofit", 15, 5), ("retrofit", 20, 10),
+    ]  # fmt: skip
+    assert [(p["run"], p["from_step"], p["to_step"]) for p in parts] == [
+        ("baseline", 0, 10),
+        ("retrofit", 10, 20),
+    ]
+
+
 def test_a_fork_step_that_was_never_validated_is_refused(tmp_path):
     first = _run(tmp_path / "phase1", [(1, 5, 0.9), (2, 10, 0.8)], start_hour=0)
     second = _run(tmp_path / "phase2", [(3, 15, 0.7)], start_hour=10)

@@ -585,11 +585,21 @@ def write_report(demo):
         if (f / "record.json").is_file()
     }
     if records:
+        subsets = sorted(
+            {
+                k.split("@", 1)[1]
+                for rec in records.values()
+                for k in (rec.get("test") or {})
+                if k.startswith("visqol_full@")
+            }
+        )
         lines += [
-            "## Reference models (`pretrained/`, held-out speakers of the generated LibriTTS)",
+            "## Reference models (`pretrained/`, held-out speakers of the LibriTTS look-alike)",
             "",
-            "| model | steps | CPU hours | pass | mel distance | ViSQOL | light share |",
-            "|---|---|---|---|---|---|---|",
+            "| model | steps | CPU hours | pass | mel distance | ViSQOL |"
+            + "".join(f" ViSQOL {s} |" for s in subsets)
+            + " light share |",
+            "|---|---|---|---|---|---|" + "---|" * len(subsets) + "---|",
         ]
         for name, rec in records.items():
             for mode in ("full", "light", "mixed"):
@@ -598,8 +608,9 @@ def write_report(demo):
                     share = test.get("light_share") if mode == "mixed" else None
                     lines.append(
                         f"| {name} | {rec['steps']} | {rec['wall_hours']:.1f} | {mode} | "
-                        f"{test[f'mel_{mode}']:.3f} | {_fmt(test.get(f'visqol_{mode}'))} | "
-                        f"{_fmt(share, '{:.0%}')} |"
+                        f"{test[f'mel_{mode}']:.3f} | {_fmt(test.get(f'visqol_{mode}'))} |"
+                        + "".join(f" {_fmt(test.get(f'visqol_{mode}@{s}'))} |" for s in subsets)
+                        + f" {_fmt(share, '{:.0%}')} |"
                     )
         lines += ["", "Full records: `pretrained/*/TRAINING.md`.", ""]
     if dsl:

@@ -152,26 +152,34 @@ def lineage(run_folder, earlier=()):
     ``earlier``: ``(folder, step)`` pairs, oldest first; each run contributes its
     records up to its fork step, the next run its records after it. Returns
     ``(valid, parts)``: the records, each with a ``run`` key (its folder's
-    name), and per run ``{"run", "from_step", "to_step", "hours", "runs"}``.
+    name), and per run ``{"run", "from_step", "to_step", "hours", "runs"}``. Steps
+    count along the lineage: a run whose own count starts again (``--init_from``
+    a package) is placed after the fork, its own step kept as ``run_step``.
     """
     valid, parts, start = [], [], 0
     for folder, fork in [*earlier, (Path(run_folder), None)]:
         records, _ = parse_train_log(folder / "train_log.txt")
+        # A run started with --init_from counts its steps from 0 again: its records
+        # continue the lineage at the previous fork (run_step keeps its own count).
+        offset = start if records and records[0]["optimizer_step"] <= start else 0
         kept = [
-            {**r, "run": folder.name}
+            {**r, "run": folder.name, "run_step": r["optimizer_step"],
+             "optimizer_step": r["optimizer_step"] + offset}
             for r in records
-            if r["optimizer_step"] > start and (fork is None or r["optimizer_step"] <= fork)
-        ]
-        if fork is not None and not any(r["optimizer_step"] == fork for r in kept):
+            if r["optimizer_step"] + offset > start and (fork is None or r["optimizer_step"] <= fork)
+        ]  # fmt: skip
+        if fork is not None and not any(r["run_step"] == fork for r in kept):
             raise ValueError(f"{folder / 'train_log.txt'} has no validation at step {fork}")
         seconds, runs = wall_seconds(folder / "log.txt", until_step=fork)
-        to_step = fork if fork is not None else (kept[-1]["optimizer_step"] if kept else start)
+        to_step = (
+            fork + offset if fork is not None else (kept[-1]["optimizer_step"] if kept else start)
+        )
         parts.append(
             dict(run=folder.name, from_step=start, to_step=int(to_step), hours=seconds / 3600,
                  runs=runs)
         )  # fmt: skip
         valid += kept
-        start = fork if fork is not None else start
+        start = to_step if fork is not None else start
     return valid, parts
 
 
@@ -269,16 +277,43 @@ def _data_root(run_folder, data_folder=None):
 
 
 def _table(test):
-    rows = ["| pass | mel distance | ViSQOL | SI-SNR (dB) |", "|---|---|---|---|"]
+    """Test-stage rows per pass; a multi-subset test adds each subset's mel and ViSQOL.
+
+    Example
+    -------
+    >>> print(_table({"test mel_full": 0.5, "test visqol_full": 3.1, "test sisnr_full": -30.0,
+    ...               "test mel_full@test-clean": 0.4, "test visqol_full@test-clean": 3.3}))
+    | pass | mel distance | ViSQOL | SI-SNR (dB) | mel test-clean | ViSQOL test-clean |
+    |---|---|---|---|---|---|
+    | full | 0.500 | 3.10 | -30.0 | 0.400 | 3.30 |
+    """
+    subsets = sorted({k.split("@", 1)[1] for k in test if k.startswith("test mel_full@")})
+    nan = float("nan")
+    rows = [
+        "| pass | mel distance | ViSQOL | SI-SNR (dB) |"
+        + "".join(f" mel {s} | ViSQOL {s} |" for s in subsets),
+        "|---|---|---|---|" + "---|---|" * len(subsets),
+    ]
     for name in PASSES:
         if f"test mel_{name}" not in test:
             continue
         rows.append(
             f"| {name} | {test[f'test mel_{name}']:.3f} | "
-            f"{test.get(f'test visqol_{name}', float('nan')):.2f} | "
-            f"{test.get(f'test sisnr_{name}', float('nan')):.1f} |"
+            f"{test.get(f'test visqol_{name}', nan):.2f} | "
+            f"{test.get(f'test sisnr_{name}', nan):.1f} |"
+            + "".join(
+                f" {test.get(f'test mel_{name}@{s}', nan):.3f} |"
+                f" {test.get(f'test visqol_{name}@{s}', nan):.2f} |"
+                for s in subsets
+            )
         )
     return "\n".join(rows)
+
+
+def _own_count(record):
+    """``"step N of `run`, "`` where a run counted its steps from 0 again, else ``""``."""
+    own = int(record.get("run_step", record["optimizer_step"]))
+    return "" if own == int(record["optimizer_step"]) else f"step {own} of `{record['run']}`, "
 
 
 def _packaged_record(run_folder, valid):
@@ -290,8 +325,9 @@ def _packaged_record(run_folder, valid):
     key = best_key(run_folder)
     packaged = find_codec_checkpoint(run_folder / "save", min_key=key)
     meta = yaml.safe_load((packaged.parent / "CKPT.yaml").read_text()) or {}
-    matches = [r for r in valid if int(r["epoch"]) == meta.get("epoch")]
-    return matches[-1] if matches else min(valid, key=lambda r: r[f"valid {key}"])
+    mine = [r for r in valid if r["run"] == run_folder.name]  # epochs restart with --init_from
+    matches = [r for r in mine if int(r["epoch"]) == meta.get("epoch")]
+    return matches[-1] if matches else min(mine, key=lambda r: r[f"valid {key}"])
 
 
 def write_training_md(
@@ -335,9 +371,10 @@ def write_training_md(
         f"| corpus | `{corpus_command}` |",
         f"| training | `{train_command}` |",
         f"| seed | {seed.group(1) if seed else 'see hyperparams'} |",
-        f"| optimizer steps | {steps} ({int(last['epoch'])} epochs) |",
+        f"| optimizer steps | {steps} ({_own_count(last)}{int(last['epoch'])} epochs) |",
         f"| packaged checkpoint | epoch {int(best['epoch'])}, step {int(best['optimizer_step'])} "
-        f"(lowest validation mel distance, {best_key(run_folder).split('_', 1)[1]} pass) |",
+        f"({_own_count(best)}lowest validation mel distance, "
+        f"{best_key(run_folder).split('_', 1)[1]} pass) |",
         f"| wall time | {seconds / 3600:.2f} h over {runs} run(s), validation included |",
         f"| device | {device} |",
         "",
@@ -394,9 +431,15 @@ def write_training_md(
         + "".join(f" ViSQOL {s} |" for s in subsets),
         "|---" * (2 + sum(f"valid mel_{p}" in last for p in PASSES) + len(subsets)) + "|",
     ]
-    shown = valid[:: max(1, len(valid) // 12)]
+    # the runs this one continued in a few rows, this run's own records in up to 12
+    mine = [r for r in valid if r["run"] == run_folder.name]
+    before = valid[: len(valid) - len(mine)]
+    shown = before[:: max(1, len(before) // 8)] + mine[:: max(1, len(mine) // 12)]
+    nan = float("nan")
     for record in shown + ([last] if shown[-1] is not last else []):
-        cells = [f"{record[f'valid mel_{p}']:.3f}" for p in PASSES if f"valid mel_{p}" in last]
+        cells = [
+            f"{record.get(f'valid mel_{p}', nan):.3f}" for p in PASSES if f"valid mel_{p}" in last
+        ]
         cells.append(f"{record.get('valid visqol_full', float('nan')):.2f}")
         cells += [f"{record.get(f'valid visqol_full@{s}', float('nan')):.2f}" for s in subsets]
         lines.append(f"| {int(record['optimizer_step'])} | " + " | ".join(cells) + " |")
@@ -422,7 +465,8 @@ def write_training_md(
         "lineage": parts,
         "device": device,
         "packaged_epoch": int(best["epoch"]),
-        "packaged_step": int(best["optimizer_step"]),
+        "packaged_step": int(best["optimizer_step"]),  # along the lineage
+        "packaged_run_step": int(best["run_step"]),
         "packaged_by": best_key(run_folder),
         "test": None
         if test is None
