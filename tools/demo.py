@@ -565,9 +565,11 @@ def write_report(demo):
         "",
         f"Size: `{demo.size_name}`. Every number below was produced by `make demo"
         f"{' QUICK=1' if demo.size_name == 'quick' else ''}` on this machine "
-        f"({platform.machine()}, {platform.processor() or 'CPU'}); the *data* column says "
-        "where it comes from. All corpora are generated look-alikes with espeak-ng speech in "
-        "the real datasets' layouts: **no real-data numbers here**.",
+        f"({platform.machine()}, {platform.processor() or 'CPU'}), except the reference "
+        "models' table, read from their training records; the *data* column says where "
+        "each comes from. The demo's corpora are generated look-alikes with espeak-ng speech "
+        "in the real datasets' layouts: the only real speech is the reference models' "
+        "held-out recordings (`test-recorded`).",
         "",
         "## The paper's numbers next to ours",
         "",
