@@ -612,7 +612,7 @@ def write_report(demo):
                         f"| {name} | {rec['steps']} | {rec['wall_hours']:.1f} | {mode} | "
                         f"{test[f'mel_{mode}']:.3f} | {_fmt(test.get(f'visqol_{mode}'))} |"
                         + "".join(f" {_fmt(test.get(f'visqol_{mode}@{s}'))} |" for s in subsets)
-                        + f" {_fmt(share, '{:.0%}')} |"
+                        + f" {_fmt(share, '{:.1%}')} |"
                     )
         lines += ["", "Full records: `pretrained/*/TRAINING.md`.", ""]
     if dsl:

@@ -95,8 +95,13 @@ def parse_train_log(path):
     return valid, test
 
 
+#: Lines a run logs as it starts (SpeechBrain's quirks, then "Beginning experiment!").
+RUN_START = (" - speechbrain.utils.quirks - ", "Beginning experiment!")
+
+
 def wall_seconds(log_txt, until_step=None):
-    """Seconds the recipe ran, summed over its runs (each starts with 'Beginning experiment!').
+    """Seconds the recipe ran, summed over its runs (each starts with the lines of
+    ``RUN_START``; the time between a run's last line and the next start is idle).
 
     With ``until_step``, only up to the line that logs the epoch ending at that
     optimizer step (the time a run forked from there had spent).
@@ -106,23 +111,31 @@ def wall_seconds(log_txt, until_step=None):
     >>> import tempfile
     >>> path = tempfile.mktemp()
     >>> _ = open(path, "w").write(
+    ...     "2026-01-01 10:00:00,0 - speechbrain.utils.quirks - INFO - Applied quirks\\n"
     ...     "2026-01-01 10:00:00,0 - core - INFO - Beginning experiment!\\n"
     ...     "2026-01-01 10:30:00,0 - train_logger - INFO - epoch: 1, optimizer_step: 5\\n"
-    ...     "2026-01-01 11:00:00,0 - train_logger - INFO - epoch: 2, optimizer_step: 10\\n")
+    ...     "2026-01-01 11:00:00,0 - train_logger - INFO - epoch: 2, optimizer_step: 10\\n"
+    ...     "2026-01-01 13:00:00,0 - speechbrain.utils.quirks - INFO - Applied quirks\\n"
+    ...     "2026-01-01 13:00:00,0 - core - INFO - Beginning experiment!\\n"
+    ...     "2026-01-01 13:30:00,0 - train_logger - INFO - epoch: 3, optimizer_step: 15\\n")
     >>> wall_seconds(path), wall_seconds(path, until_step=5)
-    ((3600.0, 1), (1800.0, 1))
+    ((5400.0, 2), (1800.0, 1))
     """
     stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ - ")
     step = re.compile(r" - epoch: \d+, optimizer_step: (\d+)")
-    runs, first, last = [], None, None
+    runs, first, last, starting = [], None, None, True
     for line in Path(log_txt).read_text().splitlines():
         match = stamp.match(line)
         if not match:
             continue
         when = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
-        if "Beginning experiment!" in line and first is not None:
-            runs.append((last - first).total_seconds())
-            first = None
+        if any(marker in line for marker in RUN_START):
+            if first is not None and not starting:  # a new run: close the last one
+                runs.append((last - first).total_seconds())
+                first = None
+            starting = True
+        else:
+            starting = False
         first = first or when
         last = when
         logged = step.search(line)

@@ -510,7 +510,7 @@ def main(argv):
     counts = prepare_audioset(
         hp["segments_csv"], hp["class_labels_csv"], hp["audio_folder"], out_dir / "manifest.json"
     )
-    checkpoint = find_codec_checkpoint(hp["codec_checkpoint"], min_key="mel_full")
+    checkpoint = find_codec_checkpoint(hp["codec_checkpoint"])  # the run's best_by
     codec = load_codec(hp["model_yaml"], checkpoint)
     if hp["threshold"] is not None:
         codec.threshold = hp["threshold"]

@@ -101,10 +101,8 @@ def main(argv):
     if too_many:
         raise ValueError(f"{manifest_file}: counts {too_many} exceed max_count={hp['max_count']}")
 
-    # a codec recipe save folder: its best checkpoint has the lowest validation mel distance
-    codec, checkpoint = load_frozen_codec(
-        hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"], min_key="mel_full"
-    )
+    # a codec recipe save folder: the checkpoint the run kept as best (its best_by)
+    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"])
     cache = EmbeddingCache(
         hp["cache_folder"], codec, hp["encode_batch_size"], max_seconds=hp["clip_seconds"]
     )

@@ -801,7 +801,15 @@ def main(argv):
         train_loader_kwargs=train_kwargs,
         valid_loader_kwargs=eval_kwargs,
     )
-    brain.evaluate(datasets["test"], min_key=brain.checkpoint_key, test_loader_kwargs=eval_kwargs)
+    key = brain.checkpoint_key
+    if not any(key in c.meta for c in brain.checkpointer.list_checkpoints()):
+        # e.g. a run whose checkpoints predate its checkpoint_key: never test the
+        # weights in memory under the best checkpoint's name
+        raise ValueError(
+            f"checkpoint_key={key!r}: no checkpoint in {hparams['save_folder']} records it; "
+            f"validate once more (a larger --number_of_epochs) or pass --checkpoint_key=mel_full"
+        )
+    brain.evaluate(datasets["test"], min_key=key, test_loader_kwargs=eval_kwargs)
     if torch.distributed.is_initialized():
         # Without this, gloo's threads can abort the interpreter at exit.
         torch.distributed.barrier()

@@ -267,10 +267,8 @@ def main(argv):
     labels = sorted({e["label"] for e in manifests["train"].values()})
     targets = {s: {u: labels.index(e["label"]) for u, e in manifests[s].items()} for s in SPLITS}
 
-    # a codec recipe save folder: its best checkpoint has the lowest validation mel distance
-    codec, checkpoint = load_frozen_codec(
-        hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"], min_key="mel_full"
-    )
+    # a codec recipe save folder: the checkpoint the run kept as best (its best_by)
+    codec, checkpoint = load_frozen_codec(hp["model_yaml"], hp["codec_checkpoint"], hp["threshold"])
     cache = EmbeddingCache(hp["cache_folder"], codec, hp["encode_batch_size"], max_seconds=1.0)
     costs = part_costs(codec.encoder, codec.sample_rate) if codec.has_dsl else None
     make_probe = probe_factory(
