@@ -18,6 +18,7 @@ from speechbrain.utils.train_logger import FileTrainLogger
 from speechbrain_dsl.data.synthetic import make_libritts
 from speechbrain_dsl.evaluation.metrics import mel_distance
 from speechbrain_dsl.lobes.dsl_encoder import baseline_to_dsl_state
+from speechbrain_dsl.training.checkpoints import verify_manifest
 from speechbrain_dsl.training.recipe_utils import RunningMeans
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -541,6 +542,18 @@ def test_retrofit_stage_a_trains_only_the_dsl_then_stage_b_trains_everything(
     (meta,) = [m for m, _ in checkpoints(out_b / "save") if "mel_full" in m]
     assert {"mel_full", "mel_light", "mel_mixed", "light_share"} <= set(meta)
     assert meta["best_by"] == {"min_key": "mel_light"}
+    # before testing, the tested checkpoint was calibrated on ViSQOL (the YAML's budget)
+    # and keeps the threshold in its weights, so a package of it routes as tested
+    assert meta["visqol_budget"] == 0.05 and 0 <= meta["visqol_calibrated_share"] <= 1
+    (best,) = [
+        c
+        for c in Path(out_b / "save").glob("CKPT+*")
+        if "mel_full" in (c / "CKPT.yaml").read_text()
+    ]
+    saved = torch.load(best / "codec.ckpt", weights_only=True)["encoder.dsl.calibrated_threshold"]
+    tested = json.loads((out_b / "test_metrics.json").read_text())["threshold"]
+    assert float(saved) == pytest.approx(meta["threshold"]) == pytest.approx(tested)
+    assert verify_manifest(best)
 
 
 def test_a_checkpoint_key_whose_pass_is_never_validated_is_refused(packaged_baseline_codec):
@@ -654,3 +667,53 @@ def test_quality_budget_calibration_keeps_the_mixed_drop_within_the_budget():
     brain.hparams.calibration_max_mel_drop = None  # the light-share quantile instead
     recipe.CodecBrain.calibrate(brain)
     assert int((predicted[valid] < codec.threshold).sum()) == round(0.5 * int(valid.sum()))
+
+
+def test_visqol_calibration_keeps_the_worst_subset_drop_within_the_budget():
+    """``calibration_max_visqol_drop``: the share :meth:`calibrate` allows is halved
+    while the mixed pass loses more ViSQOL than the budget on a validation subset;
+    utterances routed all full keep the full pass's scores. On the shipped DSL
+    model and its held-out check clips (real ViSQOL needs a codec that codes)."""
+    from types import SimpleNamespace
+
+    from speechbrain_dsl.evaluation.check_clips import read_check_clips
+    from speechbrain_dsl.training.checkpoints import load_codec
+
+    recipe = _recipe_module("codec_recipe_visqol_calibration")
+    codec = load_codec(None, ROOT / "pretrained" / "dsl-codec-16k").eval()
+    clips, meta = read_check_clips(ROOT / "pretrained" / "dsl-codec-16k")
+    wav = torch.stack(clips[:4])
+    lens = torch.ones(4)
+    paths = [f"/c/{subset}/1/2/{n}" for subset, n in zip(["a", "a", "b", "b"], meta["clips"])]
+    batch = SimpleNamespace(sig=(wav, lens), wav=paths)
+    brain = SimpleNamespace(codec=codec, calibration_loader=[batch], device="cpu", valid_size=4)
+    brain.hparams = SimpleNamespace(
+        calibration_max_mel_drop=None, target_light_share=0.75, valid_visqol_max_utterances=None
+    )
+    for name in ("calibrate", "visqol_utterances", "pass_visqol", "segment_mel_drops"):
+        setattr(brain, name, getattr(recipe.CodecBrain, name).__get__(brain))
+
+    full, _ = brain.pass_visqol(wav, lens, "full")
+    assert float(full.mean()) > 1.5  # a codec that codes (3 s clips score low)
+    codec.threshold = float("-inf")  # nothing light: the full scores come back unscored
+    again, routing = brain.pass_visqol(wav, lens, "mixed", unless_all_full=full)
+    assert not routing.route.any() and torch.equal(again, full)
+
+    def worst_drop():
+        mixed, _ = brain.pass_visqol(wav, lens, "mixed")
+        drop = full - mixed
+        return max(float(drop[:2].mean()), float(drop[2:].mean()))
+
+    share, tried = recipe.CodecBrain.calibrate_on_visqol(brain, max_drop=10.0, steps=2)
+    assert share == pytest.approx(0.75, abs=0.1) and list(tried) == [share]  # within budget
+    high, drop_at_high = share, tried[share]
+    assert drop_at_high > 0.2 and drop_at_high == pytest.approx(worst_drop(), abs=1e-6)
+    budget = drop_at_high / 2
+    share, tried = recipe.CodecBrain.calibrate_on_visqol(brain, max_drop=budget, steps=2)
+    assert list(tried)[:2] == [high, high / 2] and len(tried) == 3 and share < high
+    assert share == 0.0 or tried[share] <= budget
+    assert all(drop > budget for s, drop in tried.items() if s > share)
+    light = codec.predict_distances(wav, lens) < codec.threshold  # the threshold left set
+    assert float(light.float().mean()) == pytest.approx(share, abs=0.1)
+    if share > 0:
+        assert worst_drop() == pytest.approx(tried[share], abs=1e-6)

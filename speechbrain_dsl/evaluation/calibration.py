@@ -81,3 +81,55 @@ def threshold_for_quality_drop(predicted, quality_drop, max_drop):
     count = int(allowed.max()) + 1 if allowed.numel() else 0
     share = count / predicted.numel()
     return threshold_for_share(predicted, share), share
+
+
+def largest_share_within(drop_at, high, max_drop, steps=4):
+    """Largest light share in ``[0, high]`` whose quality drop stays within ``max_drop``.
+
+    For a costly measure (e.g. ViSQOL of the mixed pass on a calibration set):
+    ``high`` is tried first, then ``steps`` halvings of the interval. The drop is
+    taken to grow with the share, and a share of 0 (the full pass) to lose nothing.
+
+    Arguments
+    ---------
+    drop_at : callable
+        ``drop_at(share) -> float``: the quality lost at that light share.
+    high : float
+        The largest share to consider (e.g. the one a cheaper budget allows).
+    max_drop : float
+    steps : int
+        Halvings after ``high`` failed; the answer is within ``high / 2**steps``.
+
+    Returns
+    -------
+    share : float
+        0 when even the smallest share tried breaks the budget.
+    tried : dict
+        ``{share: drop}`` of every share measured, in order.
+
+    Example
+    -------
+    >>> share, tried = largest_share_within(lambda s: s / 2, high=0.4, max_drop=0.05)
+    >>> share, [round(s, 3) for s in tried]
+    (0.1, [0.4, 0.2, 0.1, 0.15, 0.125])
+    >>> largest_share_within(lambda s: 0.0, high=0.4, max_drop=0.05)[0]
+    0.4
+    """
+    if steps < 0:
+        raise ValueError(f"largest_share_within: steps must be >= 0, got {steps}")
+    tried = {}
+
+    def within(share):
+        tried[share] = float(drop_at(share))
+        return tried[share] <= max_drop
+
+    if high <= 0 or within(high):
+        return max(high, 0.0), tried
+    low, up = 0.0, high
+    for _ in range(steps):
+        middle = (low + up) / 2
+        if within(middle):
+            low = middle
+        else:
+            up = middle
+    return low, tried

@@ -38,6 +38,7 @@ import pickle
 import random
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
 
@@ -794,6 +795,89 @@ class AtomicCheckpointer(Checkpointer):
                     f"Don't know how to load {type(obj)} ({key}). Register a "
                     f"default hook or add a custom hook for this object."
                 )
+
+
+def update_checkpoint(folder: PathLike, meta: Optional[Dict] = None, tensors=None) -> Path:
+    """Changes a saved checkpoint in place: entries of its meta and of its state dicts.
+
+    For a result that belongs to the checkpoint but is made after it was saved
+    (a threshold calibrated on ViSQOL before testing). Every new file (the
+    changed ``<recoverable>.ckpt``, ``CKPT.yaml``, ``SHA256SUMS``) is written and
+    synced under a temporary name first, then all are renamed into place at once,
+    the manifest last, so a kill leaves the old checkpoint or (but for a window of
+    three renames) the new one.
+
+    Arguments
+    ---------
+    folder : path
+        A ``CKPT+...`` folder.
+    meta : dict, optional
+        Entries added to (or replacing those of) its ``CKPT.yaml``.
+    tensors : dict, optional
+        ``{recoverable: {state key: tensor}}``; each key must exist already.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> ckpt = AtomicCheckpointer(tempfile.mkdtemp(), {"layer": torch.nn.Linear(2, 2)})
+    >>> saved = ckpt.save_checkpoint(meta={"loss": 1.0})
+    >>> _ = update_checkpoint(saved.path, {"note": "x"}, {"layer": {"bias": torch.ones(2)}})
+    >>> torch.load(saved.path / "layer.ckpt")["bias"].tolist(), verify_manifest(saved.path)
+    ([1.0, 1.0], True)
+    >>> found = ckpt.find_checkpoint()
+    >>> found.meta["note"], found.meta["loss"], found.meta["unixtime"] == saved.meta["unixtime"]
+    ('x', 1.0, True)
+    """
+    folder = Path(folder)
+    if not verify_manifest(folder):
+        raise CheckpointError(f"{folder}: no {MANIFEST} to keep up to date; not a checkpoint?")
+    staged = {}  # final name -> temporary path
+    manifest = None
+    try:
+        for name, changes in (tensors or {}).items():
+            path = folder / f"{name}{PARAMFILE_EXT}"
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            unknown = sorted(set(changes) - set(state))
+            if unknown:
+                raise KeyError(f"{path} has no entries {_some(unknown)}")
+            state.update({key: torch.as_tensor(value) for key, value in changes.items()})
+            staged[path.name] = _stage(
+                folder, path.name, lambda tmp, state=state: torch.save(state, tmp)
+            )
+        if meta:
+            old = yaml.safe_load((folder / METAFNAME).read_text(encoding="utf-8"))
+            text = "# yamllint disable\n" + yaml.dump({**old, **meta})
+            staged[METAFNAME] = _stage(
+                folder, METAFNAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+            )
+        sums = read_manifest(folder)
+        for name, tmp in staged.items():
+            sums[name] = sha256_file(tmp)
+        lines = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
+        manifest = _stage(folder, MANIFEST, lambda tmp: Path(tmp).write_text(lines))
+        for name, tmp in staged.items():
+            os.replace(tmp, folder / name)
+        os.replace(manifest, folder / MANIFEST)
+        _sync_folder(folder)
+    finally:
+        for tmp in [*staged.values(), manifest]:
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
+    return folder
+
+
+def _stage(folder: Path, name: str, write) -> str:
+    """A synced temporary file ``folder/.name.*`` that ``write(path)`` filled."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.remove(tmp)
+        raise
+    return tmp
 
 
 def _sync_folder(folder: Path) -> None:

@@ -28,6 +28,7 @@ that file (one file per process), e.g. to compare a resumed run with one that
 never stopped.
 """
 
+import contextlib
 import logging
 import math
 import random
@@ -43,7 +44,11 @@ from scipy.stats import spearmanr
 from speechbrain.utils.distributed import get_rank, if_main_process, run_on_main
 
 from speechbrain_dsl.atomic import write_json
-from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
+from speechbrain_dsl.evaluation.calibration import (
+    largest_share_within,
+    threshold_for_quality_drop,
+    threshold_for_share,
+)
 from speechbrain_dsl.evaluation.metrics import (
     level_errors_db,
     mel_distance,
@@ -53,6 +58,7 @@ from speechbrain_dsl.evaluation.metrics import (
 )
 from speechbrain_dsl.nnet.dsl import activation_sparsity
 from speechbrain_dsl.nnet.segments import length_mask
+from speechbrain_dsl.training.checkpoints import update_checkpoint
 from speechbrain_dsl.training.recipe_utils import (
     RunningMeans,
     boolean,
@@ -123,6 +129,8 @@ HPARAM_RULES = {
     "loss_weights": weights(LOSS_TERMS, number(low=0)),
     "target_light_share": number(above=0, below=1),
     "calibration_max_mel_drop": optional(number(above=0)),
+    "calibration_max_visqol_drop": optional(number(above=0)),
+    "calibration_visqol_steps": integer(low=0),
     "valid_visqol": boolean(),
     "valid_visqol_max_utterances": optional(integer(low=1)),
     "test_visqol_max_utterances": optional(integer(low=1)),
@@ -417,7 +425,7 @@ class CodecBrain(sb.Brain):
         With ``calibration_max_mel_drop`` set, the threshold is the largest whose
         mixed pass loses at most that much mean segment mel distance against the
         full pass (a quality budget); otherwise it is the ``target_light_share``
-        quantile of the predictions.
+        quantile of the predictions. Returns the predictions (of valid segments).
         """
         codec = self.codec
         max_drop = getattr(self.hparams, "calibration_max_mel_drop", None)
@@ -440,6 +448,116 @@ class CodecBrain(sb.Brain):
             codec.threshold = threshold_for_share(predictions, self.hparams.target_light_share)
         else:
             codec.threshold, _ = threshold_for_quality_drop(predictions, torch.cat(drops), max_drop)
+        return predictions
+
+    @torch.no_grad()
+    def calibrate_on_visqol(self, max_drop, steps):
+        """Lowers the light share of :meth:`calibrate` until ViSQOL keeps within budget.
+
+        :meth:`calibrate` (the mel budget, or the light-share target) gives the
+        largest share; :func:`largest_share_within` then halves it while the mixed
+        pass loses more than ``max_drop`` mean ViSQOL against the full pass on any
+        validation subset (generated and recorded speech each count), scored on the
+        same evenly spaced ``valid_visqol_max_utterances`` as validation. A mel
+        budget is not a ViSQOL budget: on the campaign's retrofit, 0.05 mean segment
+        mel cost 0.10 ViSQOL. Only utterances with a light segment are re-scored.
+
+        Returns
+        -------
+        share : float
+            Light share (of validation segments) at the threshold set.
+        tried : dict
+            ``{share: worst subset ViSQOL drop}`` of every share tried.
+        """
+        codec = self.codec
+        predictions = self.calibrate()
+        high = float((predictions < codec.threshold).float().mean())
+        picked = list(self.visqol_utterances())
+        full = [self.pass_visqol(wav, lens, "full")[0] for wav, lens, _ in picked]
+        subsets = [subset for _, _, names in picked for subset in names]
+
+        def worst_drop(share):
+            codec.threshold = threshold_for_share(predictions, share)
+            mixed = []
+            for (wav, lens, _), scores in zip(picked, full):
+                mixed.append(self.pass_visqol(wav, lens, "mixed", unless_all_full=scores)[0])
+            drops = torch.cat(full) - torch.cat(mixed)
+            by_subset = {}
+            for subset, drop in zip(subsets, drops.tolist()):
+                if drop == drop:  # NaN: a silent reference
+                    by_subset.setdefault(subset, []).append(drop)
+            return max((sum(d) / len(d) for d in by_subset.values()), default=0.0)
+
+        share, tried = largest_share_within(worst_drop, high, max_drop, steps)
+        codec.threshold = threshold_for_share(predictions, share)
+        return share, tried
+
+    def visqol_utterances(self):
+        """``(wav, lens, subsets)`` per calibration batch: the rows validation scores."""
+        cap = self.hparams.valid_visqol_max_utterances
+        every = max(1, math.ceil(self.valid_size / cap)) if cap else 1
+        position = 0
+        for batch in self.calibration_loader:
+            wav, lens = batch.sig
+            rows = [i for i in range(wav.shape[0]) if (position + i) % every == 0]
+            position += wav.shape[0]
+            if rows:
+                names = [Path(batch.wav[i]).parts[-4] for i in rows]  # <subset>/<spk>/<chap>/<wav>
+                yield wav[rows].to(self.device), lens[rows].to(self.device), names
+
+    def pass_visqol(self, wav, lens, mode, unless_all_full=None):
+        """ViSQOL per utterance of one pass; with ``unless_all_full`` (the full pass's
+        scores), utterances that route nothing light keep those scores unscored."""
+        codec = self.codec
+        encoded = codec.encode_with_routing(wav, lens, mode=mode)
+        wav_hat = codec.decode(encoded.tokens, lens)[..., : wav.shape[-1]].squeeze(1)
+        if unless_all_full is None:
+            return visqol(wav_hat, wav, lens), encoded.routing
+        routing = encoded.routing
+        light = (routing.route & routing.segment_mask).flatten(1).any(dim=1)
+        scores = unless_all_full.clone()
+        if light.any():
+            scores[light] = visqol(wav_hat[light], wav[light], lens[light])
+        return scores, routing
+
+    def calibrate_best_on_visqol(self, max_drop, steps):
+        """Calibrates the checkpoint about to be tested on ViSQOL, and saves the threshold.
+
+        The threshold goes into that checkpoint's weights (a buffer of the codec)
+        and ``CKPT.yaml`` records the budget, share and drops, so the test stage
+        and a package of the checkpoint route alike. Done once per budget: a
+        rerun finds the budget recorded and leaves the checkpoint as it is.
+        """
+        best = self.checkpointer.find_checkpoint(min_key=self.checkpoint_key)
+        if best.meta.get("visqol_budget") == max_drop:
+            logger.info("%s: already calibrated for a ViSQOL drop of %s", best.path, max_drop)
+            return
+        self.checkpointer.load_checkpoint(best)
+        averaged = self.weight_average
+        with averaged.applied() if averaged is not None else contextlib.nullcontext():
+            self.codec.eval()
+            share, tried = self.calibrate_on_visqol(max_drop, steps)
+        threshold = self.codec.threshold
+        (buffer,) = [k for k, _ in self.codec.named_buffers() if k.endswith("calibrated_threshold")]
+        update_checkpoint(
+            best.path,
+            meta={
+                "visqol_budget": max_drop,
+                "visqol_calibrated_share": share,
+                "visqol_calibration_drops": {round(s, 6): round(d, 4) for s, d in tried.items()},
+                "threshold": threshold,
+            },
+            tensors={"codec": {buffer: torch.tensor(threshold)}},
+        )
+        logger.info(
+            "calibrated %s on ViSQOL (budget %s): threshold %.4f, light share %.1f%% "
+            "(tried share: worst subset drop %s)",
+            best.path,
+            max_drop,
+            threshold,
+            100 * share,
+            {f"{s:.3f}": f"{d:.3f}" for s, d in tried.items()},
+        )
 
     def segment_mel_drops(self, wav, lens):
         """``[B, segments]``: segment mel distance of the light pass minus the full pass."""
@@ -808,6 +926,12 @@ def main(argv):
         raise ValueError(
             f"checkpoint_key={key!r}: no checkpoint in {hparams['save_folder']} records it; "
             f"validate once more (a larger --number_of_epochs) or pass --checkpoint_key=mel_full"
+        )
+    max_visqol_drop = hparams.get("calibration_max_visqol_drop")
+    if max_visqol_drop is not None and brain.codec.has_dsl:
+        run_on_main(
+            brain.calibrate_best_on_visqol,
+            args=[max_visqol_drop, hparams.get("calibration_visqol_steps", 4)],
         )
     brain.evaluate(datasets["test"], min_key=key, test_loader_kwargs=eval_kwargs)
     if torch.distributed.is_initialized():
