@@ -225,7 +225,7 @@ def accuracy(models, clips, threshold: float):
     """Engine agreement (torch vs ORT fp32) and int8 vs fp32 on held-out utterances."""
     import torch
 
-    from speechbrain_dsl.evaluation.metrics import mel_distance
+    from speechbrain_dsl.evaluation.metrics import mel_distance, visqol
     from speechbrain_dsl.inference.runtime import Encoded, agreement
 
     runs = {}
@@ -272,11 +272,17 @@ def accuracy(models, clips, threshold: float):
     def mel(a, b):
         return float(torch.stack([mel_distance(x[None], y[None])[0] for x, y in zip(a, b)]).mean())
 
+    def heard(a):  # what a listener gets: log-mel is thrown by faint noise in silent pauses
+        return float(np.nanmean([float(visqol(x[None], y[None])[0]) for x, y in zip(a, originals)]))
+
     quantized.update(
+        visqol_fp32_to_input=heard(audio[fp32]),
+        visqol_int8_to_input=heard(audio[int8]),
         mel_int8_to_fp32=mel(audio[int8], audio[fp32]),
         mel_fp32_to_input=mel(audio[fp32], originals),
         mel_int8_to_input=mel(audio[int8], originals),
         threshold=threshold,
+        clips=len(clips),
         light_share=float(np.mean(np.concatenate([e.route.ravel() for e in runs[fp32]]))),
     )
     return engines, quantized
@@ -471,6 +477,10 @@ def report(rows, engines, int8, sizes, args, load):
     print(
         f"  decoded mel distance: int8 to fp32 {int8['mel_int8_to_fp32']:.3f}; to the input: "
         f"fp32 {int8['mel_fp32_to_input']:.3f}, int8 {int8['mel_int8_to_input']:.3f}"
+    )
+    print(
+        f"  decoded ViSQOL against the input ({int8['clips']} utterances): "
+        f"fp32 {int8['visqol_fp32_to_input']:.2f}, int8 {int8['visqol_int8_to_input']:.2f}"
     )
     print("\nModel files: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
     long_rows = [r for r in rows if r["stage"] == "long_file"]

@@ -72,6 +72,7 @@ def test_deploy_benchmark_reports_every_engine_precision_mode_and_stage(tmp_path
     vs_fp32 = encode[("onnxruntime", "int8", "mixed")]["vs_fp32"]
     assert vs_fp32["route_agreement"] == 1.0 and vs_fp32["tokens"] > 0
     assert np.isfinite(vs_fp32["mel_int8_to_fp32"])
+    assert 1.0 <= vs_fp32["visqol_int8_to_input"] <= 5.0 and vs_fp32["clips"] > 0
     stream = [r for r in rows if r["stage"] == "stream"]
     assert all(r["p50_ms"] <= r["p99_ms"] for r in stream)
     size = (model / "encoder.onnx").stat().st_size
