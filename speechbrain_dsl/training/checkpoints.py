@@ -803,9 +803,10 @@ def update_checkpoint(folder: PathLike, meta: Optional[Dict] = None, tensors=Non
     For a result that belongs to the checkpoint but is made after it was saved
     (a threshold calibrated on ViSQOL before testing). Every new file (the
     changed ``<recoverable>.ckpt``, ``CKPT.yaml``, ``SHA256SUMS``) is written and
-    synced under a temporary name first, then all are renamed into place at once,
-    the manifest last, so a kill leaves the old checkpoint or (but for a window of
-    three renames) the new one.
+    synced under a temporary name (with the mode of the file it replaces) first,
+    then all are renamed into place at once, the manifest last: a kill leaves the
+    old checkpoint or the new one, and one inside the window of the renames leaves
+    a checkpoint that fails its checksum check at load, naming the file.
 
     Arguments
     ---------
@@ -867,10 +868,12 @@ def update_checkpoint(folder: PathLike, meta: Optional[Dict] = None, tensors=Non
 
 
 def _stage(folder: Path, name: str, write) -> str:
-    """A synced temporary file ``folder/.name.*`` that ``write(path)`` filled."""
+    """A synced temporary file ``folder/.name.*`` that ``write(path)`` filled, with
+    the mode of ``folder/name`` (mkstemp makes 0600 files)."""
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
     os.close(fd)
     try:
+        shutil.copymode(folder / name, tmp)
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
