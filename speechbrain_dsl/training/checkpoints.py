@@ -123,8 +123,14 @@ def write_manifest(folder: PathLike, names: Optional[Iterable[str]] = None) -> P
             for p in folder.iterdir()
             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
         ]
-    lines = [f"{sha256_file(folder / name)}  {name}\n" for name in sorted(names)]
-    return write_text(folder / MANIFEST, "".join(lines))
+    return write_text(
+        folder / MANIFEST, _manifest_text({n: sha256_file(folder / n) for n in names})
+    )
+
+
+def _manifest_text(sums: Dict[str, str]) -> str:
+    """``sha256sum``'s format for ``{file name: sha256}``, sorted by name."""
+    return "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
 
 
 def read_manifest(folder: PathLike) -> Optional[Dict[str, str]]:
@@ -854,8 +860,8 @@ def update_checkpoint(folder: PathLike, meta: Optional[Dict] = None, tensors=Non
         sums = read_manifest(folder)
         for name, tmp in staged.items():
             sums[name] = sha256_file(tmp)
-        lines = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
-        manifest = _stage(folder, MANIFEST, lambda tmp: Path(tmp).write_text(lines))
+        sums_text = _manifest_text(sums)
+        manifest = _stage(folder, MANIFEST, lambda tmp: Path(tmp).write_text(sums_text))
         for name, tmp in staged.items():
             os.replace(tmp, folder / name)
         os.replace(manifest, folder / MANIFEST)

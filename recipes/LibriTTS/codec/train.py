@@ -408,7 +408,7 @@ class CodecBrain(sb.Brain):
             if stage == sb.Stage.VALID
             else self.hparams.test_visqol_max_utterances
         )
-        self.visqol_every = max(1, math.ceil(size / cap)) if cap else 1
+        self.visqol_every = visqol_stride(size, cap)
         self.position = 0
         subsets = {
             sb.Stage.VALID: self.hparams.valid_subsets,
@@ -494,8 +494,7 @@ class CodecBrain(sb.Brain):
 
     def visqol_utterances(self):
         """``(wav, lens, subsets)`` per calibration batch: the rows validation scores."""
-        cap = self.hparams.valid_visqol_max_utterances
-        every = max(1, math.ceil(self.valid_size / cap)) if cap else 1
+        every = visqol_stride(self.valid_size, self.hparams.valid_visqol_max_utterances)
         position = 0
         for batch in self.calibration_loader:
             wav, lens = batch.sig
@@ -507,17 +506,20 @@ class CodecBrain(sb.Brain):
 
     def pass_visqol(self, wav, lens, mode, unless_all_full=None):
         """ViSQOL per utterance of one pass; with ``unless_all_full`` (the full pass's
-        scores), utterances that route nothing light keep those scores unscored."""
+        scores), utterances that route nothing light keep those scores, neither
+        decoded nor scored again."""
         codec = self.codec
         encoded = codec.encode_with_routing(wav, lens, mode=mode)
-        wav_hat = codec.decode(encoded.tokens, lens)[..., : wav.shape[-1]].squeeze(1)
-        if unless_all_full is None:
-            return visqol(wav_hat, wav, lens), encoded.routing
         routing = encoded.routing
-        light = (routing.route & routing.segment_mask).flatten(1).any(dim=1)
-        scores = unless_all_full.clone()
-        if light.any():
-            scores[light] = visqol(wav_hat[light], wav[light], lens[light])
+        if unless_all_full is None:
+            rows = torch.ones(wav.shape[0], dtype=torch.bool, device=wav.device)
+            scores = torch.full((wav.shape[0],), float("nan"))
+        else:
+            rows = (routing.route & routing.segment_mask).flatten(1).any(dim=1)
+            scores = unless_all_full.clone()
+        if rows.any():
+            wav_hat = codec.decode(encoded.tokens[rows], lens[rows])[..., : wav.shape[-1]]
+            scores[rows.cpu()] = visqol(wav_hat.squeeze(1), wav[rows], lens[rows])
         return scores, routing
 
     def calibrate_best_on_visqol(self, max_drop, steps):
@@ -691,6 +693,19 @@ class CodecBrain(sb.Brain):
             )
             if if_main_process():
                 write_json(self.hparams.test_metrics_file, summary)
+
+
+def visqol_stride(size, cap):
+    """Score every ``stride``-th of ``size`` utterances so at most ``cap`` are (None: all).
+
+    Validation and the ViSQOL calibration score the same evenly spaced ones.
+
+    Example
+    -------
+    >>> visqol_stride(293, 60), visqol_stride(293, None), visqol_stride(10, 60)
+    (5, 1, 1)
+    """
+    return max(1, math.ceil(size / cap)) if cap else 1
 
 
 def dataio_prepare(hparams, root):
