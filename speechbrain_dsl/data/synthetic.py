@@ -321,6 +321,62 @@ def fit_to(audio, n):
     return np.pad(audio, (left, n - len(audio) - left))
 
 
+NOISE_KINDS = SILENCE_KINDS[1:] + ("music",)  # digital silence holds nothing to code
+NOISE_SUBSETS = {"train-noise": 12, "dev-noise": 2, "test-noise": 2}  # "speakers" per subset
+
+
+def make_noise_subsets(out, seed=0, clips=20, sample_rate=24000):
+    """Writes non-speech subsets (``train-noise``, ``dev-noise``, ``test-noise``) beside a corpus.
+
+    Noise-like "silence" (quiet tones, room tone, pink and white noise, mains hum)
+    and simple music, 3-8 s each at -60 to -25 dBFS, in the LibriTTS layout so the
+    codec recipe trains, validates and calibrates on them like any subset. Each
+    pseudo-speaker is one seed of the generators; transcripts name the kind.
+
+    Arguments
+    ---------
+    out : str or Path
+        The folder holding ``LibriTTS`` (created if missing).
+    seed : int
+    clips : int
+        Clips per pseudo-speaker.
+    sample_rate : int
+
+    Returns
+    -------
+    Path
+        The ``LibriTTS`` folder.
+    """
+    if clips < 1:
+        raise ValueError(f"--clips must be >= 1, got {clips}")
+    root = Path(out) / "LibriTTS"
+    rng = random.Random(f"noise-{seed}")
+    speaker = 90000
+    for subset, speakers in NOISE_SUBSETS.items():
+        for _ in range(speakers):
+            speaker += 1
+            folder = root / subset / str(speaker) / "1"
+            folder.mkdir(parents=True, exist_ok=True)
+            np_rng = np.random.default_rng(rng.randint(0, 2**31))
+            lines = []
+            for index in range(clips):
+                kind = NOISE_KINDS[(index + speaker) % len(NOISE_KINDS)]
+                seconds = rng.uniform(3.0, 8.0)
+                if kind == "music":
+                    audio = music_like(seconds, sample_rate, rng)
+                else:
+                    audio = silence_like(kind, seconds, sample_rate, rng, np_rng)
+                rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64))) + 1e-12
+                audio = audio * (10 ** (rng.uniform(-60.0, -25.0) / 20) / rms)
+                utt = f"{speaker}_1_{index:06d}_000000"
+                write_atomic_wav(folder / f"{utt}.wav", np.clip(audio, -1, 1), sample_rate)
+                write_text(folder / f"{utt}.normalized.txt", kind)
+                write_text(folder / f"{utt}.original.txt", kind)
+                lines.append(f"{utt}\t{kind}\t{kind}\n")
+            write_text(folder / f"{speaker}_1.trans.tsv", "".join(lines))
+    return root
+
+
 def make_audioset(out, seed=0, clips_per_class=20, sample_rate=16000, seconds=10.0,
                   music_clips=3, missing_clips=2):
     """Writes an AudioSet look-alike (Speech vs Silence) under ``out/AudioSet``.
@@ -569,6 +625,10 @@ def main(argv=None):
     libritts.add_argument("--speakers", type=int, default=20)
     libritts.add_argument("--utterances", type=int, default=20, help="per speaker")
     libritts.add_argument("--noise-prob", type=float, default=0.2)
+    noise = sub.add_parser("noise", help="non-speech subsets (train/dev/test-noise) in a LibriTTS folder")
+    noise.add_argument("--out", required=True, help="the folder holding LibriTTS")
+    noise.add_argument("--seed", type=int, default=0)
+    noise.add_argument("--clips", type=int, default=20, help="per pseudo-speaker")
     audioset = sub.add_parser("audioset", help="AudioSet Speech vs Silence look-alike")
     audioset.add_argument("--out", required=True, help="output folder")
     audioset.add_argument("--seed", type=int, default=0)
@@ -599,6 +659,21 @@ def main(argv=None):
         wavs = list(root.rglob("*.wav"))
         seconds = sum(sf.info(str(w)).duration for w in wavs)
         print(f"wrote {len(wavs)} utterances ({seconds / 60:.1f} min) to {root} "
+              f"in {time.time() - start:.1f} s")
+    elif args.corpus == "noise":
+        existing = [n for n in NOISE_SUBSETS if (Path(args.out) / "LibriTTS" / n).exists()]
+        if existing:
+            print(f"error: {existing} already exist in {Path(args.out) / 'LibriTTS'}",
+                  file=sys.stderr)
+            return 2
+        try:
+            root = make_noise_subsets(args.out, args.seed, args.clips)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        wavs = [w for n in NOISE_SUBSETS for w in (root / n).rglob("*.wav")]
+        seconds = sum(sf.info(str(w)).duration for w in wavs)
+        print(f"wrote {len(wavs)} non-speech clips ({seconds / 60:.1f} min) to {root} "
               f"in {time.time() - start:.1f} s")
     elif args.corpus == "audioset":
         if (Path(args.out) / "AudioSet").exists():

@@ -42,7 +42,7 @@ def count_macs(fn, *args, **kwargs):
     return counter.get_total_flops() // 2
 
 
-def executed_macs(model, wav, mode=None, route=None, lengths=None):
+def executed_macs(model, wav, mode=None, route=None, lengths=None, threshold=None):
     """MACs the encoder actually executes on ``wav`` [B, 1, S] in ``mode``.
 
     Arguments
@@ -56,6 +56,8 @@ def executed_macs(model, wav, mode=None, route=None, lengths=None):
     route : torch.Tensor, optional
         Forced route ``[B, segments]`` (True = light), as in ``DSLEncoder.forward``.
     lengths : torch.Tensor, optional
+    threshold : float, optional
+        Threshold of this call (the calibrated one when None).
 
     Returns
     -------
@@ -66,7 +68,7 @@ def executed_macs(model, wav, mode=None, route=None, lengths=None):
     was_training = encoder.training
     encoder.eval()
     try:
-        return count_macs(run, wav, lengths, route, mode)
+        return count_macs(run, wav, lengths, route, mode, threshold)
     finally:
         encoder.train(was_training)
 

@@ -34,9 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_dsl.nnet.segments import length_mask, run_packed, runs_of, segment_mean
-
-MODES = ("full", "light", "mixed", "oracle")
+from speechbrain_dsl.nnet.routing import (
+    MODES,
+    TailPlan,
+    context_frames,
+    plan_routes,
+    valid_frame_counts,
+)
+from speechbrain_dsl.nnet.routing import decide as decide_routes
+from speechbrain_dsl.nnet.segments import length_mask, segment_mean
 
 
 class Mask(nn.Module):
@@ -148,7 +154,13 @@ def mean_squared_error(a, b):
     return (a - b).square().mean(1)
 
 
-DISTANCES = {"mae": mean_absolute_error, "mse": mean_squared_error}
+DISTANCES = {"mae": mean_absolute_error, "mse": mean_squared_error, "relative_mae": None}
+"""Distances behind the switch target and distillation. ``relative_mae`` is the
+segment's MAE divided by the full tail's mean magnitude on that segment: it does not
+scale with loudness, so a switch trained on it routes the same audio alike at any
+level (with ``mae`` a quiet segment always looks close)."""
+
+RELATIVE_FLOOR = 1e-3  # keeps the relative distance finite on all-zero features
 
 
 @dataclass
@@ -209,7 +221,8 @@ class DynamicSwitchLayer(nn.Module):
     threshold : float
         Switch threshold on the (predicted or true) distance.
     distance : str
-        ``mae`` or ``mse``: the distance behind the switch target and distillation.
+        ``mae``, ``mse`` or ``relative_mae`` (level-invariant, see :data:`DISTANCES`):
+        the distance behind the switch target and distillation.
 
     Example
     -------
@@ -285,9 +298,25 @@ class DynamicSwitchLayer(nn.Module):
         return self.switch(self.mask(x), seg * self.hop, lengths)
 
     def segment_distance(self, light, full, frame_mask=None):
-        """Distance(light, full) per segment, ``[batch, segments]``."""
+        """Distance(light, full) per segment, ``[batch, segments]``.
+
+        Example
+        -------
+        >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
+        >>> tail = SoundStreamEncoder(4, channels=2, multipliers=(1,), strides=(4,), emb_dim=6)
+        >>> dsl = DynamicSwitchLayer(tail.stages, tail.stages, Switch(4), segment_frames=2,
+        ...                          distance="relative_mae")
+        >>> full, light = torch.ones(1, 6, 4), torch.full((1, 6, 4), 1.5)
+        >>> dsl.segment_distance(light, full), dsl.segment_distance(10 * light, 10 * full)
+        (tensor([[0.4995, 0.4995]]), tensor([[0.4999, 0.4999]]))
+        """
+        segment = self.segment_length(full.shape[-1])
+        if self.distance_name == "relative_mae":
+            error = segment_mean(mean_absolute_error(light, full), segment, frame_mask)
+            scale = segment_mean(full.abs().mean(1), segment, frame_mask)
+            return error / (scale + RELATIVE_FLOOR)
         per_frame = DISTANCES[self.distance_name](light, full)
-        return segment_mean(per_frame, self.segment_length(per_frame.shape[-1]), frame_mask)
+        return segment_mean(per_frame, segment, frame_mask)
 
     def segment_length(self, frames):
         """Frames per routing segment for an input of ``frames`` frames."""
@@ -341,11 +370,7 @@ class DynamicSwitchLayer(nn.Module):
         (tensor([[ True, False]]), tensor([[False, False]]), tensor([[True, True]]))
         """
         mode = self.check_mode(mode)
-        if mode == "full":
-            return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-        if mode == "light":
-            return torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
-        return scores < (self.threshold if threshold is None else threshold)
+        return decide_routes(scores, mode, self.threshold if threshold is None else threshold)
 
     def forward(self, x, lengths=None, route=None, mode=None, threshold=None):
         """Applies mask, switch and the tails to base features ``x`` [B, C, T].
@@ -415,7 +440,7 @@ class DynamicSwitchLayer(nn.Module):
                 route = self.decide(
                     segment_mask if predicted is None else predicted, mode, threshold
                 )
-            emb = self.routed_forward(masked, route, seg)
+            emb = self.routed_forward(masked, route, seg, lengths)
         return DSLOutput(emb, masked, predicted, distance, route, segment_mask, light)
 
     def stitch(self, light, full, route):
@@ -435,8 +460,47 @@ class DynamicSwitchLayer(nn.Module):
         per_frame = route.repeat_interleave(self.segment_length(frames), dim=1)
         return torch.where(per_frame[:, None, :frames], light, full)
 
-    def routed_forward(self, x, route, segment_frames):
+    @property
+    def contexts(self):
+        """Frames of left context each tail needs for exact outputs: ``{"light", "full"}``."""
+        return {
+            "light": context_frames(self.light_tail.lookback, self.hop),
+            "full": context_frames(self.full_tail.lookback, self.hop),
+        }
+
+    def plan(self, route, frames, lengths=None):
+        """Each tail's work for ``route`` (see :func:`~speechbrain_dsl.nnet.routing.plan_routes`).
+
+        Arguments
+        ---------
+        route : torch.Tensor
+            Bool ``[batch, segments]``, True = light.
+        frames : int
+            Output frames per item.
+        lengths : torch.Tensor, optional
+            Relative lengths: padding beyond them is not computed.
+
+        Returns
+        -------
+        dict
+            ``{"light": TailPlan, "full": TailPlan}``.
+        """
+        batch = route.shape[0]
+        rel = None if lengths is None else lengths.detach().float().cpu().numpy()
+        return plan_routes(
+            route.detach().cpu().numpy(),
+            self.segment_length(frames),
+            frames,
+            self.contexts,
+            valid_frame_counts(rel, batch, frames),
+        )
+
+    def routed_forward(self, x, route, segment_frames=None, lengths=None):
         """Runs each segment through exactly one tail and stitches the outputs.
+
+        The routing planner packs each tail's runs of segments (with their left
+        context) into rows, so a batch computes each tail's frames, their context
+        and little more; padding beyond ``lengths`` is not computed (zeros).
 
         Arguments
         ---------
@@ -444,7 +508,10 @@ class DynamicSwitchLayer(nn.Module):
             Masked base features ``[batch, channels, time]``.
         route : torch.Tensor
             Bool ``[batch, segments]``, True = light.
-        segment_frames : int
+        segment_frames : int, optional
+            Kept for callers of the 0.2 signature; the layer's own is used.
+        lengths : torch.Tensor, optional
+            Relative lengths in (0, 1].
 
         Returns
         -------
@@ -452,16 +519,10 @@ class DynamicSwitchLayer(nn.Module):
             ``[batch, emb_dim, time / hop]``.
         """
         frames = x.shape[-1] // self.hop
-        if bool(route.all()):
-            return self.light_tail(x)
-        if not bool(route.any()):
-            return self.full_tail(x)
-        if route.shape[1] == 1:
-            return self.run_rows(x, route[:, 0])  # one segment per row
+        plans = self.plan(route, frames, lengths)
         out = None
-        for tail, takes_light in ((self.light_tail, True), (self.full_tail, False)):
-            runs = runs_of(route == takes_light, segment_frames, frames)
-            out = run_packed(tail, x, runs, out)
+        for tail, name in ((self.light_tail, "light"), (self.full_tail, "full")):
+            out = run_plan(tail, x, plans[name], out)
         return out
 
     def run_rows(self, x, light):
@@ -493,6 +554,60 @@ class DynamicSwitchLayer(nn.Module):
                 out = y.new_zeros(x.shape[0], y.shape[1], x.shape[-1] // self.hop)
             out = out.index_copy(0, rows, y)
         return out
+
+
+def run_plan(tail, x, plan: TailPlan, out=None):
+    """Runs ``tail`` on the rows of ``plan`` gathered from ``x`` and scatters the outputs.
+
+    Arguments
+    ---------
+    tail : nn.Module
+        Causal, with ``hop``: ``[rows, C, L * hop] -> [rows, D, L]``.
+    x : torch.Tensor
+        ``[batch, C, frames * hop]``.
+    plan : TailPlan
+    out : torch.Tensor, optional
+        ``[batch, D, frames]`` to write into; zeros when None.
+
+    Returns
+    -------
+    torch.Tensor or None
+        ``out`` (None when both ``out`` and the plan are empty).
+
+    Example
+    -------
+    >>> from speechbrain_dsl.nnet.conv import CausalConv1d
+    >>> from speechbrain_dsl.nnet.routing import pack_windows, Window
+    >>> tail, x = CausalConv1d(2, 3, 3, stride=2), torch.randn(2, 2, 16)
+    >>> plan = pack_windows([Window(1, 4, 8, 1)], context=1, frames=8, batch=2)
+    >>> out = run_plan(tail, x, plan)
+    >>> torch.allclose(out[1, :, 4:], tail(x)[1, :, 4:]), bool((out[0] == 0).all())
+    (True, True)
+    """
+    if plan.rows == 0:
+        return out
+    if plan.whole_batch:
+        y = tail(x)
+        return y if out is None else out.copy_(y)
+    batch, channels, time = x.shape
+    hop = tail.hop
+    frames = time // hop
+    # frames as rows of `hop` steps, plus one zero frame that the plan's -1 picks
+    by_frame = x.reshape(batch, channels, frames, hop).transpose(1, 2).reshape(-1, channels, hop)
+    by_frame = torch.cat([by_frame, by_frame.new_zeros(1, channels, hop)])
+    index = torch.as_tensor(plan.gather, device=x.device)
+    index = torch.where(index < 0, batch * frames, index)
+    rows = by_frame.index_select(0, index).view(plan.rows, plan.row_frames, channels, hop)
+    y = tail(rows.permute(0, 2, 1, 3).reshape(plan.rows, channels, plan.row_frames * hop))
+    dim = y.shape[1]
+    if out is None:
+        out = y.new_zeros(batch, dim, frames)
+    flat_out = out.transpose(0, 1).reshape(dim, batch * frames)
+    flat_y = y.transpose(0, 1).reshape(dim, -1)
+    source = torch.as_tensor(plan.source, device=x.device)
+    target = torch.as_tensor(plan.target, device=x.device)
+    flat_out.index_copy_(1, target, flat_y.index_select(1, source))
+    return flat_out.view(dim, batch, frames).transpose(0, 1)
 
 
 class DSLLoss(nn.Module):

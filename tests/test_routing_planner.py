@@ -1,0 +1,165 @@
+"""The routing planner and the routed forward that executes it.
+
+Specification: for any batch size, padding and route pattern, a mixed pass computes
+each tail on its own segments, the context their runs need and almost nothing more
+(padding beyond the lengths is never computed), and its output equals the tails run
+on whole utterances and stitched by the route.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from speechbrain_dsl.evaluation.efficiency import count_macs, executed_macs, part_costs
+from speechbrain_dsl.nnet.routing import (
+    Window,
+    context_frames,
+    decide,
+    pack_windows,
+    plan_routes,
+    route_runs,
+    valid_frame_counts,
+)
+from tests.conftest import load_hparams, make_dsl_encoder
+
+
+def random_batch(rng, batch, segments, segment_frames, light_share):
+    frames = segments * segment_frames
+    route = rng.random((batch, segments)) < light_share
+    lengths = rng.uniform(0.3, 1.0, batch)
+    lengths[rng.integers(batch)] = 1.0  # SpeechBrain: the longest item sets the batch length
+    return route, lengths.astype(np.float32), frames
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_plan_computes_windows_plus_at_most_a_context_per_row(seed):
+    rng = np.random.default_rng(seed)
+    batch = int(rng.choice([1, 2, 8, 32]))
+    segment_frames = int(rng.choice([4, 8, 16, 50]))
+    route, lengths, frames = random_batch(
+        rng, batch, int(rng.integers(1, 20)), segment_frames, rng.uniform(0, 1)
+    )
+    contexts = {"light": int(rng.integers(0, 4)), "full": int(rng.integers(0, 4))}
+    valid = valid_frame_counts(lengths, batch, frames)
+    plans = plan_routes(route, segment_frames, frames, contexts, valid)
+    written = np.zeros((batch, frames), int)
+    for name, plan in plans.items():
+        needed = sum(w.frames for w in plan.windows)
+        assert plan.computed_frames <= needed + plan.rows * (contexts[name] + 1)
+        np.add.at(written.reshape(-1), plan.target, 1)
+        # every kept output comes from a frame gathered from the same item and frame
+        gathered = plan.gather[plan.source]
+        assert np.array_equal(gathered, plan.target)
+    # each valid frame is written by exactly one tail, padding by none
+    inside = np.arange(frames)[None] < valid[:, None]
+    assert np.array_equal(written, inside.astype(int))
+
+
+def test_windows_that_start_an_utterance_open_their_own_row():
+    windows = [Window(0, 0, 6, 0), Window(1, 0, 6, 0), Window(0, 9, 12, 2), Window(1, 9, 12, 2)]
+    plan = pack_windows(windows, context=2, frames=12, batch=2)
+    rows = plan.gather.reshape(plan.rows, plan.row_frames)
+    starts = {0, 12}  # frame 0 of item 0 and of item 1 (flat item * 12 + frame)
+    assert {int(r[0]) for r in rows} == starts
+    for r in rows:
+        assert all(int(v) not in starts for v in r[1:])  # never mid-row
+
+
+def test_runs_stop_at_the_valid_length_and_skip_padding_segments():
+    selected = np.array([[True, True, True, True]])
+    assert route_runs(selected, 5, [12]) == [(0, 0, 12)]
+
+
+def test_context_frames_cover_the_lookback():
+    assert context_frames(0, 320) == 0
+    assert context_frames(319, 320) == 0
+    assert context_frames(320, 320) == 1
+
+
+def test_decide_routes_numpy_and_torch_alike():
+    scores = [0.1, 0.5, 0.9]
+    for mode, expected in (
+        ("mixed", [True, False, False]),
+        ("full", [False] * 3),
+        ("light", [True] * 3),
+    ):
+        assert decide(np.array(scores), mode, 0.5).tolist() == expected
+        assert decide(torch.tensor(scores), mode, 0.5).tolist() == expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_routed_forward_equals_stitched_whole_utterance_tails(seed):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    enc = make_dsl_encoder(segment_frames=3).eval()
+    batch, segments = int(rng.choice([1, 3, 8])), int(rng.integers(2, 9))
+    route, lengths, frames = random_batch(rng, batch, segments, 3, rng.uniform(0.2, 0.8))
+    wav = torch.randn(batch, 1, frames * 16) * 0.3
+    route, lengths = torch.from_numpy(route), torch.from_numpy(lengths)
+    with torch.no_grad():
+        mixed = enc(wav, lengths, route=route).features
+        full = enc(wav, mode="full").features
+        light = enc(wav, mode="light").features
+    stitched = enc.dsl.stitch(light, full, route)
+    valid = torch.from_numpy(valid_frame_counts(lengths.numpy(), batch, frames))
+    inside = torch.arange(frames)[None] < valid[:, None]
+    assert torch.allclose(
+        mixed[inside[:, None].expand_as(mixed)],
+        stitched[inside[:, None].expand_as(stitched)],
+        atol=1e-5,
+    )
+    assert bool((mixed[~inside[:, None].expand_as(mixed)] == 0).all())
+
+
+@pytest.fixture(scope="module")
+def default_encoder():
+    torch.manual_seed(0)
+    hp = load_hparams(segment_frames=8)
+    enc = hp["encoder"].eval()
+    return enc, part_costs(enc, hp["sample_rate"])["macs_per_second"]
+
+
+@pytest.mark.parametrize("batch,light_share", [(1, 0.3), (8, 0.05), (8, 0.5), (32, 0.1)])
+def test_mixed_macs_stay_within_two_percent_of_the_routed_work(default_encoder, batch, light_share):
+    """Executed MACs <= each tail on its frames plus its runs' context, + base and switch."""
+    enc, per_second = default_encoder
+    rng = np.random.default_rng(batch)
+    segments, segment_frames, fps = 30, 8, 50  # 4.8 s utterances, 160-ms segments
+    route, lengths, frames = random_batch(rng, batch, segments, segment_frames, light_share)
+    wav = torch.randn(batch, 1, frames * 320) * 0.1
+    route_t = torch.from_numpy(route)
+    valid = valid_frame_counts(lengths, batch, frames)
+    plans = enc.dsl.plan(route_t, frames, torch.from_numpy(lengths))
+    routed = sum(
+        per_second[f"{name}_tail"] / fps * sum(w.frames for w in plan.windows)
+        for name, plan in plans.items()
+    )
+    base = batch * frames / fps * per_second["base"]
+    fixed = base + count_macs(enc.dsl.switch, torch.randn(batch, 8, frames * 320), 8 * 320)
+    executed = executed_macs(enc, wav, route=route_t, lengths=torch.from_numpy(lengths))
+    assert executed <= 1.02 * (routed + fixed)
+    # and the windows hold no more than the valid frames plus one context per run
+    for name, plan in plans.items():
+        written = sum(w.end - w.first for w in plan.windows)
+        assert written == int(
+            sum(
+                min(valid[b], (s + 1) * segment_frames) - s * segment_frames
+                for b in range(batch)
+                for s in range(segments)
+                if s * segment_frames < valid[b] and route[b, s] == (name == "light")
+            )
+        )
+
+
+@pytest.mark.parametrize("batch", [1, 8, 32])
+def test_mixed_with_nothing_light_never_costs_more_than_full(default_encoder, batch):
+    enc, _ = default_encoder
+    rng = np.random.default_rng(batch)
+    _, lengths, frames = random_batch(rng, batch, 20, 8, 0.0)
+    wav = torch.randn(batch, 1, frames * 320) * 0.1
+    lengths = torch.from_numpy(lengths)
+    nothing_light = torch.zeros(batch, 20, dtype=torch.bool)
+    mixed = executed_macs(enc, wav, route=nothing_light, lengths=lengths)
+    full = executed_macs(enc, wav, mode="full", lengths=lengths)
+    switch = count_macs(enc.dsl.switch, torch.randn(batch, 8, frames * 320), 8 * 320)
+    assert mixed <= full + switch
