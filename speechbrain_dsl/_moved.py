@@ -88,6 +88,14 @@ class _AliasLoader(importlib.abc.Loader):
     def exec_module(self, module):
         pass  # already executed under its new name
 
+    def get_code(self, fullname):
+        """``python -m <old path>`` runs the new module's code as ``__main__``."""
+        _warn(fullname, self.new)
+        return importlib.util.find_spec(self.new).loader.get_code(self.new)
+
+    def is_package(self, fullname):
+        return False
+
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):

@@ -118,8 +118,11 @@ def audio_info(path: PathLike) -> AudioInfo:
                 raise BadAudioError(path, "empty", "0 samples")
             missing = _wav_missing_bytes(resolved) if f.format in ("WAV", "WAVEX") else None
             if missing:
-                raise BadAudioError(path, "truncated", f"the data chunk lacks {missing} bytes; "
-                                                       f"{info.frames} samples are present")
+                raise BadAudioError(
+                    path,
+                    "truncated",
+                    f"the data chunk lacks {missing} bytes; {info.frames} samples are present",
+                )
             if missing is None:  # not a plain WAV: the last frame must decode
                 f.seek(info.frames - 1)
                 if f.read(1, dtype="float32").shape[0] != 1:
@@ -187,11 +190,14 @@ class AudioChecker:
         if self.bad:
             shown = "; ".join(str(b) for b in self.bad[:SHOWN_BAD_FILES])
             more = len(self.bad) - SHOWN_BAD_FILES
-            summary = (f"{len(self.bad)} bad audio file{'s' if len(self.bad) > 1 else ''} in "
-                       f"{what}: {shown}" + (f"; and {more} more" if more > 0 else ""))
+            summary = (
+                f"{len(self.bad)} bad audio file{'s' if len(self.bad) > 1 else ''} in "
+                f"{what}: {shown}" + (f"; and {more} more" if more > 0 else "")
+            )
             if not self.skip_bad:
-                raise ValueError(summary + ". Fix or delete them, or pass skip_bad_audio=True "
-                                           "to leave them out.")
+                raise ValueError(
+                    summary + ". Fix or delete them, or pass skip_bad_audio=True to leave them out."
+                )
             for bad in self.bad:
                 logger.warning(f"left out {bad}")
             logger.warning(f"left out {summary}")
@@ -213,9 +219,11 @@ def problems_message(problems: List[str], what: str) -> str:
         return problems[0]
     shown = problems[:SHOWN_BAD_FILES]
     more = len(problems) - len(shown)
-    return (f"problems in {what} (every file was checked):\n"
-            + "\n".join(f"- {p}" for p in shown)
-            + (f"\n- and {more} more problems" if more > 0 else ""))
+    return (
+        f"problems in {what} (every file was checked):\n"
+        + "\n".join(f"- {p}" for p in shown)
+        + (f"\n- and {more} more problems" if more > 0 else "")
+    )
 
 
 def read_text(path: PathLike, what: str = "file") -> str:
@@ -229,14 +237,17 @@ def read_text(path: PathLike, what: str = "file") -> str:
     try:
         data = path.read_bytes()
     except (OSError, RuntimeError) as err:
-        raise ValueError(f"cannot read {what} {show_path(path)}: "
-                         f"{getattr(err, 'strerror', None) or err}") from None
+        raise ValueError(
+            f"cannot read {what} {show_path(path)}: {getattr(err, 'strerror', None) or err}"
+        ) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise ValueError(f"{what} {show_path(path)} is not UTF-8 text (line {line}, "
-                         f"byte {err.start}: {data[err.start:err.start + 1]!r})") from None
+        raise ValueError(
+            f"{what} {show_path(path)} is not UTF-8 text (line {line}, "
+            f"byte {err.start}: {data[err.start : err.start + 1]!r})"
+        ) from None
 
 
 def read_json(path: PathLike, what: str = "JSON file", expect: Optional[type] = None) -> Any:
@@ -255,9 +266,13 @@ def read_json(path: PathLike, what: str = "JSON file", expect: Optional[type] = 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {show_path(path)} is not valid JSON (line {err.lineno}, "
-                         f"column {err.colno}: {err.msg})") from None
+        raise ValueError(
+            f"{what} {show_path(path)} is not valid JSON (line {err.lineno}, "
+            f"column {err.colno}: {err.msg})"
+        ) from None
     if expect is not None and not isinstance(value, expect):
-        raise ValueError(f"{what} {show_path(path)} holds a JSON {type(value).__name__}, "
-                         f"expected a JSON {'object' if expect is dict else expect.__name__}")
+        raise ValueError(
+            f"{what} {show_path(path)} holds a JSON {type(value).__name__}, "
+            f"expected a JSON {'object' if expect is dict else expect.__name__}"
+        )
     return value

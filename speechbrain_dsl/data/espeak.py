@@ -52,9 +52,7 @@ class _Espeak:
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
         )
         if rate != ESPEAK_SAMPLE_RATE:
-            raise RuntimeError(
-                f"espeak-ng initialisation failed or changed rate (returned {rate})"
-            )
+            raise RuntimeError(f"espeak-ng initialisation failed or changed rate (returned {rate})")
         self.chunks = []
         self.callback = _CALLBACK(self._collect)  # keep a reference: C holds it
         self.lib.espeak_SetSynthCallback(self.callback)

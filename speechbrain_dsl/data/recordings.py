@@ -177,11 +177,32 @@ EXCLUDED_FOLDERS = {
 }
 READER_ALIASES = {"Bernat": "Bernat Mas"}  # ktuberling/ca: one boy, two spellings
 # Playground prefixes of KTuberling file names (not spoken), longest first.
-SCENE_PREFIXES = tuple(sorted((
-    "butterflies_", "egypt_", "egypte_", "lune_", "moon_", "noel_", "papillons_",
-    "patata_", "patate_", "pizza_", "pizzeria_", "robin_", "robot_", "robot_workshop_",
-    "say-", "tux-", "tv_", "xmas_",
-), key=len, reverse=True))
+SCENE_PREFIXES = tuple(
+    sorted(
+        (
+            "butterflies_",
+            "egypt_",
+            "egypte_",
+            "lune_",
+            "moon_",
+            "noel_",
+            "papillons_",
+            "patata_",
+            "patate_",
+            "pizza_",
+            "pizzeria_",
+            "robin_",
+            "robot_",
+            "robot_workshop_",
+            "say-",
+            "tux-",
+            "tv_",
+            "xmas_",
+        ),
+        key=len,
+        reverse=True,
+    )
+)
 
 DEFAULT_UTTERANCE_SECONDS = (3.0, 8.0)
 DEFAULT_PAUSE_SECONDS = (0.15, 0.5)
@@ -262,7 +283,7 @@ def words_from_stem(stem: str) -> str:
     """
     for prefix in SCENE_PREFIXES:
         if stem.lower().startswith(prefix) and len(stem) > len(prefix):
-            stem = stem[len(prefix):]
+            stem = stem[len(prefix) :]
             break
     return re.sub(r"[_\-.\s]+", " ", stem).strip().lower()
 
@@ -298,8 +319,7 @@ def check_sources(source_root) -> dict:
 
 
 def _audio_files(folder):
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def _index(xml_path, prefix):
@@ -308,8 +328,11 @@ def _index(xml_path, prefix):
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as err:
         raise ValueError(f"cannot parse {xml_path}: {err}") from None
-    return {prefix / s.get("file"): s.get("name") for s in root.iter("sound")
-            if s.get("file") and s.get("name")}
+    return {
+        prefix / s.get("file"): s.get("name")
+        for s in root.iter("sound")
+        if s.get("file") and s.get("name")
+    }
 
 
 def _candidates(found):
@@ -317,9 +340,13 @@ def _candidates(found):
     sounds = found["ktuberling"]
     themes = {theme: _index(theme, sounds) for theme in sorted(sounds.glob("*.soundtheme"))}
     english_names = {words_from_stem(k) for keys in themes.values() for k in keys.values()}
-    english_names |= {words_from_stem(p.stem) for keys in themes.values() for p in keys
-                      if language_of(p.parent.name) == "en"}
-    for theme, keys in themes.items():
+    english_names |= {
+        words_from_stem(p.stem)
+        for keys in themes.values()
+        for p in keys
+        if language_of(p.parent.name) == "en"
+    }
+    for theme in themes:
         folder = sounds / theme.stem
         if not folder.is_dir():
             continue
@@ -340,9 +367,11 @@ def _file_digest(path):
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def discover_speakers(source_root="/usr/share",
-                      min_source_rate: int = DEFAULT_MIN_SOURCE_RATE,
-                      min_seconds: float = DEFAULT_UTTERANCE_SECONDS[0]) -> tuple:
+def discover_speakers(
+    source_root="/usr/share",
+    min_source_rate: int = DEFAULT_MIN_SOURCE_RATE,
+    min_seconds: float = DEFAULT_UTTERANCE_SECONDS[0],
+) -> tuple:
     """Finds the clips and groups them into speakers (see the module docstring).
 
     Speaker ids are given before clips are filtered by sample rate, so they do
@@ -371,14 +400,22 @@ def discover_speakers(source_root="/usr/share",
     """
     found = check_sources(source_root)
     source_root = Path(source_root)
-    skipped = {"text-to-speech": 0, "duplicate": 0, "low sample rate": 0,
-               "not in sounds.xml": 0, "speaker too short": 0}
+    skipped = {
+        "text-to-speech": 0,
+        "duplicate": 0,
+        "low sample rate": 0,
+        "not in sounds.xml": 0,
+        "speaker too short": 0,
+    }
     letters = found["klettres"]
     listed = {p for index in letters.glob(f"*/{KLETTRES_INDEX}") for p in _index(index, letters)}
     skipped["not in sounds.xml"] = sum(
-        1 for p in letters.glob("*/*/*")
-        if p.suffix.lower() in AUDIO_SUFFIXES and p not in listed
-        and ("klettres", p.parent.parent.name) not in EXCLUDED_FOLDERS)
+        1
+        for p in letters.glob("*/*/*")
+        if p.suffix.lower() in AUDIO_SUFFIXES
+        and p not in listed
+        and ("klettres", p.parent.parent.name) not in EXCLUDED_FOLDERS
+    )
     seen = set()
     groups = {}  # (package, folder, reader) -> clips
     for package, folder, path, original, text, gloss in _candidates(found):
@@ -397,8 +434,15 @@ def discover_speakers(source_root="/usr/share",
             raise ValueError(f"unreadable recording {path}: {err}") from None
         reader = " ".join(artist.split())
         reader = READER_ALIASES.get(reader, reader)
-        clip = Clip(path, path.relative_to(source_root).as_posix(), original, text, gloss,
-                    rate, frames / rate)
+        clip = Clip(
+            path,
+            path.relative_to(source_root).as_posix(),
+            original,
+            text,
+            gloss,
+            rate,
+            frames / rate,
+        )
         groups.setdefault((package, folder, reader), []).append(clip)
 
     speakers = []
@@ -410,8 +454,14 @@ def discover_speakers(source_root="/usr/share",
             label = f" {reader or '(untagged)'}" if several else ""
             clips = [c for c in groups[key] if c.sample_rate >= min_source_rate]
             skipped["low sample rate"] += len(groups[key]) - len(clips)
-            speaker = Speaker(SPEAKER_ID_BASE[package] + number, package, folder, reader,
-                              f"{package}/{folder}{label}", clips)
+            speaker = Speaker(
+                SPEAKER_ID_BASE[package] + number,
+                package,
+                folder,
+                reader,
+                f"{package}/{folder}{label}",
+                clips,
+            )
             if speaker.seconds < min_seconds:
                 skipped["speaker too short"] += len(clips)
             else:
@@ -429,11 +479,14 @@ def clipped_fraction(clips: Sequence[Clip]) -> float:
     return clipped / max(total, 1)
 
 
-def split_speakers(speakers: Sequence[Speaker], seed: int = 0,
-                   dev_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
-                   test_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
-                   min_heldout_seconds: float = DEFAULT_MIN_HELDOUT_SECONDS,
-                   max_clipped_fraction: float = MAX_HELDOUT_CLIPPED_FRACTION) -> dict:
+def split_speakers(
+    speakers: Sequence[Speaker],
+    seed: int = 0,
+    dev_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
+    test_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
+    min_heldout_seconds: float = DEFAULT_MIN_HELDOUT_SECONDS,
+    max_clipped_fraction: float = MAX_HELDOUT_CLIPPED_FRACTION,
+) -> dict:
     """Speaker id -> subset; held-out speakers drawn from the eligible ones.
 
     Eligible: the only speaker of its language (:func:`language_of`), at least
@@ -448,8 +501,11 @@ def split_speakers(speakers: Sequence[Speaker], seed: int = 0,
     per_language = {}
     for s in speakers:
         per_language[s.language] = per_language.get(s.language, 0) + 1
-    eligible = [s for s in sorted(speakers, key=lambda s: s.id)
-                if per_language[s.language] == 1 and s.seconds >= min_heldout_seconds]
+    eligible = [
+        s
+        for s in sorted(speakers, key=lambda s: s.id)
+        if per_language[s.language] == 1 and s.seconds >= min_heldout_seconds
+    ]
     wanted = dev_speakers + test_speakers
     if wanted <= len(eligible):  # decoding is slow: only when it can matter
         eligible = [s for s in eligible if clipped_fraction(s.clips) <= max_clipped_fraction]
@@ -468,8 +524,9 @@ def split_speakers(speakers: Sequence[Speaker], seed: int = 0,
     return subset_of
 
 
-def trim_edge_silence(audio: np.ndarray, sample_rate: int, keep_seconds: float,
-                      threshold_db: float = EDGE_SILENCE_DB) -> np.ndarray:
+def trim_edge_silence(
+    audio: np.ndarray, sample_rate: int, keep_seconds: float, threshold_db: float = EDGE_SILENCE_DB
+) -> np.ndarray:
     """Cuts leading and trailing silence beyond ``keep_seconds`` at each end.
 
     Silence: 10-ms frames whose RMS is more than ``threshold_db`` below the
@@ -505,9 +562,12 @@ def load_clip(clip: Clip, max_edge_silence: float = DEFAULT_MAX_EDGE_SILENCE) ->
     return trim_edge_silence(mono.numpy(), SAMPLE_RATE, max_edge_silence)
 
 
-def plan_utterances(durations: Sequence[float], rng: random.Random,
-                    utterance_seconds=DEFAULT_UTTERANCE_SECONDS,
-                    pause_seconds=DEFAULT_PAUSE_SECONDS) -> list:
+def plan_utterances(
+    durations: Sequence[float],
+    rng: random.Random,
+    utterance_seconds=DEFAULT_UTTERANCE_SECONDS,
+    pause_seconds=DEFAULT_PAUSE_SECONDS,
+) -> list:
     """Groups clips into utterances: lists of ``(clip index, pause before it)``.
 
     Clips are taken in a shuffled order. Each utterance gets a target length
@@ -555,13 +615,16 @@ def _read_speakers_tsv(path):
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines or tuple(lines[0].split("\t")) != SPEAKERS_HEADER:
-        raise ValueError(f"{path} does not start with the LibriTTS header "
-                         f"{chr(9).join(SPEAKERS_HEADER)!r}; move it away or fix it")
+        raise ValueError(
+            f"{path} does not start with the LibriTTS header "
+            f"{chr(9).join(SPEAKERS_HEADER)!r}; move it away or fix it"
+        )
     return [line for line in lines[1:] if line.strip()]
 
 
-def merge_speaker_rows(existing: Sequence[str], ours: Sequence[str],
-                       subsets: Sequence[str] = SUBSETS) -> list:
+def merge_speaker_rows(
+    existing: Sequence[str], ours: Sequence[str], subsets: Sequence[str] = SUBSETS
+) -> list:
     """``speakers.tsv`` body: ``existing`` rows of other subsets, then ``ours``.
 
     Example
@@ -570,8 +633,9 @@ def merge_speaker_rows(existing: Sequence[str], ours: Sequence[str],
     >>> merge_speaker_rows(old, ["10002\\tU\\tdev-recorded\\ty"])
     ['763\\tF\\ttrain-clean-100\\tSpeaker 763', '10002\\tU\\tdev-recorded\\ty']
     """
-    keep = [row for row in existing
-            if len(row.split("\t")) < 3 or row.split("\t")[2] not in subsets]
+    keep = [
+        row for row in existing if len(row.split("\t")) < 3 or row.split("\t")[2] not in subsets
+    ]
     return keep + list(ours)
 
 
@@ -581,16 +645,20 @@ def _check_range(name, pair, minimum):
         raise ValueError(f"{name} must be MIN MAX with {minimum} <= MIN <= MAX, got {lo} {hi}")
 
 
-def build_corpus(out, seed: int = 0, source_root="/usr/share",
-                 dev_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
-                 test_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
-                 utterance_seconds=DEFAULT_UTTERANCE_SECONDS,
-                 pause_seconds=DEFAULT_PAUSE_SECONDS,
-                 max_edge_silence: float = DEFAULT_MAX_EDGE_SILENCE,
-                 min_source_rate: int = DEFAULT_MIN_SOURCE_RATE,
-                 min_heldout_seconds: float = DEFAULT_MIN_HELDOUT_SECONDS,
-                 max_speakers: Optional[int] = None,
-                 max_utterances_per_speaker: Optional[int] = None) -> dict:
+def build_corpus(
+    out,
+    seed: int = 0,
+    source_root="/usr/share",
+    dev_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
+    test_speakers: int = DEFAULT_HELDOUT_SPEAKERS,
+    utterance_seconds=DEFAULT_UTTERANCE_SECONDS,
+    pause_seconds=DEFAULT_PAUSE_SECONDS,
+    max_edge_silence: float = DEFAULT_MAX_EDGE_SILENCE,
+    min_source_rate: int = DEFAULT_MIN_SOURCE_RATE,
+    min_heldout_seconds: float = DEFAULT_MIN_HELDOUT_SECONDS,
+    max_speakers: Optional[int] = None,
+    max_utterances_per_speaker: Optional[int] = None,
+) -> dict:
     """Writes the recorded subsets under ``out/LibriTTS``; returns a summary.
 
     Arguments
@@ -634,18 +702,24 @@ def build_corpus(out, seed: int = 0, source_root="/usr/share",
     """
     _check_range("--utterance-seconds", utterance_seconds, 0.1)
     _check_range("--pause-seconds", pause_seconds, 0.0)
-    for name, value in (("--dev-speakers", dev_speakers), ("--test-speakers", test_speakers),
-                        ("--max-edge-silence", max_edge_silence)):
+    for name, value in (
+        ("--dev-speakers", dev_speakers),
+        ("--test-speakers", test_speakers),
+        ("--max-edge-silence", max_edge_silence),
+    ):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     if min_source_rate <= 0:
         raise ValueError(f"--min-source-rate must be > 0 Hz, got {min_source_rate}")
     if max_speakers is not None and max_speakers < dev_speakers + test_speakers + 1:
-        raise ValueError(f"--max-speakers must be >= --dev-speakers + --test-speakers + 1 = "
-                         f"{dev_speakers + test_speakers + 1}, got {max_speakers}")
+        raise ValueError(
+            f"--max-speakers must be >= --dev-speakers + --test-speakers + 1 = "
+            f"{dev_speakers + test_speakers + 1}, got {max_speakers}"
+        )
     if max_utterances_per_speaker is not None and max_utterances_per_speaker < 1:
-        raise ValueError(f"--max-utterances-per-speaker must be >= 1, "
-                         f"got {max_utterances_per_speaker}")
+        raise ValueError(
+            f"--max-utterances-per-speaker must be >= 1, got {max_utterances_per_speaker}"
+        )
 
     speakers, skipped = discover_speakers(source_root, min_source_rate, utterance_seconds[0])
     subset_of = split_speakers(speakers, seed, dev_speakers, test_speakers, min_heldout_seconds)
@@ -659,8 +733,14 @@ def build_corpus(out, seed: int = 0, source_root="/usr/share",
     existing_rows = _read_speakers_tsv(speakers_tsv)  # refuse a bad one before any change
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
-    summary = {"root": root, "subsets": {s: [0, 0, 0.0] for s in SUBSETS},
-               "skipped": skipped, "scaled": 0, "min_gain_db": 0.0, "dropped_clips": 0}
+    summary = {
+        "root": root,
+        "subsets": {s: [0, 0, 0.0] for s in SUBSETS},
+        "skipped": skipped,
+        "scaled": 0,
+        "min_gain_db": 0.0,
+        "dropped_clips": 0,
+    }
     rows, provenance = [], []
     try:
         for speaker in speakers:
@@ -672,12 +752,16 @@ def build_corpus(out, seed: int = 0, source_root="/usr/share",
                 if peak > FULL_SCALE:  # scaled down rather than clipped
                     wav = wav * (FULL_SCALE / peak)
                     summary["scaled"] += 1
-                    summary["min_gain_db"] = min(summary["min_gain_db"],
-                                                 20 * np.log10(FULL_SCALE / peak))
+                    summary["min_gain_db"] = min(
+                        summary["min_gain_db"], 20 * np.log10(FULL_SCALE / peak)
+                    )
                 audio.append(wav)
-            plan = plan_utterances([len(a) / SAMPLE_RATE for a in audio],
-                                   random.Random(f"{seed}-{speaker.id}"),
-                                   utterance_seconds, pause_seconds)
+            plan = plan_utterances(
+                [len(a) / SAMPLE_RATE for a in audio],
+                random.Random(f"{seed}-{speaker.id}"),
+                utterance_seconds,
+                pause_seconds,
+            )
             summary["dropped_clips"] += len(audio) - sum(len(u) for u in plan)
             plan = plan[:max_utterances_per_speaker]
             if not plan:
@@ -700,8 +784,11 @@ def build_corpus(out, seed: int = 0, source_root="/usr/share",
                 write_text(folder / f"{utt}.normalized.txt", normalized)
                 trans.append(f"{utt}\t{original}\t{normalized}")
                 glosses = {c.gloss for c in clips}
-                kind = "mixed" if len(glosses) > 1 else ("gloss" if glosses == {True}
-                                                         else "transcript")
+                kind = (
+                    "mixed"
+                    if len(glosses) > 1
+                    else ("gloss" if glosses == {True} else "transcript")
+                )
                 provenance.append("\t".join((utt, subset, kind, ";".join(c.source for c in clips))))
                 counts = summary["subsets"][subset]
                 counts[1] += 1
@@ -717,8 +804,9 @@ def build_corpus(out, seed: int = 0, source_root="/usr/share",
                 os.rename(new, final)
         body = merge_speaker_rows(existing_rows, rows)
         write_text(speakers_tsv, "\n".join(["\t".join(SPEAKERS_HEADER)] + body) + "\n")
-        write_text(root / PROVENANCE_FILE,
-                   "\n".join(["\t".join(PROVENANCE_HEADER)] + provenance) + "\n")
+        write_text(
+            root / PROVENANCE_FILE, "\n".join(["\t".join(PROVENANCE_HEADER)] + provenance) + "\n"
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
@@ -729,15 +817,20 @@ def format_summary(summary: dict, seconds: float) -> str:
     lines = [f"wrote {summary['root']} in {seconds:.1f} s"]
     total = [0, 0, 0.0]
     for subset, (speakers, utterances, audio) in summary["subsets"].items():
-        lines.append(f"  {subset:15s} {speakers:3d} speakers {utterances:5d} utterances "
-                     f"{audio / 3600:6.3f} h")
+        lines.append(
+            f"  {subset:15s} {speakers:3d} speakers {utterances:5d} utterances "
+            f"{audio / 3600:6.3f} h"
+        )
         total = [total[0] + speakers, total[1] + utterances, total[2] + audio]
-    lines.append(f"  {'total':15s} {total[0]:3d} speakers {total[1]:5d} utterances "
-                 f"{total[2] / 3600:6.3f} h")
+    lines.append(
+        f"  {'total':15s} {total[0]:3d} speakers {total[1]:5d} utterances {total[2] / 3600:6.3f} h"
+    )
     skipped = ", ".join(f"{n} {why}" for why, n in summary["skipped"].items() if n)
-    lines.append(f"  clips left out: {skipped or 'none'}; {summary['dropped_clips']} leftover "
-                 f"clips dropped; {summary['scaled']} clips scaled down to full scale "
-                 f"(by {-summary['min_gain_db']:.1f} dB at most)")
+    lines.append(
+        f"  clips left out: {skipped or 'none'}; {summary['dropped_clips']} leftover "
+        f"clips dropped; {summary['scaled']} clips scaled down to full scale "
+        f"(by {-summary['min_gain_db']:.1f} dB at most)"
+    )
     return "\n".join(lines)
 
 
@@ -746,33 +839,62 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_dsl.data.recordings",
         description="Build a LibriTTS-layout corpus from the recordings of the Debian "
-                    "packages ktuberling-data and klettres-data.",
+        "packages ktuberling-data and klettres-data.",
     )
     parser.add_argument("--out", required=True, help="folder of LibriTTS/ (may exist)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--source-root", default="/usr/share",
-                        help="folder holding ktuberling/sounds and klettres")
+    parser.add_argument(
+        "--source-root", default="/usr/share", help="folder holding ktuberling/sounds and klettres"
+    )
     parser.add_argument("--dev-speakers", type=int, default=DEFAULT_HELDOUT_SPEAKERS)
     parser.add_argument("--test-speakers", type=int, default=DEFAULT_HELDOUT_SPEAKERS)
-    parser.add_argument("--utterance-seconds", type=float, nargs=2, metavar=("MIN", "MAX"),
-                        default=DEFAULT_UTTERANCE_SECONDS)
-    parser.add_argument("--pause-seconds", type=float, nargs=2, metavar=("MIN", "MAX"),
-                        default=DEFAULT_PAUSE_SECONDS, help="silence between clips")
-    parser.add_argument("--max-edge-silence", type=float, default=DEFAULT_MAX_EDGE_SILENCE,
-                        help="seconds of each clip's own silence kept at each end, at most")
-    parser.add_argument("--min-source-rate", type=int, default=DEFAULT_MIN_SOURCE_RATE,
-                        help="leave out clips recorded at a lower sample rate (Hz)")
+    parser.add_argument(
+        "--utterance-seconds",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=DEFAULT_UTTERANCE_SECONDS,
+    )
+    parser.add_argument(
+        "--pause-seconds",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=DEFAULT_PAUSE_SECONDS,
+        help="silence between clips",
+    )
+    parser.add_argument(
+        "--max-edge-silence",
+        type=float,
+        default=DEFAULT_MAX_EDGE_SILENCE,
+        help="seconds of each clip's own silence kept at each end, at most",
+    )
+    parser.add_argument(
+        "--min-source-rate",
+        type=int,
+        default=DEFAULT_MIN_SOURCE_RATE,
+        help="leave out clips recorded at a lower sample rate (Hz)",
+    )
     parser.add_argument("--min-heldout-seconds", type=float, default=DEFAULT_MIN_HELDOUT_SECONDS)
     parser.add_argument("--max-speakers", type=int, default=None, help="for quick tests")
-    parser.add_argument("--max-utterances-per-speaker", type=int, default=None,
-                        help="for quick tests")
+    parser.add_argument(
+        "--max-utterances-per-speaker", type=int, default=None, help="for quick tests"
+    )
     args = parser.parse_args(argv)
     start = time.time()
     try:
         summary = build_corpus(
-            args.out, args.seed, args.source_root, args.dev_speakers, args.test_speakers,
-            tuple(args.utterance_seconds), tuple(args.pause_seconds), args.max_edge_silence,
-            args.min_source_rate, args.min_heldout_seconds, args.max_speakers,
+            args.out,
+            args.seed,
+            args.source_root,
+            args.dev_speakers,
+            args.test_speakers,
+            tuple(args.utterance_seconds),
+            tuple(args.pause_seconds),
+            args.max_edge_silence,
+            args.min_source_rate,
+            args.min_heldout_seconds,
+            args.max_speakers,
             args.max_utterances_per_speaker,
         )
     except (FileNotFoundError, ValueError) as err:

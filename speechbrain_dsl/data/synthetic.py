@@ -58,7 +58,6 @@ import numpy as np
 import soundfile as sf
 
 from speechbrain_dsl.atomic import atomic_path, write_text
-
 from speechbrain_dsl.data.espeak import (
     ACCENTS,
     ESPEAK_SAMPLE_RATE,
@@ -68,34 +67,80 @@ from speechbrain_dsl.data.espeak import (
 )
 
 _SUBJECTS = (
-    "the old captain", "my younger sister", "a tired farmer", "the clever student",
-    "our new neighbour", "the quiet librarian", "a stranger in a grey coat",
-    "the little boy", "her grandfather", "the village doctor", "a young sailor",
-    "the king's messenger", "every child in the town", "the baker's wife",
+    "the old captain",
+    "my younger sister",
+    "a tired farmer",
+    "the clever student",
+    "our new neighbour",
+    "the quiet librarian",
+    "a stranger in a grey coat",
+    "the little boy",
+    "her grandfather",
+    "the village doctor",
+    "a young sailor",
+    "the king's messenger",
+    "every child in the town",
+    "the baker's wife",
 )
 _VERBS = (
-    "walked slowly towards", "looked carefully at", "spoke softly about",
-    "dreamed again of", "wrote a long letter about", "laughed loudly at",
-    "thought for a moment about", "ran quickly past", "waited patiently near",
-    "painted a picture of", "sang a song about", "forgot everything about",
+    "walked slowly towards",
+    "looked carefully at",
+    "spoke softly about",
+    "dreamed again of",
+    "wrote a long letter about",
+    "laughed loudly at",
+    "thought for a moment about",
+    "ran quickly past",
+    "waited patiently near",
+    "painted a picture of",
+    "sang a song about",
+    "forgot everything about",
 )
 _OBJECTS = (
-    "the river", "the silver bridge", "an empty house", "the distant mountains",
-    "a basket of apples", "the broken clock", "the crowded market",
-    "a field of wheat", "the lighthouse", "the wooden gate", "the frozen lake",
-    "a bright red kite", "the garden wall", "the last train home",
+    "the river",
+    "the silver bridge",
+    "an empty house",
+    "the distant mountains",
+    "a basket of apples",
+    "the broken clock",
+    "the crowded market",
+    "a field of wheat",
+    "the lighthouse",
+    "the wooden gate",
+    "the frozen lake",
+    "a bright red kite",
+    "the garden wall",
+    "the last train home",
 )
 _TAILS = (
-    "before the sun went down", "in the middle of the night", "without a word",
-    "while the rain kept falling", "on a cold winter morning",
-    "as the bells began to ring", "after a long and difficult day",
-    "because nobody else would", "just as the door opened", "for {n} minutes",
-    "with {n} of his friends", "at {n} o'clock",
+    "before the sun went down",
+    "in the middle of the night",
+    "without a word",
+    "while the rain kept falling",
+    "on a cold winter morning",
+    "as the bells began to ring",
+    "after a long and difficult day",
+    "because nobody else would",
+    "just as the door opened",
+    "for {n} minutes",
+    "with {n} of his friends",
+    "at {n} o'clock",
 )
-_OPENERS = ("", "", "", "Well, ", "Yesterday, ", "Of course, ", "Later that week, ",
-            "To everyone's surprise, ", "Once upon a time, ")
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve "
-         "thirteen fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_OPENERS = (
+    "",
+    "",
+    "",
+    "Well, ",
+    "Yesterday, ",
+    "Of course, ",
+    "Later that week, ",
+    "To everyone's surprise, ",
+    "Once upon a time, ",
+)
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve "
+    "thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 SUBSETS = ("train-clean-100", "dev-clean", "test-clean")
@@ -193,8 +238,9 @@ def write_atomic_wav(path, audio, sample_rate):
         sf.write(tmp, audio, sample_rate, subtype="PCM_16")
 
 
-def make_libritts(out, seed=0, speakers=20, utterances=20, noise_prob=0.2,
-                  sample_rate=24000, held_out_share=0.2):
+def make_libritts(
+    out, seed=0, speakers=20, utterances=20, noise_prob=0.2, sample_rate=24000, held_out_share=0.2
+):
     """Writes a LibriTTS-layout corpus under ``out/LibriTTS``; returns its path.
 
     Arguments
@@ -244,8 +290,15 @@ def make_libritts(out, seed=0, speakers=20, utterances=20, noise_prob=0.2,
             pairs = [random_sentence(srng) for _ in range(srng.choice((1, 1, 2)))]
             original = " ".join(p[0] for p in pairs)
             normalized = " ".join(p[1] for p in pairs)
-            utts.append((folder, utt, original, normalized,
-                         plan_utterance(profile, normalized, srng, noise_prob)))
+            utts.append(
+                (
+                    folder,
+                    utt,
+                    original,
+                    normalized,
+                    plan_utterance(profile, normalized, srng, noise_prob),
+                )
+            )
         plans.append(utts)
 
     speech = synthesize_batches([[u[4]["request"] for u in utts] for utts in plans])
@@ -377,8 +430,9 @@ def make_noise_subsets(out, seed=0, clips=20, sample_rate=24000):
     return root
 
 
-def make_audioset(out, seed=0, clips_per_class=20, sample_rate=16000, seconds=10.0,
-                  music_clips=3, missing_clips=2):
+def make_audioset(
+    out, seed=0, clips_per_class=20, sample_rate=16000, seconds=10.0, music_clips=3, missing_clips=2
+):
     """Writes an AudioSet look-alike (Speech vs Silence) under ``out/AudioSet``.
 
     Returns
@@ -392,7 +446,10 @@ def make_audioset(out, seed=0, clips_per_class=20, sample_rate=16000, seconds=10
     audio_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
-    ytid = lambda: "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") for _ in range(11))  # noqa: E731
+    ytid = lambda: "".join(
+        rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+        for _ in range(11)
+    )  # noqa: E731
     n = int(seconds * sample_rate)
 
     rows, clips = [], []  # rows: (ytid, start, labels); clips: (ytid, start, audio)
@@ -518,7 +575,7 @@ def make_speech_commands(out, seed=0, speakers=30, noise_files=3):
     noise_dir = root / "_background_noise_"
     noise_dir.mkdir(parents=True, exist_ok=True)
     np_rng = np.random.default_rng(seed)
-    for i, kind in enumerate(("white", "pink", "room", "hum")[:noise_files]):
+    for kind in ("white", "pink", "room", "hum")[:noise_files]:
         noise = silence_like(kind, 60.0, 16000, rng, np_rng) * 30  # audible, ~-25 dBFS
         write_atomic_wav(noise_dir / f"{kind}_noise.wav", np.clip(noise, -1, 1), 16000)
     order = list(range(speakers))
@@ -528,15 +585,19 @@ def make_speech_commands(out, seed=0, speakers=30, noise_files=3):
     split.update({i: "validation" for i in order[:n_val]})
     split.update({i: "testing" for i in order[n_val : n_val + n_test]})
     hashes = _speaker_ids_for_splits(hashes, [split[i] for i in range(speakers)], seed)
-    names = [[f"{word}/{speaker}_nohash_{n}.wav" for word, n in files]
-             for speaker, files in zip(hashes, words)]
+    names = [
+        [f"{word}/{speaker}_nohash_{n}.wav" for word, n in files]
+        for speaker, files in zip(hashes, words)
+    ]
     for plans, files, audio in zip(batches, names, spoken):
         for plan, name, speech in zip(plans, files, audio):
             path = root / name
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic_wav(path, render(plan, speech, 16000)[:16000], 16000)
-    for list_name, chosen in (("validation_list.txt", order[:n_val]),
-                              ("testing_list.txt", order[n_val : n_val + n_test])):
+    for list_name, chosen in (
+        ("validation_list.txt", order[:n_val]),
+        ("testing_list.txt", order[n_val : n_val + n_test]),
+    ):
         lines = sorted(name for i in chosen for name in names[i])
         write_text(root / list_name, "\n".join(lines) + "\n")
     return root
@@ -588,9 +649,13 @@ def make_libricount(out, seed=0, mixtures_per_count=10, max_count=5, seconds=5.0
             voice = np.pad(voice, (0, n - len(voice)))
             mix += voice
             active = np.abs(voice) > 1e-3
-            meta.append({"sex": profile["gender"], "speaker_id": profile["id"],
-                         "activity": [[float(s) / 16000, float(e) / 16000]
-                                      for s, e in _spans(active)]})
+            meta.append(
+                {
+                    "sex": profile["gender"],
+                    "speaker_id": profile["id"],
+                    "activity": [[float(s) / 16000, float(e) / 16000] for s, e in _spans(active)],
+                }
+            )
         peak = float(np.abs(mix).max())
         write_atomic_wav(folder / f"{k}_{mix_id}.wav", mix / max(1.0, peak / 0.95), 16000)
         write_text(folder / f"{k}_{mix_id}.json", json.dumps(meta))
@@ -625,7 +690,9 @@ def main(argv=None):
     libritts.add_argument("--speakers", type=int, default=20)
     libritts.add_argument("--utterances", type=int, default=20, help="per speaker")
     libritts.add_argument("--noise-prob", type=float, default=0.2)
-    noise = sub.add_parser("noise", help="non-speech subsets (train/dev/test-noise) in a LibriTTS folder")
+    noise = sub.add_parser(
+        "noise", help="non-speech subsets (train/dev/test-noise) in a LibriTTS folder"
+    )
     noise.add_argument("--out", required=True, help="the folder holding LibriTTS")
     noise.add_argument("--seed", type=int, default=0)
     noise.add_argument("--clips", type=int, default=20, help="per pseudo-speaker")
@@ -647,24 +714,30 @@ def main(argv=None):
     start = time.time()
     if args.corpus == "libritts":
         if (Path(args.out) / "LibriTTS").exists():
-            print(f"error: {Path(args.out) / 'LibriTTS'} already exists; choose an empty "
-                  f"--out", file=sys.stderr)
+            print(
+                f"error: {Path(args.out) / 'LibriTTS'} already exists; choose an empty --out",
+                file=sys.stderr,
+            )
             return 2
         try:
-            root = make_libritts(args.out, args.seed, args.speakers, args.utterances,
-                                 args.noise_prob)
+            root = make_libritts(
+                args.out, args.seed, args.speakers, args.utterances, args.noise_prob
+            )
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         wavs = list(root.rglob("*.wav"))
         seconds = sum(sf.info(str(w)).duration for w in wavs)
-        print(f"wrote {len(wavs)} utterances ({seconds / 60:.1f} min) to {root} "
-              f"in {time.time() - start:.1f} s")
+        print(
+            f"wrote {len(wavs)} utterances ({seconds / 60:.1f} min) to {root} "
+            f"in {time.time() - start:.1f} s"
+        )
     elif args.corpus == "noise":
         existing = [n for n in NOISE_SUBSETS if (Path(args.out) / "LibriTTS" / n).exists()]
         if existing:
-            print(f"error: {existing} already exist in {Path(args.out) / 'LibriTTS'}",
-                  file=sys.stderr)
+            print(
+                f"error: {existing} already exist in {Path(args.out) / 'LibriTTS'}", file=sys.stderr
+            )
             return 2
         try:
             root = make_noise_subsets(args.out, args.seed, args.clips)
@@ -673,12 +746,16 @@ def main(argv=None):
             return 2
         wavs = [w for n in NOISE_SUBSETS for w in (root / n).rglob("*.wav")]
         seconds = sum(sf.info(str(w)).duration for w in wavs)
-        print(f"wrote {len(wavs)} non-speech clips ({seconds / 60:.1f} min) to {root} "
-              f"in {time.time() - start:.1f} s")
+        print(
+            f"wrote {len(wavs)} non-speech clips ({seconds / 60:.1f} min) to {root} "
+            f"in {time.time() - start:.1f} s"
+        )
     elif args.corpus == "audioset":
         if (Path(args.out) / "AudioSet").exists():
-            print(f"error: {Path(args.out) / 'AudioSet'} already exists; choose an empty "
-                  f"--out", file=sys.stderr)
+            print(
+                f"error: {Path(args.out) / 'AudioSet'} already exists; choose an empty --out",
+                file=sys.stderr,
+            )
             return 2
         try:
             root = make_audioset(args.out, args.seed, args.clips_per_class)
@@ -690,15 +767,16 @@ def main(argv=None):
     elif args.corpus in ("speech_commands", "libricount"):
         name = {"speech_commands": "SpeechCommands", "libricount": "LibriCount"}[args.corpus]
         if (Path(args.out) / name).exists():
-            print(f"error: {Path(args.out) / name} already exists; choose an empty --out",
-                  file=sys.stderr)
+            print(
+                f"error: {Path(args.out) / name} already exists; choose an empty --out",
+                file=sys.stderr,
+            )
             return 2
         try:
             if args.corpus == "speech_commands":
                 root = make_speech_commands(args.out, args.seed, args.speakers)
             else:
-                root = make_libricount(args.out, args.seed, args.mixtures_per_count,
-                                       args.max_count)
+                root = make_libricount(args.out, args.seed, args.mixtures_per_count, args.max_count)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

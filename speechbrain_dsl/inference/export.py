@@ -52,15 +52,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_dsl.atomic import atomic_path
+from speechbrain_dsl.inference.runtime import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    ENCODER_INT8_FILE,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    ONNX_FILES,
+)
 from speechbrain_dsl.nnet.conv import CausalConv1d
+from speechbrain_dsl.nnet.routing import context_frames
 
-ENCODER_FILE = "encoder.onnx"
-ENCODER_INT8_FILE = "encoder.int8.onnx"
-DECODER_FILE = "decoder.onnx"
-ONNX_FILES = (ENCODER_FILE, DECODER_FILE, ENCODER_INT8_FILE)
-METADATA_KEY = "speechbrain_dsl"  # ONNX metadata_props key holding the JSON below
-FORMAT_VERSION = 2
 MAX_ROWS = 100_000
+
+__all__ = [
+    "DECODER_FILE",
+    "ENCODER_FILE",
+    "ENCODER_INT8_FILE",
+    "FORMAT_VERSION",
+    "METADATA_KEY",
+    "ONNX_FILES",
+    "ExportableDecoder",
+    "ExportableEncoder",
+    "context_samples",
+    "export_decoder_onnx",
+    "export_folder",
+    "export_onnx",
+    "export_torch",
+    "metadata",
+    "quantize_encoder",
+    "read_audio_folder",
+    "read_metadata",
+    "segment_rows",
+    "torch_row_encoder",
+    "zero_tokens",
+]
 
 
 class ExportableEncoder(nn.Module):
@@ -320,8 +346,7 @@ def context_samples(codec) -> int:
     lookback = encoder.base.lookback + encoder.base.hop * max(
         dsl.full_tail.lookback, dsl.light_tail.lookback
     )
-    hop = codec.hop_length
-    return max(0, math.ceil((lookback + 1) / hop) - 1) * hop
+    return context_frames(lookback, codec.hop_length) * codec.hop_length
 
 
 def zero_tokens(codec) -> list:

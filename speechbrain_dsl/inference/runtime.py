@@ -31,12 +31,16 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from speechbrain_dsl.nnet import routing
+from speechbrain_dsl.nnet.routing import ENGINE_MODES as MODES
+
+# The graph format: written by speechbrain_dsl.inference.export, read here.
 ENCODER_FILE = "encoder.onnx"
 ENCODER_INT8_FILE = "encoder.int8.onnx"
 DECODER_FILE = "decoder.onnx"
-METADATA_KEY = "speechbrain_dsl"
+ONNX_FILES = (ENCODER_FILE, DECODER_FILE, ENCODER_INT8_FILE)
+METADATA_KEY = "speechbrain_dsl"  # ONNX metadata_props key holding the model's JSON
 FORMAT_VERSION = 2
-MODES = ("full", "light", "mixed")
 PRECISIONS = {"fp32": ENCODER_FILE, "int8": ENCODER_INT8_FILE}
 
 # encode_rows(segments [N, 1, S], threshold, context [N, 1, C], lengths [N])
@@ -172,6 +176,10 @@ def agreement(reference, other) -> Dict[str, float]:
 def threshold_for(mode: str, threshold: float) -> float:
     """The graph's threshold input for a routing ``mode`` (full: -inf, light: +inf).
 
+    The exported graph routes by :func:`speechbrain_dsl.nnet.routing.decide`'s
+    rule (a prediction below the threshold goes light); ``oracle`` needs both
+    tails' outputs and is refused.
+
     Example
     -------
     >>> threshold_for("full", 0.5), threshold_for("mixed", 0.5)
@@ -182,7 +190,7 @@ def threshold_for(mode: str, threshold: float) -> float:
             f"mode: the exported encoder runs {', '.join(MODES)}, got {mode!r} "
             f"(oracle runs both tails: use the torch engine)"
         )
-    return {"full": -math.inf, "light": math.inf}.get(mode, float(threshold))
+    return float(routing.threshold_for(mode, threshold))
 
 
 def valid_steps(lengths: Optional[np.ndarray], batch: int, steps: int) -> np.ndarray:
@@ -356,7 +364,7 @@ def encode_in_pieces(
             if emb is not None:
                 emb[row.item, :, f0:f1] = e * own
             predicted[row.item, row.segment] = pred
-            route[row.item, row.segment] = pred < threshold
+            route[row.item, row.segment] = routing.decide(pred, "mixed", threshold)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -438,7 +446,7 @@ class SegmentStream:
         )
         for _, (_, _, pred) in results:
             self.predicted.append(float(pred))
-            self.routes.append(bool(pred < self.threshold))
+            self.routes.append(bool(routing.decide(pred, "mixed", self.threshold)))
         self.history = window[max(0, len(window) - ctx) :]
         emb = np.concatenate([e.T for _, (e, _, _) in results])
         tokens = np.concatenate([t for _, (_, t, _) in results])

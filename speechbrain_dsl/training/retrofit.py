@@ -25,12 +25,75 @@ DSL_ONLY_PREFIXES = (
 )
 
 
-def init_codec_from(codec, source):
+def widen_encoder_state(state, target, noise=0.01, seed=0, prefix="encoder.stages."):
+    """Encoder weights of ``state`` widened to the shapes of ``target`` (Net2Net).
+
+    Every channel dimension that grew by a whole factor ``f`` is tiled: new channel
+    ``j`` copies old channel ``j % C``. A conv's input side is divided by ``f``, so
+    each layer sums the ``f`` copies back to the old value and the widened encoder
+    computes the old encoder's function (elementwise ELUs and residual adds keep the
+    copies equal). Copies would also get equal gradients forever, so the input side
+    gets Gaussian noise of ``noise`` times each weight tensor's standard deviation.
+
+    Arguments
+    ---------
+    state : dict
+        The trained codec's state dict.
+    target : dict
+        The wider codec's state dict (only shapes are read).
+    noise : float
+    seed : int
+    prefix : str
+        Keys to widen.
+
+    Returns
+    -------
+    dict
+        ``state`` with the widened tensors.
+
+    Example
+    -------
+    >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
+    >>> narrow = SoundStreamEncoder(channels=2, multipliers=(2,), strides=(4,), emb_dim=4)
+    >>> wide = SoundStreamEncoder(channels=4, multipliers=(2,), strides=(4,), emb_dim=4)
+    >>> state = widen_encoder_state(narrow.state_dict(), wide.state_dict(), 0.0, prefix="stages.")
+    >>> _ = wide.load_state_dict(state)
+    >>> x = torch.randn(1, 1, 64)
+    >>> torch.allclose(wide(x), narrow(x), atol=1e-5)
+    True
+    """
+    generator = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    for key, value in state.items():
+        if not key.startswith(prefix) or key not in target or target[key].shape == value.shape:
+            continue
+        shape = target[key].shape
+        if len(shape) != value.dim() or any(n % o for n, o in zip(shape, value.shape)):
+            raise ValueError(
+                f"init_from: {key}: shape {tuple(value.shape)} cannot be widened to {tuple(shape)}"
+            )
+        wide = value
+        for dim, (new, old) in enumerate(zip(shape[:2], value.shape[:2])):
+            if new == old:
+                continue
+            index = torch.arange(new) % old
+            wide = wide.index_select(dim, index)
+            if dim == 1:  # the input side: f copies sum back to the old value
+                wide = wide / (new // old)
+                scale = float(wide.std()) if wide.numel() > 1 else 0.0
+                wide = wide + noise * scale * torch.randn(wide.shape, generator=generator)
+        out[key] = wide.contiguous()
+    return out
+
+
+def init_codec_from(codec, source, widen=False):
     """Loads weights from ``source`` (a packaged folder or a ``codec.ckpt``) into ``codec``.
 
     Returns the list of keys left at their initial values (DSL-only parts when a
     baseline is retrofitted, else empty). Raises ValueError naming the file when
     the weights do not fit: unknown or missing keys, other shapes, non-finite values.
+    With ``widen``, a baseline encoder whose channels are a whole factor narrower
+    than ``codec``'s is widened first (:func:`widen_encoder_state`).
     """
     path = Path(source)
     path = path / "codec.ckpt" if path.is_dir() else path
@@ -52,6 +115,10 @@ def init_codec_from(codec, source):
             f"init_from: cannot read the weight average beside {path}: {err}"
         ) from None
     retrofit = codec.has_dsl and any(k.startswith("encoder.stages.") for k in state)
+    if widen:
+        if codec.has_dsl:
+            raise ValueError("init_from: widening takes a baseline codec (retrofit a DSL after)")
+        state = widen_encoder_state(state, codec.state_dict())
     if retrofit:
         state = baseline_to_dsl_state(state, codec.encoder.split_after)
     expected = codec.state_dict()

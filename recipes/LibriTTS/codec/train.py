@@ -121,6 +121,7 @@ HPARAM_RULES = {
     "adversarial_start_step": integer(low=0),
     "retrofit_distill_steps": integer(low=0),
     "init_from": optional(text()),
+    "init_widen": boolean(),
     "ckpt_interval_minutes": number(low=0),
     "keep_checkpoints": integer(low=0),
     "valid_every_epochs": integer(low=1),
@@ -897,7 +898,9 @@ def main(argv):
 
     if hparams["init_from"]:
         # A checkpoint in save_folder, if any, still wins: fit() recovers it.
-        fresh = init_codec_from(hparams["codec"], hparams["init_from"])
+        fresh = init_codec_from(
+            hparams["codec"], hparams["init_from"], widen=hparams.get("init_widen", False)
+        )
         logger.info(
             "initialised the codec from %s (kept fresh: %d DSL tensors)",
             hparams["init_from"],
