@@ -12,6 +12,8 @@ def test_old_module_path_runs_as_a_program_and_names_the_new_one():
     result = subprocess.run(
         [
             sys.executable,
+            "-W",
+            "default",
             "-m",
             "speechbrain_dsl.efficiency",
             "hparams/soundstream_dsl.yaml",
