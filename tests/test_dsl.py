@@ -725,3 +725,24 @@ def test_calibrated_threshold_is_saved_and_restored_with_the_state_dict():
     other = make_layer(threshold=0.9)
     other.load_state_dict(state)
     assert other.threshold == 0.125
+
+
+def test_relative_distance_is_level_invariant_and_absolute_mae_is_not():
+    """The switch target does not scale with loudness (relative_mae), while mae does."""
+    from tests.conftest import make_dsl_encoder
+
+    torch.manual_seed(0)
+    enc = make_dsl_encoder(segment_frames=3, distance="relative_mae").train()
+    absolute = make_dsl_encoder(segment_frames=3, distance="mae").train()
+    with torch.no_grad():  # without biases the tails' outputs follow the input's scale
+        for name, p in enc.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+    absolute.load_state_dict(enc.state_dict())
+    wav = torch.randn(2, 1, 16 * 12) * 3.0  # the tiny tails output ~1e-2 at unit scale
+    with torch.no_grad():
+        loud, quiet = enc(wav).distance, enc(wav * 0.1).distance  # 20 dB apart
+        loud_abs, quiet_abs = absolute(wav).distance, absolute(wav * 0.1).distance
+    # ELU is not homogeneous, so equal only roughly; mae drops with the level (~10x)
+    assert torch.allclose(loud, quiet, rtol=0.5)
+    assert bool((quiet_abs < 0.3 * loud_abs).all())

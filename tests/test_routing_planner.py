@@ -163,3 +163,29 @@ def test_mixed_with_nothing_light_never_costs_more_than_full(default_encoder, ba
     full = executed_macs(enc, wav, mode="full", lengths=lengths)
     switch = count_macs(enc.dsl.switch, torch.randn(batch, 8, frames * 320), 8 * 320)
     assert mixed <= full + switch
+
+
+def test_exported_rows_execute_one_tail_each(default_encoder):
+    """The onnxruntime graph's rows: mixed costs the light rows' and full rows' share, no more."""
+    from speechbrain_dsl.inference.export import ExportableEncoder
+
+    torch.manual_seed(0)
+    codec = load_hparams(segment_frames=50)["codec"].eval()
+    rows = torch.randn(12, 1, 16000) * 0.1
+    rows[:5] *= 0.01  # quiet rows: the untrained switch predicts them apart
+    context = torch.randn(12, 1, 320) * 0.1
+    with torch.no_grad():
+        codec.encode(rows[:, 0])  # initialise the codebooks
+        model = ExportableEncoder(codec)
+        predicted = model(rows, torch.tensor(0.0), context)[2]
+    threshold = predicted.median()
+    light = int((predicted < threshold).sum())
+    assert 0 < light < 12
+
+    def macs(limit):
+        return count_macs(model, rows, torch.tensor(float(limit)), context)
+
+    all_full, all_light, mixed = macs(-np.inf), macs(np.inf), macs(threshold)
+    expected = (light * all_light + (12 - light) * all_full) / 12
+    assert mixed == pytest.approx(expected, rel=0.02)
+    assert all_light < mixed < all_full
