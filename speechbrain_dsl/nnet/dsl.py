@@ -592,13 +592,14 @@ def run_plan(tail, x, plan: TailPlan, out=None):
     batch, channels, time = x.shape
     hop = tail.hop
     frames = time // hop
-    # frames as rows of `hop` steps, plus one zero frame that the plan's -1 picks
-    by_frame = x.reshape(batch, channels, frames, hop).transpose(1, 2).reshape(-1, channels, hop)
-    by_frame = torch.cat([by_frame, by_frame.new_zeros(1, channels, hop)])
-    index = torch.as_tensor(plan.gather, device=x.device)
-    index = torch.where(index < 0, batch * frames, index)
-    rows = by_frame.index_select(0, index).view(plan.rows, plan.row_frames, channels, hop)
-    y = tail(rows.permute(0, 2, 1, 3).reshape(plan.rows, channels, plan.row_frames * hop))
+    # One gather straight into [rows, channels, row_frames, hop]. Unused row ends (-1)
+    # may hold any frame: the tail is causal, so they never reach a kept output.
+    index = torch.as_tensor(plan.gather, device=x.device).clamp(min=0)
+    index = index.view(plan.rows, 1, plan.row_frames)
+    channel = torch.arange(channels, device=x.device).view(1, channels, 1)
+    by_frame = x.view(batch, channels, frames, hop)
+    rows = by_frame[index // frames, channel, index % frames]
+    y = tail(rows.view(plan.rows, channels, plan.row_frames * hop))
     dim = y.shape[1]
     if out is None:
         out = y.new_zeros(batch, dim, frames)
