@@ -136,6 +136,7 @@ def torch_rows(codec, batches, threshold, repeats):
     import torch
 
     from speechbrain_dsl.evaluation.efficiency import executed_macs
+    from speechbrain_dsl.nnet.routing import decide
 
     tensors = [(torch.from_numpy(w)[:, None], torch.from_numpy(n)) for w, n in batches]
     with torch.no_grad():
@@ -166,7 +167,9 @@ def torch_rows(codec, batches, threshold, repeats):
     times = dict(zip(ROUTINGS, median_ms([runner(r) for r in ROUTINGS], repeats)))
     dsl = codec.encoder.dsl
     light = [
-        (p < threshold)[dsl.valid_segments(n, p.shape[1] * dsl.segment_frames, p.shape[0], "cpu")]
+        decide(p, "mixed", threshold)[
+            dsl.valid_segments(n, p.shape[1] * dsl.segment_frames, p.shape[0], "cpu")
+        ]
         for (_, n), p in zip(tensors, predicted)
     ]
     return macs, times, float(torch.cat(light).float().mean())

@@ -28,6 +28,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from speechbrain_dsl.nnet.routing import decide
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ("test-clean", "test-recorded")
 
@@ -130,7 +132,7 @@ class Study:
         out = {}
         for name, (wav, lengths) in self.data.items():
             predicted, valid = self.routes(name)
-            light = (predicted < threshold) & valid
+            light = decide(predicted, "mixed", threshold) & valid
             mixed = self.full[name].copy()
             rows = light.any(1).nonzero().flatten()
             if len(rows):
@@ -214,7 +216,7 @@ class Study:
                 with torch.no_grad():
                     predicted = self.codec.predict_distances(scaled_to(wav, lengths, dbfs), lengths)
                 _, valid = self.routes(name)
-                light = (predicted < threshold) & valid
+                light = decide(predicted, "mixed", threshold) & valid
                 shares[f"{name}@{dbfs:g}"] = float(light.sum() / valid.sum())
         return shares
 

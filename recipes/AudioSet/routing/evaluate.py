@@ -37,6 +37,7 @@ from speechbrain_dsl.evaluation import plots
 from speechbrain_dsl.evaluation.calibration import threshold_for_quality_drop, threshold_for_share
 from speechbrain_dsl.evaluation.efficiency import executed_macs, part_costs, predicted_mac_ratio
 from speechbrain_dsl.evaluation.metrics import mel_distance, segment_mel_distance, si_snr, visqol
+from speechbrain_dsl.nnet.routing import decide
 from speechbrain_dsl.training.checkpoints import find_codec_checkpoint, load_codec
 from speechbrain_dsl.training.recipe_utils import (
     boolean,
@@ -365,7 +366,7 @@ def sweep(codec, clips, encoded, predicted, costs, hp, gen):
             wav = clips[label][1][:n]
             random_route, oracle_route = same_share_routes(enc, share, gen)
             for name, route in (
-                ("switch", enc["predicted"] < threshold),
+                ("switch", decide(enc["predicted"], "mixed", threshold)),
                 ("random", random_route),
                 ("oracle", oracle_route),
             ):
