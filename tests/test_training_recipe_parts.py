@@ -207,3 +207,23 @@ def test_istft_head_can_reach_the_level_of_loud_speech():
     padded = torch.nn.functional.pad(loud, (head.lookahead, head.lookahead))
     spec = torch.stft(padded, 1280, 320, window=head.window, center=False, return_complex=True)
     assert float(spec.abs().max().log()) < head.max_log_magnitude
+
+
+def test_debug_under_torchrun_is_refused_with_a_reason():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    recipe = root / "recipes" / "LibriTTS" / "codec"
+    result = subprocess.run(
+        [sys.executable, "train.py", "hparams/codec_dsl.yaml", "--debug"],
+        cwd=recipe,
+        env=dict(os.environ, WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "--debug runs in one process" in result.stderr

@@ -385,3 +385,25 @@ class RunningMeans:
 
 # Savers run on every process (the saver gathers), not on the main one only.
 register_checkpoint_hooks(RunningMeans, save_on_main_only=False)
+
+
+def refuse_distributed_debug(run_opts: Mapping[str, Any], environ: Mapping[str, str] = os.environ):
+    """Stops a ``--debug`` run started by torchrun with a message saying why.
+
+    SpeechBrain's debug mode gives each rank its own temporary checkpoint folder, so
+    ranks would disagree on every checkpoint (the first symptom is a misleading
+    ``checkpoint_key`` error on rank 1). Debug runs are single-process.
+
+    Example
+    -------
+    >>> refuse_distributed_debug({"debug": True}, {"WORLD_SIZE": "1"})
+    >>> refuse_distributed_debug({"debug": True}, {"WORLD_SIZE": "2"})
+    Traceback (most recent call last):
+    ...
+    SystemExit: --debug runs in one process (SpeechBrain gives each rank its own temporary checkpoint folder): run it without torchrun, or drop --debug
+    """
+    if run_opts.get("debug") and int(environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit(
+            "--debug runs in one process (SpeechBrain gives each rank its own temporary "
+            "checkpoint folder): run it without torchrun, or drop --debug"
+        )

@@ -70,6 +70,7 @@ from speechbrain_dsl.training.recipe_utils import (
     one_of,
     optional,
     quiet_third_party_loggers,
+    refuse_distributed_debug,
     text,
     weights,
 )
@@ -858,6 +859,7 @@ def check_steps_per_epoch(num_utterances, batch_size, manifest):
 def main(argv):
     """Checks the hyperparameters, prepares data, trains, calibrates and tests."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    refuse_distributed_debug(run_opts)
     check_hparams_file(hparams_file, overrides, HPARAM_RULES)
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file) as fin:

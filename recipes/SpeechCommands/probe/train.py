@@ -55,6 +55,7 @@ from speechbrain_dsl.training.recipe_utils import (
     number,
     one_of,
     quiet_third_party_loggers,
+    refuse_distributed_debug,
 )
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
@@ -244,6 +245,7 @@ HPARAM_RULES = {
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    refuse_distributed_debug(run_opts)
     check_hparams_file(hparams_file, overrides, HPARAM_RULES)
     with open(hparams_file) as fin:
         hp = load_hyperpyyaml(fin, overrides)

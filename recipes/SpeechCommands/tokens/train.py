@@ -49,6 +49,7 @@ from speechbrain_dsl.training.recipe_utils import (
     number,
     one_of,
     quiet_third_party_loggers,
+    refuse_distributed_debug,
     text,
 )
 
@@ -239,6 +240,7 @@ def dataio_prepare(hparams, manifests, tokens):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    refuse_distributed_debug(run_opts)
     check_hparams_file(hparams_file, overrides, HPARAM_RULES)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
