@@ -58,7 +58,11 @@ def test_shipped_model_encodes_and_decodes_a_clip(shipped):
     assert audio.shape[-1] >= clips[0].shape[-1] and torch.isfinite(audio).all()
     if name == "dsl":
         share = interface.encode_with_routing(clips[0][None]).routing.light_share
-        assert interface.codec.has_dsl and 0.0 <= share <= 1.0
+        routing = interface.encode_with_routing(clips[0][None]).routing
+        predicted = interface.codec.predict_distances(clips[0][None])
+        expected = float((predicted < interface.threshold).float().mean())
+        assert interface.codec.has_dsl and share == pytest.approx(expected)
+        assert routing.light_share == share
         state = torch.load(folder / "codec.ckpt", weights_only=True)
         assert float(state["encoder.dsl.calibrated_threshold"]) == pytest.approx(
             interface.threshold
@@ -76,6 +80,12 @@ def test_recorded_check_numbers_are_re_measured(shipped):
     assert set(measured) == set(recorded) - {"clips"}
 
 
+# ViSQOL and mel distance of the first three check clips (3 s each) through each final
+# model, measured with this test's call; both are deterministic on one CPU, and other
+# CPUs' float rounding moves ViSQOL by far less than the tolerance.
+CHECK_SCORES = {"dsl": (2.680, 0.3454), "baseline": (2.669, 0.3365)}
+
+
 @pytest.mark.parametrize("name", FINAL)
 def test_score_package_scores_the_reference_models_check_clips(name):
     from tools.score_package import codec_roundtrip, evenly_spaced, main, score
@@ -84,11 +94,10 @@ def test_score_package_scores_the_reference_models_check_clips(name):
     wavs = sorted(str(p) for p in (folder / "check").glob("*.wav"))
     codec = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(folder)).codec.eval()
     row = score(codec_roundtrip(codec), evenly_spaced(wavs, 3), codec.sample_rate, seconds=3.0)
-    assert row["utterances"] == 3 and 1.0 <= row["visqol_mean"] <= 5.0
-    # the mel distance of the first clips, as recorded for all six in check.json
-    assert (
-        0.0 < row["mel"] < 2 * json.loads((folder / "check" / "check.json").read_text())["mel_full"]
-    )
+    visqol, mel = CHECK_SCORES[name]
+    assert row["utterances"] == 3
+    assert row["visqol_mean"] == pytest.approx(visqol, abs=0.03)
+    assert row["mel"] == pytest.approx(mel, rel=0.02)
     with pytest.raises(SystemExit, match="holds no"):
         main([str(folder), "--corpus", str(folder), "--subsets", "nowhere"])
 
