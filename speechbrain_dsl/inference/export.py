@@ -36,7 +36,6 @@ weights.
 import argparse
 import contextlib
 import copy
-import hashlib
 import json
 import math
 import sys
@@ -52,6 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_dsl.atomic import atomic_path
+from speechbrain_dsl.inference.loading import load_codec
+from speechbrain_dsl.inference.manifest import sha256_file
 from speechbrain_dsl.inference.runtime import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -60,6 +61,7 @@ from speechbrain_dsl.inference.runtime import (
     METADATA_KEY,
     ONNX_FILES,
 )
+from speechbrain_dsl.lobes.vocos import VocosDecoder
 from speechbrain_dsl.nnet.conv import CausalConv1d
 from speechbrain_dsl.nnet.routing import context_frames
 
@@ -284,8 +286,6 @@ class ExportableDecoder(nn.Module):
 
     def __init__(self, codec):
         super().__init__()
-        from speechbrain_dsl.lobes.vocos import VocosDecoder
-
         decoder = codec.decoder
         if isinstance(decoder, VocosDecoder):
             decoder = copy.copy(decoder)  # shares the weights; only the head is swapped
@@ -692,13 +692,9 @@ def _session_options(threads: Optional[int]):
     return options
 
 
-def sha256_of(path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = (
+    sha256_file  # the old name of the one file checksum (speechbrain_dsl.inference.manifest)
+)
 
 
 def export_folder(
@@ -769,8 +765,6 @@ def read_audio_folder(folder, sample_rate: int, max_seconds: float = 600.0):
 
 def main(argv=None):
     """Command-line entry point."""
-    from speechbrain_dsl.inference.interface import DSLCodecInterface
-
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_dsl.inference.export", description=__doc__.split("\n\n")[0]
     )
@@ -786,12 +780,10 @@ def main(argv=None):
     parser.add_argument("--calibration", help="folder of held-out audio for the int8 encoder")
     args = parser.parse_args(argv)
     try:
-        interface = DSLCodecInterface.from_hparams(
-            source=args.model, savedir=args.model, engine="torch"
-        )
-        codec = interface.codec
+        # the packaged weights and model definition, checked against the folder's SHA256SUMS
+        codec = load_codec(None, args.model)
         weights = Path(args.model) / "codec.ckpt"
-        sha = sha256_of(weights) if weights.is_file() else None
+        sha = sha256_file(weights) if weights.is_file() else None
         if args.folder is not None:
             calibration = (
                 None
@@ -809,7 +801,7 @@ def main(argv=None):
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {path} (threshold input; the packaged model's is {interface.threshold:.4f})")
+    print(f"wrote {path} (threshold input; the packaged model's is {codec.threshold:.4f})")
     return 0
 
 

@@ -51,12 +51,16 @@ import torch
 import torchaudio
 from speechbrain.inference.interfaces import Pretrained
 from torch import nn
+from tqdm.auto import tqdm
 
 from speechbrain_dsl.inference import runtime as rt
+from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
+from speechbrain_dsl.inference.loading import load_packaged
+from speechbrain_dsl.inference.manifest import sha256_file
+from speechbrain_dsl.inference.streaming import ENGINES, StreamingEncoder
 from speechbrain_dsl.lobes.codec import MAX_PEAK, DSLCodec, Encoding, Routing
 
 REQUIRED_FILES = ("hyperparams.yaml", "codec.ckpt")
-ENGINES = ("torch", "onnxruntime")
 
 
 class DSLCodecInterface(Pretrained):
@@ -113,8 +117,6 @@ class DSLCodecInterface(Pretrained):
                     raise ValueError(f"packaged codec folder {folder} is missing {name}")
         try:
             if folder.is_dir():  # checksums, keys, shapes, finite values: ValueErrors naming files
-                from speechbrain_dsl.inference.package import load_packaged
-
                 interface = load_packaged(cls, folder, hparams_file, **kwargs)
             else:
                 interface = super().from_hparams(
@@ -345,10 +347,6 @@ class DSLCodecInterface(Pretrained):
         mode, threshold : optional
             Routing of this call; the scope's or the codec's by default.
         """
-        from tqdm.auto import tqdm
-
-        from speechbrain_dsl.inference.streaming import StreamingEncoder
-
         try:
             reader = sf.SoundFile(str(path))
         except (RuntimeError, sf.LibsndfileError) as err:
@@ -403,8 +401,6 @@ class DSLCodecInterface(Pretrained):
 
 
 def _sha256(path) -> Optional[str]:
-    from speechbrain_dsl.training.checkpoints import sha256_file
-
     return sha256_file(path) if Path(path).is_file() else None
 
 
@@ -491,8 +487,6 @@ def encode_with_runtime(
     call's :class:`Routing` goes to an open ``codec.routing()`` scope.
     """
     if runtime is None:
-        from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
-
         rows = torch_row_encoder(ExportableEncoder(codec))
         geometry = rt.Geometry.from_metadata(metadata(codec, "encoder"))
     else:

@@ -12,7 +12,7 @@ exported graphs ``encoder.onnx`` and ``decoder.onnx`` that the interface runs
 in onnxruntime by default (``--calibration DIR`` adds ``encoder.int8.onnx``
 calibrated on the held-out audio of ``DIR``; ``--no-onnx`` leaves them out), and
 ``SHA256SUMS``, the checksums of all of them, checked at every load
-(:func:`load_packaged`). Files are written to temporary names and renamed.
+(:func:`~speechbrain_dsl.inference.loading.load_packaged`). Files are written to temporary names and renamed.
 
 The model definition is the run's own: the ``codec`` of the ``hyperparams.yaml``
 SpeechBrain writes into the recipe's output folder (the parent of the save
@@ -32,20 +32,35 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import ruamel.yaml
 import torch
+from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml.core import resolve_references
 
 from speechbrain_dsl.atomic import atomic_path
-from speechbrain_dsl.training.checkpoints import (
-    MANIFEST,
+from speechbrain_dsl.inference.export import ONNX_FILES, export_folder, read_audio_folder
+from speechbrain_dsl.inference.interface import DSLCodecInterface
+from speechbrain_dsl.inference.loading import (
+    AVERAGE_FILE,
     find_codec_checkpoint,
     load_codec,
+    load_packaged,
     load_state_strict,
     load_weights,
-    sha256_file,
-    verify_manifest,
-    write_manifest,
 )
-from speechbrain_dsl.training.weight_average import AVERAGE_FILE
+from speechbrain_dsl.inference.manifest import sha256_file, write_manifest
+
+# load_packaged lived here before speechbrain_dsl.inference.loading: importable from here too
+__all__ = [
+    "INTERFACE_SECTION",
+    "PACKAGED_FILES",
+    "codec_definition",
+    "load_packaged",
+    "main",
+    "package",
+    "run_hyperparams",
+    "write_package_manifest",
+]
 
 INTERFACE_SECTION = """
 # --- added by speechbrain_dsl.inference.package ------------------------------
@@ -91,14 +106,12 @@ def package(
         Held-out audio (a folder, or waveforms): also write ``encoder.int8.onnx``.
     min_key, max_key : str, optional
         The checkpoint metric to take the best by (see
-        :func:`~speechbrain_dsl.training.checkpoints.find_codec_checkpoint`).
+        :func:`~speechbrain_dsl.inference.loading.find_codec_checkpoint`).
 
     The checkpoint must load strictly into the model (keys, shapes, finite
     values) and pass its own checkpoint's manifest, else a ``ValueError``
     names it.
     """
-    from speechbrain_dsl.inference.export import ONNX_FILES, export_folder, read_audio_folder
-
     ckpt = find_codec_checkpoint(save_folder, min_key=min_key, max_key=max_key)
     if model_yaml is None:
         source = run_hyperparams(ckpt)
@@ -197,9 +210,6 @@ def codec_definition(hparams_file) -> str:
       out_features: 2
     <BLANKLINE>
     """
-    import ruamel.yaml
-    from hyperpyyaml.core import resolve_references
-
     path = Path(hparams_file)
     try:
         with open(path, encoding="utf-8") as f:
@@ -251,8 +261,6 @@ def _drop_comments_of_the_run(codec, section=None):
 
 def _build_codec(text, source, checkpoint):
     """The codec of the YAML ``text`` (read from ``source``) with the weights of ``checkpoint``."""
-    from hyperpyyaml import load_hyperpyyaml
-
     try:
         codec = load_hyperpyyaml(text)["codec"]
     except Exception as err:  # a missing class, a bad argument
@@ -263,72 +271,8 @@ def _build_codec(text, source, checkpoint):
     return codec.eval()
 
 
-def load_packaged(
-    cls,
-    source,
-    hparams_file="hyperparams.yaml",
-    overrides=None,
-    overrides_must_match=True,
-    savedir=None,
-    download_only=False,
-    local_strategy=None,
-    fetch_config=None,
-    verify=True,
-    **kwargs,
-):
-    """A ``Pretrained`` subclass ``cls`` from a local packaged folder, loaded strictly.
-
-    What ``Pretrained.from_hparams`` does for a local folder, except that the
-    folder's ``SHA256SUMS`` is checked first (a folder without one loads with a
-    warning) and every loadable of the ``pretrainer`` is loaded with
-    :func:`~speechbrain_dsl.training.checkpoints.load_state_strict`: a corrupt,
-    foreign, empty or non-finite ``codec.ckpt`` is a ``ValueError`` naming it
-    instead of a model with random weights. Nothing is copied or linked
-    (``savedir`` is only recorded in the hparams; ``local_strategy`` and
-    ``fetch_config`` do not apply); other ``kwargs`` (``run_opts``,
-    ``freeze_params``) go to ``cls``.
-    """
-    from hyperpyyaml import load_hyperpyyaml
-
-    folder = Path(source)
-    hparams_path = folder / hparams_file
-    if not hparams_path.is_file():
-        raise ValueError(f"packaged codec folder {folder} is missing {hparams_file}")
-    if verify and not verify_manifest(folder):
-        logger.warning(
-            f"{folder} has no {MANIFEST} checksum manifest: loaded without an integrity check "
-            f"(write one with python -m speechbrain_dsl.inference.package --manifest-only "
-            f"{folder})"
-        )
-    if download_only:
-        return None
-    try:
-        with open(hparams_path, encoding="utf-8") as fin:
-            hparams = load_hyperpyyaml(fin, overrides or {}, overrides_must_match)
-    except Exception as err:  # YAML syntax, a missing class, a bad override
-        raise ValueError(
-            f"cannot build the model of {hparams_path}: {type(err).__name__}: {err}"
-        ) from None
-    pretrainer = hparams.get("pretrainer") if isinstance(hparams, dict) else None
-    if pretrainer is None or "modules" not in hparams:
-        raise ValueError(f"{hparams_path} defines no 'modules' and 'pretrainer'")
-    hparams["savedir"] = savedir
-    for name, obj in pretrainer.loadables.items():
-        path = Path(pretrainer.paths.get(name, f"{name}.ckpt"))
-        path = path if path.is_absolute() else folder / path
-        if not isinstance(obj, torch.nn.Module):
-            raise ValueError(
-                f"{hparams_path}: loadable {name!r} is a {type(obj).__name__}, not a torch module"
-            )
-        load_state_strict(obj, path, verify=verify)
-    return cls(hparams["modules"], hparams, **kwargs)
-
-
 def write_package_manifest(folder) -> Path:
     """Checks that ``folder`` loads strictly, then (re)writes its ``SHA256SUMS``."""
-    from speechbrain_dsl.inference.export import ONNX_FILES
-    from speechbrain_dsl.inference.interface import DSLCodecInterface
-
     folder = Path(folder)
     load_packaged(DSLCodecInterface, folder, verify=False)
     graphs = [name for name in ONNX_FILES if (folder / name).is_file()]

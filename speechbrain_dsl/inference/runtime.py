@@ -21,16 +21,15 @@ Example
 ((1, 150, 8), (1, 48000))
 """
 
-import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from speechbrain_dsl.inference.manifest import verify_manifest
 from speechbrain_dsl.nnet import routing
 from speechbrain_dsl.nnet.routing import ENGINE_MODES as MODES
 
@@ -481,27 +480,13 @@ def _metadata(session, path, kind: str) -> Dict:
 
 
 def _check_manifest(folder: Path, names) -> None:
-    """Checks ``names`` against ``folder/SHA256SUMS`` when there is one (sha256sum's format)."""
-    manifest = folder / "SHA256SUMS"
-    if not manifest.is_file():
-        return
-    sums = {}
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line.strip())
-        if match:
-            sums[match.group(2)] = match.group(1)
-    for name in names:
-        if name not in sums:
-            raise ValueError(
-                f"{folder / name} is not listed in the checksum manifest {manifest} "
-                f"(package the folder again)"
-            )
-        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
-        if digest != sums[name]:
-            raise ValueError(
-                f"{folder / name} fails its sha256 checksum (corrupted or modified "
-                f"since it was written; {manifest})"
-            )
+    """Checks ``names`` against ``folder/SHA256SUMS`` when there is one.
+
+    The one manifest reader (:func:`~speechbrain_dsl.inference.manifest.verify_manifest`):
+    a corrupt manifest, an unlisted, missing or changed file is a ``ValueError``
+    naming it.
+    """
+    verify_manifest(folder, names)
 
 
 class OnnxCodec:

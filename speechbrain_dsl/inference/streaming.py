@@ -21,9 +21,17 @@ from typing import List, Optional
 
 import torch
 
+from speechbrain_dsl.inference.export import (
+    ENCODER_FILE,
+    ExportableEncoder,
+    export_onnx,
+    metadata,
+    torch_row_encoder,
+)
 from speechbrain_dsl.inference.runtime import Geometry, OnnxCodec, SegmentStream, threshold_for
+from speechbrain_dsl.lobes.codec import DSLCodec
 
-ENGINES = ("torch", "onnxruntime")
+ENGINES = ("torch", "onnxruntime")  # what runs the encoder rows: eager PyTorch or the ONNX graph
 logger = logging.getLogger(__name__)
 
 
@@ -35,8 +43,6 @@ def resolve_engine(source, engine: Optional[str] = None, precision: str = "fp32"
     torch. ``engine="onnxruntime"`` for a plain ``DSLCodec`` exports its encoder
     to a temporary folder first (tens of seconds).
     """
-    from speechbrain_dsl.lobes.codec import DSLCodec
-
     if engine is not None and engine not in ENGINES:
         raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
     if isinstance(source, OnnxCodec):
@@ -69,13 +75,6 @@ def resolve_engine(source, engine: Optional[str] = None, precision: str = "fp32"
 
 def export_runtime(codec, precision: str = "fp32") -> OnnxCodec:
     """An :class:`OnnxCodec` of ``codec``'s encoder, exported to a temporary folder."""
-    from speechbrain_dsl.inference.export import (
-        ENCODER_FILE,
-        ExportableEncoder,
-        export_onnx,
-        metadata,
-    )
-
     if precision != "fp32":
         raise ValueError(
             f"precision: an int8 encoder needs calibration audio; export one with "
@@ -144,12 +143,6 @@ class StreamingEncoder:
         if self.runtime is not None:
             rows, self.geometry = self.runtime.encode_rows, self.runtime.geometry
         else:
-            from speechbrain_dsl.inference.export import (
-                ExportableEncoder,
-                metadata,
-                torch_row_encoder,
-            )
-
             rows = torch_row_encoder(ExportableEncoder(self.codec.eval()))
             self.geometry = Geometry.from_metadata(metadata(self.codec, "encoder"))
         self.hop = self.geometry.hop

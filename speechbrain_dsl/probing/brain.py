@@ -20,12 +20,9 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.seed import seed_everything
 
 from speechbrain_dsl.atomic import write_text
+from speechbrain_dsl.inference.loading import find_codec_checkpoint, load_codec
 from speechbrain_dsl.lobes.probes import ConvProbe
-from speechbrain_dsl.training.checkpoints import (
-    AtomicCheckpointer,
-    find_codec_checkpoint,
-    load_codec,
-)
+from speechbrain_dsl.training.checkpoints import AtomicCheckpointer
 
 FEATURES = ("embedding", "tokens")
 

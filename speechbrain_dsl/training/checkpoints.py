@@ -28,19 +28,22 @@ it and fails on a truncated file. :class:`AtomicCheckpointer`:
 :func:`load_state_strict` is also what :func:`load_codec`, the packager and
 ``DSLCodecInterface.from_hparams`` use: each failure is a ``ValueError`` naming the
 file and what is wrong with it.
+
+The manifest (:mod:`speechbrain_dsl.inference.manifest`) and what loading a
+model needs (:mod:`speechbrain_dsl.inference.loading`: strict weights, reading
+checkpoint folders, :func:`find_codec_checkpoint`, :func:`load_codec`) live in
+``inference``, which never imports ``training``; they are imported here under
+their old names, so ``speechbrain_dsl.training.checkpoints.<name>`` keeps working.
 """
 
 import errno
-import hashlib
 import logging
 import os
-import pickle
 import random
-import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import speechbrain.dataio.dataloader  # noqa: F401  (patches the DataLoader iterator first)
@@ -64,282 +67,66 @@ from speechbrain.utils.distributed import (
 )
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
-from speechbrain_dsl.atomic import write_text
-from speechbrain_dsl.training.weight_average import AVERAGE_FILE, averaged_state
+from speechbrain_dsl.inference.loading import (
+    AVERAGE_FILE,
+    BEST_BY,
+    INFINITE_ALLOWED,
+    averaged_state,
+    check_state_dict,
+    find_codec_checkpoint,
+    has_bad_values,
+    list_checkpoints,
+    load_codec,
+    load_state_strict,
+    load_weights,
+    warn_once,
+)
+from speechbrain_dsl.inference.manifest import (
+    MANIFEST,
+    CheckpointError,
+    manifest_text,
+    read_manifest,
+    sha256_file,
+    verify_manifest,
+    write_manifest,
+)
+
+__all__ = [
+    # defined here
+    "LOW_SPACE_BYTES",
+    "PARTIAL_PREFIX",
+    "AtomicCheckpointer",
+    "RandomState",
+    "capture_rng_state",
+    "restore_rng_state",
+    "update_checkpoint",
+    # from speechbrain_dsl.inference (their old home was here)
+    "AVERAGE_FILE",
+    "BEST_BY",
+    "INFINITE_ALLOWED",
+    "MANIFEST",
+    "CheckpointError",
+    "averaged_state",
+    "check_state_dict",
+    "find_codec_checkpoint",
+    "has_bad_values",
+    "load_codec",
+    "load_state_strict",
+    "load_weights",
+    "read_manifest",
+    "sha256_file",
+    "verify_manifest",
+    "write_manifest",
+]
 
 PARTIAL_PREFIX = ".partial-"
-MANIFEST = "SHA256SUMS"
-#: Meta key of a checkpoint kept by ``save_and_keep_only`` with one ranking key:
-#: ``{"min_key": name}`` or ``{"max_key": name}``, the key the run keeps the best by.
-BEST_BY = "best_by"
 LOW_SPACE_BYTES = 16 * 2**20  # a failed write with less than this free is a full disk
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
-_warned = set()  # (what, path) already warned about, to warn once per process
-
-
-class CheckpointError(ValueError):
-    """A checkpoint (or weights file) that fails its checksum or does not load."""
 
 
 def _warn_once(key, message):
-    if key not in _warned:
-        _warned.add(key)
-        logger.warning(message)
-
-
-# --- sha256 manifests ------------------------------------------------------------
-
-
-def sha256_file(path: PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: PathLike, names: Optional[Iterable[str]] = None) -> Path:
-    """Writes ``folder/SHA256SUMS`` for ``names`` (default: every visible file there).
-
-    The format is ``sha256sum``'s (``<hex>  <name>`` per line), so
-    ``sha256sum -c SHA256SUMS`` checks a folder by hand.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "a.ckpt").write_bytes(b"abc")
-    >>> print(write_manifest(folder).read_text(), end="")
-    ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  a.ckpt
-    >>> verify_manifest(folder)
-    True
-    """
-    folder = Path(folder)
-    if names is None:
-        names = [
-            p.name
-            for p in folder.iterdir()
-            if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
-        ]
-    return write_text(
-        folder / MANIFEST, _manifest_text({n: sha256_file(folder / n) for n in names})
-    )
-
-
-def _manifest_text(sums: Dict[str, str]) -> str:
-    """``sha256sum``'s format for ``{file name: sha256}``, sorted by name."""
-    return "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
-
-
-def read_manifest(folder: PathLike) -> Optional[Dict[str, str]]:
-    """``{file name: sha256}`` of ``folder/SHA256SUMS``; None if there is none."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checksum manifest {path} cannot be read: {err}") from None
-    sums = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line.strip())
-        if match is None:
-            raise CheckpointError(
-                f"checksum manifest {path} is corrupt (line {number}: {line[:80]!r})"
-            )
-        sums[match.group(2)] = match.group(1)
-    if not sums:
-        raise CheckpointError(f"checksum manifest {path} is empty")
-    return sums
-
-
-def verify_manifest(
-    folder: PathLike, names: Optional[Iterable[str]] = None, require: bool = False
-) -> bool:
-    """Checks the files of ``folder`` against its ``SHA256SUMS``.
-
-    Every file the manifest lists (or only ``names``, which must all be listed)
-    must exist with its recorded sha256. Returns True when checked, False when
-    the folder has no manifest (a ``CheckpointError``, a ``ValueError``, if
-    ``require``); any mismatch raises a ``CheckpointError`` naming the file.
-    """
-    folder = Path(folder)
-    sums = read_manifest(folder)
-    if sums is None:
-        if require:
-            raise CheckpointError(f"{folder} has no {MANIFEST} checksum manifest")
-        return False
-    for name in sums if names is None else names:
-        path = folder / name
-        if name not in sums:
-            raise CheckpointError(
-                f"{path} is not listed in the checksum manifest {folder / MANIFEST}"
-            )
-        if not path.is_file():
-            raise CheckpointError(f"{path} is missing (listed in {folder / MANIFEST})")
-        if sha256_file(path) != sums[name]:
-            raise CheckpointError(
-                f"{path} fails its sha256 checksum (corrupted or modified "
-                f"since it was written; {folder / MANIFEST})"
-            )
-    return True
-
-
-# --- strict weights ----------------------------------------------------------------
-
-
-#: Buffers (the last part of a state-dict key) where +/-inf is a meaningful
-#: value: a switch threshold of inf sends every segment to the light tail (and
-#: -inf none). NaN is refused there too.
-INFINITE_ALLOWED = ("calibrated_threshold",)
-
-
-def has_bad_values(key: str, value: torch.Tensor) -> bool:
-    """True when a state-dict tensor holds values no checkpoint may hold.
-
-    NaN anywhere; +/-inf outside the :data:`INFINITE_ALLOWED` buffers.
-
-    >>> has_bad_values("encoder.dsl.calibrated_threshold", torch.tensor(float("inf")))
-    False
-    >>> has_bad_values("encoder.dsl.calibrated_threshold", torch.tensor(float("nan")))
-    True
-    >>> has_bad_values("decoder.weight", torch.tensor([1.0, float("-inf")]))
-    True
-    """
-    if not value.is_floating_point():
-        return False
-    if key.rsplit(".", 1)[-1] in INFINITE_ALLOWED:
-        return bool(torch.isnan(value).any())
-    return not bool(torch.isfinite(value).all())
-
-
-def check_state_dict(module: torch.nn.Module, state, source: PathLike) -> None:
-    """Raises a ``ValueError`` naming ``source`` unless ``state`` fits ``module`` exactly.
-
-    Every key of ``module.state_dict()`` must be present with the same shape,
-    there must be no other key, and every floating-point value must be finite
-    (a switch threshold may also be +/-inf: :func:`has_bad_values`).
-    """
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a state dict")
-    expected = module.state_dict()
-    problems = []
-    missing = [k for k in expected if k not in state]
-    unknown = [k for k in state if k not in expected]
-    if missing:
-        problems.append(f"{len(missing)} missing key(s) ({_some(missing)})")
-    if unknown:
-        problems.append(f"{len(unknown)} unknown key(s) ({_some(unknown)})")
-    shapes, nontensor, nonfinite = [], [], []
-    for key, value in state.items():
-        if key not in expected:
-            continue
-        if not torch.is_tensor(value):
-            nontensor.append(f"{key}: {type(value).__name__}")
-        elif value.shape != expected[key].shape:
-            shapes.append(f"{key}: {tuple(value.shape)} instead of {tuple(expected[key].shape)}")
-        elif has_bad_values(key, value):
-            nonfinite.append(key)
-    if nontensor:
-        problems.append(f"{len(nontensor)} value(s) not tensors ({_some(nontensor)})")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es) ({_some(shapes)})")
-    if nonfinite:
-        problems.append(
-            f"NaN or infinite values in {len(nonfinite)} tensor(s) ({_some(nonfinite)})"
-        )
-    if problems:
-        raise CheckpointError(
-            f"{source} does not fit {type(module).__name__}: " + "; ".join(problems)
-        )
-
-
-def _some(items, shown=3):
-    return ", ".join(items[:shown]) + (
-        f", ... {len(items) - shown} more" if len(items) > shown else ""
-    )
-
-
-def load_weights(path: PathLike):
-    """``torch.load(path, weights_only=True)`` with a ``ValueError`` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        RuntimeError,
-        EOFError,
-        OSError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-        UnicodeDecodeError,
-        pickle.UnpicklingError,
-    ) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"cannot load {path}: not an intact weights file ({reason})"
-        ) from None
-
-
-def load_state_strict(
-    module: torch.nn.Module, path: PathLike, verify: bool = True, averaged: bool = False
-) -> torch.nn.Module:
-    """Loads ``path`` into ``module`` strictly; returns ``module``.
-
-    The file is read with ``weights_only=True`` (it cannot run code); if its
-    folder (or, for a symlink, its target's folder) has a ``SHA256SUMS``
-    manifest, the file must be listed there with the same sha256 (``verify``).
-    With ``averaged``, a ``codec.ckpt`` in a recipe checkpoint folder that holds a
-    weight average (:data:`~speechbrain_dsl.training.weight_average.AVERAGE_FILE`)
-    loads the averaged parameters, the model the run validated
-    (:func:`~speechbrain_dsl.training.weight_average.averaged_state`); resuming
-    training loads the live weights (the default).
-    Then every key of the module must be present with its shape, no unknown
-    key is allowed and all floating-point values must be finite (a switch
-    threshold may be +/-inf, never NaN). Each failure
-    is a ``ValueError`` (:class:`CheckpointError`) naming the file.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "layer.ckpt"
-    >>> torch.save({"weight": torch.ones(2, 2)}, path)
-    >>> load_state_strict(torch.nn.Linear(2, 2), path)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    speechbrain_dsl.training.checkpoints.CheckpointError: .../layer.ckpt does not fit Linear: 1 missing key(s) (bias)
-    """
-    path = Path(path)
-    if verify:
-        _verify_one(path)
-    state = load_weights(path)
-    average = path.parent / AVERAGE_FILE
-    if averaged and average.is_file():
-        if verify:
-            _verify_one(average)
-        state = averaged_state(path, state)
-    check_state_dict(module, state, path)
-    module.load_state_dict(state, strict=True)
-    return module
-
-
-def _verify_one(path: Path) -> None:
-    """Checks ``path`` against the manifest of its folder (or of its symlink target's)."""
-    for candidate in dict.fromkeys((path, path.resolve())):
-        if (candidate.parent / MANIFEST).is_file():
-            verify_manifest(candidate.parent, [candidate.name])
-            return
-    _warn_once(
-        ("no manifest", str(path.parent)),
-        f"{path.parent} has no {MANIFEST} checksum manifest: {path.name} is loaded "
-        f"without an integrity check (only key, shape and finiteness checks)",
-    )
+    warn_once(key, message, logger)
 
 
 # --- random-number states ----------------------------------------------------------
@@ -690,24 +477,7 @@ class AtomicCheckpointer(Checkpointer):
 
     def list_checkpoints(self):
         """The checkpoints whose ``CKPT.yaml`` parses; others are named in a warning."""
-        checkpoints = []
-        for ckpt_dir in self._list_checkpoint_dirs():
-            meta_path = ckpt_dir / METAFNAME
-            try:
-                meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-                if not isinstance(meta, dict) or not isinstance(meta.get("unixtime"), (int, float)):
-                    raise ValueError("no 'unixtime' entry")
-            except (OSError, ValueError, yaml.YAMLError) as err:
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                _warn_once(
-                    ("meta", str(meta_path)),
-                    f"skipping checkpoint {ckpt_dir}: its {METAFNAME} is unreadable "
-                    f"or corrupt ({reason})",
-                )
-                continue
-            paramfiles = {p.stem: p for p in ckpt_dir.iterdir() if p.suffix == PARAMFILE_EXT}
-            checkpoints.append(Checkpoint(ckpt_dir, meta, paramfiles))
-        return checkpoints
+        return list_checkpoints(self.checkpoints_dir)
 
     # loading
 
@@ -846,7 +616,7 @@ def update_checkpoint(folder: PathLike, meta: Optional[Dict] = None, tensors=Non
             state = torch.load(path, map_location="cpu", weights_only=True)
             unknown = sorted(set(changes) - set(state))
             if unknown:
-                raise KeyError(f"{path} has no entries {_some(unknown)}")
+                raise KeyError(f"{path} has no entries {', '.join(unknown)}")
             state.update({key: torch.as_tensor(value) for key, value in changes.items()})
             staged[path.name] = _stage(
                 folder, path.name, lambda tmp, state=state: torch.save(state, tmp)
@@ -860,7 +630,7 @@ def update_checkpoint(folder: PathLike, meta: Optional[Dict] = None, tensors=Non
         sums = read_manifest(folder)
         for name, tmp in staged.items():
             sums[name] = sha256_file(tmp)
-        sums_text = _manifest_text(sums)
+        sums_text = manifest_text(sums)
         manifest = _stage(folder, MANIFEST, lambda tmp: Path(tmp).write_text(sums_text))
         for name, tmp in staged.items():
             os.replace(tmp, folder / name)
@@ -904,131 +674,3 @@ def _sync_folder(folder: Path) -> None:
                 raise
         finally:
             os.close(fd)
-
-
-# --- codec checkpoints -------------------------------------------------------------
-
-
-def find_codec_checkpoint(
-    path, min_key: Optional[str] = None, max_key: Optional[str] = None
-) -> Path:
-    """The ``codec.ckpt`` file behind ``path``.
-
-    Arguments
-    ---------
-    path : str or Path
-        A save folder of a run (checkpoints ``CKPT+...``), one ``CKPT+...``
-        folder, a packaged folder or the ``codec.ckpt`` file itself.
-    min_key, max_key : str, optional
-        In a save folder, take the checkpoint with the lowest (highest) value of
-        this ``CKPT.yaml`` entry (at most one of them). Without either, the
-        checkpoint the run itself keeps as best (the ``best_by`` entry
-        :meth:`AtomicCheckpointer.save_and_keep_only` writes), else the latest
-        checkpoint. If no checkpoint holds the key, the latest is taken, with a
-        warning.
-
-    Returns
-    -------
-    Path
-
-    Example
-    -------
-    >>> import tempfile, torch
-    >>> save = Path(tempfile.mkdtemp())
-    >>> ckpt = AtomicCheckpointer(save, {"codec": torch.nn.Linear(2, 2)})
-    >>> first = ckpt.save_checkpoint(meta={"loss": 1.0}).path
-    >>> latest = ckpt.save_checkpoint(meta={"loss": 2.0}).path
-    >>> find_codec_checkpoint(save).parent == latest
-    True
-    >>> find_codec_checkpoint(save, min_key="loss").parent == first
-    True
-    """
-    if min_key is not None and max_key is not None:
-        raise ValueError(
-            f"find_codec_checkpoint: give min_key ({min_key!r}) or max_key ({max_key!r}), not both"
-        )
-    path = Path(path)
-    if path.is_file():
-        return path
-    if (path / "codec.ckpt").is_file():
-        return path / "codec.ckpt"
-    if not path.is_dir():
-        raise ValueError(f"codec checkpoint not found: {path}")
-    checkpointer = AtomicCheckpointer(path, save_rng_state=False, clear_partial=False)
-    checkpoints = checkpointer.list_checkpoints()
-    if min_key is not None or max_key is not None:
-        ranking = {"min_key": min_key} if min_key is not None else {"max_key": max_key}
-    else:
-        ranking = _recorded_ranking(checkpoints, path)
-    key = next(iter(ranking.values()), None)
-    if key is not None and any(key in c.meta for c in checkpoints):
-        found = checkpointer.find_checkpoint(**ranking)
-    else:
-        found = checkpointer.find_checkpoint()
-        if found is not None and key is not None:
-            _warn_once(
-                ("no key", str(path), key),
-                f"no checkpoint in {path} records {key!r}: took the latest, {found.path.name}",
-            )
-        elif found is not None and len(checkpoints) > 1:
-            _warn_once(
-                ("latest", str(path)),
-                f"took the latest of {len(checkpoints)} checkpoints in {path}, "
-                f"{found.path.name} (they record no best_by entry): name the metric "
-                f"to take the best by (min_key / max_key, --min-key)",
-            )
-    if found is None or not (found.path / "codec.ckpt").is_file():
-        raise ValueError(f"{path} holds no checkpoint with a codec.ckpt file")
-    return found.path / "codec.ckpt"
-
-
-def _recorded_ranking(checkpoints, folder) -> Dict[str, str]:
-    """The ``best_by`` entry of the latest checkpoint that has one (``{}`` if none)."""
-    for checkpoint in sorted(checkpoints, key=lambda c: c.meta["unixtime"], reverse=True):
-        entry = checkpoint.meta.get(BEST_BY)
-        if entry is None:
-            continue
-        if (
-            isinstance(entry, dict)
-            and len(entry) == 1
-            and next(iter(entry)) in ("min_key", "max_key")
-            and isinstance(next(iter(entry.values())), str)
-        ):
-            return dict(entry)
-        _warn_once(
-            ("best_by", str(checkpoint.path)),
-            f"{checkpoint.path / METAFNAME}: ignoring its {BEST_BY} entry {entry!r} "
-            f"(expected {{min_key: <name>}} or {{max_key: <name>}})",
-        )
-    return {}
-
-
-def load_codec(model_yaml, checkpoint, overrides=None, min_key=None, max_key=None):
-    """Builds the codec of ``model_yaml`` and loads weights (and threshold) from ``checkpoint``.
-
-    ``model_yaml=None`` takes the model definition that travels with the weights:
-    the ``hyperparams.yaml`` of a packaged folder. A checkpoint without one (a
-    recipe's ``CKPT+`` folder) needs ``model_yaml``. ``checkpoint``, ``min_key``
-    and ``max_key`` are as in :func:`find_codec_checkpoint`.
-
-    Weights are loaded with :func:`load_state_strict` (``weights_only=True``: a
-    checkpoint cannot run code; checksum, keys, shapes and finiteness checked):
-    a corrupt, truncated or foreign file raises a ValueError naming it.
-    """
-    from hyperpyyaml import load_hyperpyyaml
-
-    ckpt = find_codec_checkpoint(checkpoint, min_key=min_key, max_key=max_key)
-    if model_yaml is None:
-        model_yaml = ckpt.parent / "hyperparams.yaml"
-        if not model_yaml.is_file():
-            raise ValueError(
-                f"{ckpt} has no hyperparams.yaml beside it (not a packaged folder): "
-                f"name the model definition with model_yaml"
-            )
-    model_yaml = Path(model_yaml)
-    if not model_yaml.is_file():
-        raise ValueError(f"model YAML not found: {model_yaml}")
-    with open(model_yaml) as f:
-        codec = load_hyperpyyaml(f, overrides or {})["codec"]
-    load_state_strict(codec, ckpt, averaged=True)  # a run's checkpoint: the model it validated
-    return codec.eval()

@@ -13,19 +13,26 @@ their own EMA, and the switch threshold) are the live ones.
 A recipe registers it as the checkpoint recoverable :data:`RECOVERABLE`, so a
 checkpoint folder holds ``codec.ckpt`` (live weights, to resume training) and
 :data:`AVERAGE_FILE` (the average). :func:`averaged_state` merges the two; the
-packager and every loader of a checkpoint folder read weights through it.
+packager and every loader of a checkpoint folder read weights through it. The
+read side (the file names, :func:`read_average`, :func:`averaged_state`) lives in
+:mod:`speechbrain_dsl.inference.loading`, which loads models without this
+module; it is imported here under the same names.
 """
 
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Dict, Optional
 
 import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-RECOVERABLE = "codec_average"
-AVERAGE_FILE = f"{RECOVERABLE}.ckpt"
+from speechbrain_dsl.inference.loading import (
+    AVERAGE_FILE,
+    RECOVERABLE,
+    averaged_state,
+    read_average,
+)
+
+__all__ = ["AVERAGE_FILE", "RECOVERABLE", "WeightAverage", "averaged_state", "read_average"]
 
 
 @register_checkpoint_hooks
@@ -120,33 +127,3 @@ class WeightAverage:
             for name, value in state["weights"].items():
                 self.average[name].copy_(value)
         self.steps = int(state["steps"])
-
-
-def read_average(path) -> Dict:
-    """The ``{"steps", "decay", "weights"}`` dict of an :data:`AVERAGE_FILE` (weights only)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not {"steps", "weights"} <= set(state):
-        raise ValueError(f"{path}: not a weight average (expected steps and weights)")
-    return state
-
-
-def averaged_state(codec_ckpt, state: Optional[Dict] = None) -> Dict:
-    """The weights a checkpoint folder stands for: ``codec.ckpt`` with averaged parameters.
-
-    ``state`` is ``codec.ckpt``'s state dict (read when not given). When an
-    :data:`AVERAGE_FILE` beside it holds at least one update, its parameters
-    replace the live ones; buffers stay. Otherwise ``state`` is returned as is.
-    """
-    path = Path(codec_ckpt)
-    if state is None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    average_path = path.parent / AVERAGE_FILE
-    if not average_path.is_file():
-        return state
-    average = read_average(average_path)
-    if int(average["steps"]) == 0:
-        return state
-    unknown = sorted(set(average["weights"]) - set(state))
-    if unknown:
-        raise ValueError(f"{average_path}: parameters not in {path.name}: {unknown[:3]}")
-    return {**state, **average["weights"]}
