@@ -1,4 +1,4 @@
-"""DSLCodec: shapes, tokenizer interface, input validation, gradients, YAML."""
+"""DSLCodec: shapes, tensor-level encode/decode, routing, input validation, gradients, YAML."""
 
 import math
 
@@ -7,6 +7,7 @@ import torch
 from conftest import BASELINE_YAML, DSL_YAML, TINY_HOP, load_hparams, make_codec
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.codec import CodecOutput, DSLCodec
 from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
 from speechbrain_dsl.lobes.soundstream import SoundStreamDecoder, SoundStreamEncoder
@@ -112,14 +113,16 @@ def test_decode_with_fewer_codebooks_uses_only_those_codebooks(default_codec):
 
 def test_encode_decode_round_trip_shapes_and_dasb_interface(default_codec):
     codec = default_codec
+    tokenizer = DSLTokenizer(codec)  # DASB's calls are the tokenizer's; the model's tensors
     wav = torch.randn(3, 16000 + 100) * 0.1
     lengths = torch.tensor([1.0, 0.7, 0.4])
     with torch.no_grad():
-        tokens = codec.sig_to_tokens(wav, lengths)
+        tokens = tokenizer.sig_to_tokens(wav, lengths)
         assert tokens.shape == (3, 51, 8)
-        first3 = codec.sig_to_tokens(wav, lengths, num_codebooks=3)
+        assert torch.equal(tokens, codec.encode(wav, lengths)[0])
+        first3 = tokenizer.sig_to_tokens(wav, lengths, num_codebooks=3)
         assert torch.equal(first3, tokens[..., :3])
-        sig = codec.tokens_to_sig(tokens)
+        sig = tokenizer.tokens_to_sig(tokens)
         assert sig.shape == (3, 51 * 320)
         torch.testing.assert_close(sig, codec.decode(tokens).squeeze(1))
         audio = codec.decode(tokens, lengths)
@@ -501,8 +504,8 @@ def test_routing_comes_back_with_each_call_and_scopes_leave_the_defaults_alone()
     assert full.routing.predicted is None  # the switch does not run in full mode
     defaults = (codec.mode, codec.threshold)
     with torch.no_grad(), codec.routing(mode="light") as outer:
-        # a recipe's tokenizer call, which cannot pass a mode, follows the scope
-        assert torch.equal(codec.sig_to_tokens(wav), light.tokens)
+        # a recipe's tokenizer call, which cannot pass a mode, follows the model's scope
+        assert torch.equal(DSLTokenizer(codec).sig_to_tokens(wav), light.tokens)
         with codec.routing(mode="mixed", threshold=threshold) as inner:
             assert torch.equal(codec.encode(wav)[0], mixed.tokens)
         assert torch.equal(codec.embed(wav, mode="full"), full.emb)  # a call's own mode wins

@@ -6,7 +6,8 @@ import pytest
 import torch
 from deploy_helpers import first_token_ties, onnx_package, route_ties, speechy, widest_gap
 
-from speechbrain_dsl.inference.interface import DSLCodecInterface, OnnxRuntimeCodec, load_tokenizer
+from speechbrain_dsl.inference.interface import DSLCodecInterface, load_tokenizer
+from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.codec import DSLCodec
 from speechbrain_dsl.training.checkpoints import write_manifest
 
@@ -85,8 +86,8 @@ def test_engines_give_the_same_tokens_routes_and_audio(engines, mode):
 def test_tokenizer_runs_in_onnxruntime_with_the_same_contract(folder):
     fast = load_tokenizer(folder, "mixed", 2)
     slow = load_tokenizer(folder, "mixed", 2, engine="torch")
-    assert isinstance(fast, OnnxRuntimeCodec) and isinstance(fast, DSLCodec)
-    assert type(slow) is DSLCodec
+    assert type(fast) is type(slow) is DSLTokenizer and type(fast.codec) is DSLCodec
+    assert (fast.engine, slow.engine) == ("onnxruntime", "torch")
     wavs, lengths = batch()
     threshold = widest_gap(slow.predict_distances(wavs, lengths)[0])
     fast.threshold = slow.threshold = threshold

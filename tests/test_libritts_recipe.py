@@ -635,85 +635,45 @@ def test_recipe_trains_with_subset_shares_and_names_a_wrong_subset(tmp_path, cor
     assert wrong_type.returncode != 0 and "train_subset_shares=[1, 2]" in said
 
 
-def test_quality_budget_calibration_keeps_the_mixed_drop_within_the_budget():
-    """``calibration_max_mel_drop``: the threshold sends light the segments with the
-    lowest predictions, as many as keep the mean mel drop within the budget."""
+def test_brain_calibrates_by_the_yaml_policy_and_sets_the_threshold_on_the_dsl():
+    """The YAML's keys make the policy; the library chooses the threshold; the Brain
+    stores it on the DSL layer (the calibration itself: tests/test_calibration.py)."""
     from types import SimpleNamespace
 
-    from conftest import load_hparams
+    import speechbrain as sb
+    from conftest import make_codec
 
-    recipe = _recipe_module("codec_recipe_calibration")
-    torch.manual_seed(0)
-    codec = load_hparams()["codec"].eval()
-    wav = torch.randn(3, 4 * 16000) * torch.tensor([[0.3], [0.03], [0.003]])
-    codec.encode(wav)  # k-means initialises the codebooks
-    lens = torch.tensor([1.0, 1.0, 0.6])  # the padded segments do not count
-    batch = SimpleNamespace(sig=(wav, lens))
-    brain = SimpleNamespace(codec=codec, calibration_loader=[batch], device="cpu")
-    brain.segment_mel_drops = lambda w, n: recipe.CodecBrain.segment_mel_drops(brain, w, n)
-    drops = brain.segment_mel_drops(wav, lens).detach()
-    predicted = codec.predict_distances(wav, lens).detach()
-    valid = torch.tensor([[True] * 4, [True] * 4, [True, True, True, False]])
-    order = predicted[valid].argsort()
-    mean_drop = drops[valid][order].cumsum(0) / int(valid.sum())
-    budget = float(mean_drop.max() + mean_drop.min()) / 2  # some segments fit, not all
-    brain.hparams = SimpleNamespace(calibration_max_mel_drop=budget, target_light_share=0.5)
-    recipe.CodecBrain.calibrate(brain)
-    light = predicted[valid] < codec.threshold
-    assert 0 < int(light.sum()) < int(valid.sum())
-    assert float(drops[valid][light].sum()) / int(valid.sum()) <= budget
-    next_segment = order[int(light.sum())]  # the lowest prediction kept full
-    assert float(drops[valid][light].sum() + drops[valid][next_segment]) / int(valid.sum()) > budget
-    brain.hparams.calibration_max_mel_drop = None  # the light-share quantile instead
-    recipe.CodecBrain.calibrate(brain)
-    assert int((predicted[valid] < codec.threshold).sum()) == round(0.5 * int(valid.sum()))
-
-
-def test_visqol_calibration_keeps_the_worst_subset_drop_within_the_budget():
-    """``calibration_max_visqol_drop``: the share :meth:`calibrate` allows is halved
-    while the mixed pass loses more ViSQOL than the budget on a validation subset;
-    utterances routed all full keep the full pass's scores. On the shipped DSL
-    model and its held-out check clips (real ViSQOL needs a codec that codes)."""
-    from types import SimpleNamespace
-
-    from speechbrain_dsl.evaluation.check_clips import read_check_clips
-    from speechbrain_dsl.training.checkpoints import load_codec
-
-    recipe = _recipe_module("codec_recipe_visqol_calibration")
-    codec = load_codec(None, ROOT / "pretrained" / "dsl-codec-16k").eval()
-    clips, meta = read_check_clips(ROOT / "pretrained" / "dsl-codec-16k")
-    wav = torch.stack(clips[:4])
-    lens = torch.ones(4)
-    paths = [f"/c/{subset}/1/2/{n}" for subset, n in zip(["a", "a", "b", "b"], meta["clips"])]
-    batch = SimpleNamespace(sig=(wav, lens), wav=paths)
-    brain = SimpleNamespace(codec=codec, calibration_loader=[batch], device="cpu", valid_size=4)
-    brain.hparams = SimpleNamespace(
-        calibration_max_mel_drop=None, target_light_share=0.75, valid_visqol_max_utterances=None
+    from speechbrain_dsl.evaluation.calibration import (
+        LightShare,
+        MelBudget,
+        VisqolBudget,
+        calibrate,
     )
-    for name in ("calibrate", "visqol_utterances", "pass_visqol", "segment_mel_drops"):
-        setattr(brain, name, getattr(recipe.CodecBrain, name).__get__(brain))
 
-    full, _ = brain.pass_visqol(wav, lens, "full")
-    assert float(full.mean()) > 1.5  # a codec that codes (3 s clips score low)
-    codec.threshold = float("-inf")  # nothing light: the full scores come back unscored
-    again, routing = brain.pass_visqol(wav, lens, "mixed", unless_all_full=full)
-    assert not routing.route.any() and torch.equal(again, full)
+    recipe = _recipe_module("codec_recipe_policy")
+    hparams = SimpleNamespace(
+        calibration_max_mel_drop=None,
+        target_light_share=0.25,
+        valid_visqol_max_utterances=2,
+        calibration_visqol_steps=3,
+    )
+    brain = SimpleNamespace(hparams=hparams, eval_sizes={sb.Stage.VALID: 5})
+    policy = recipe.CodecBrain.calibration_policy
+    assert policy(brain) == LightShare(0.25)
+    assert policy(brain, 0.1) == VisqolBudget(0.1, LightShare(0.25), steps=3, every=3)
+    hparams.calibration_max_mel_drop = 0.05
+    assert policy(brain, 0.1) == VisqolBudget(0.1, MelBudget(0.05), steps=3, every=3)
 
-    def worst_drop():
-        mixed, _ = brain.pass_visqol(wav, lens, "mixed")
-        drop = full - mixed
-        return max(float(drop[:2].mean()), float(drop[2:].mean()))
-
-    share, tried = recipe.CodecBrain.calibrate_on_visqol(brain, max_drop=10.0, steps=2)
-    assert share == pytest.approx(0.75, abs=0.1) and list(tried) == [share]  # within budget
-    high, drop_at_high = share, tried[share]
-    assert drop_at_high > 0.2 and drop_at_high == pytest.approx(worst_drop(), abs=1e-6)
-    budget = drop_at_high / 2
-    share, tried = recipe.CodecBrain.calibrate_on_visqol(brain, max_drop=budget, steps=2)
-    assert list(tried)[:2] == [high, high / 2] and len(tried) == 3 and share < high
-    assert share == 0.0 or tried[share] <= budget
-    assert all(drop > budget for s, drop in tried.items() if s > share)
-    light = codec.predict_distances(wav, lens) < codec.threshold  # the threshold left set
-    assert float(light.float().mean()) == pytest.approx(share, abs=0.1)
-    if share > 0:
-        assert worst_drop() == pytest.approx(tried[share], abs=1e-6)
+    codec = make_codec().eval()
+    wav = 0.1 * torch.randn(3, 1600)
+    batch = SimpleNamespace(
+        sig=(wav, torch.tensor([1.0, 0.5, 1.0])),
+        wav=[f"/data/{s}/1/2/1_2_000000_00000{i}.wav" for i, s in enumerate("aab")],
+    )
+    brain = SimpleNamespace(codec=codec, calibration_loader=[batch], device="cpu")
+    result = recipe.CodecBrain.calibrate_switch(brain, LightShare(0.25))
+    assert codec.encoder.dsl.threshold == result.threshold != 0.5
+    assert result == calibrate(codec, [batch.sig], LightShare(0.25))
+    brain.calibration_loader = None
+    with pytest.raises(ValueError, match="calibration_loader: expected the batches"):
+        recipe.CodecBrain.calibrate_switch(brain, LightShare(0.25))

@@ -16,6 +16,7 @@ import torch
 from conftest import ROOT, make_codec
 
 from speechbrain_dsl.inference.interface import load_tokenizer
+from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.probes import TokenClassifier
 from speechbrain_dsl.training.recipe_utils import NOISY_LOGGERS, read_plain_hparams
 
@@ -124,7 +125,7 @@ def tiny_corpus(tmp_path):
 
 def test_extraction_runs_once_per_tokenizer_setting(tiny_corpus, tmp_path, monkeypatch):
     recipe = recipe_module()
-    codec = make_codec(num_quantizers=3).eval()
+    codec = DSLTokenizer(make_codec(num_quantizers=3)).eval()
     codec.encode(torch.randn(2, 1600) * 0.1)  # initialise the codebooks (k-means)
     calls = []
     original = type(codec).sig_to_tokens
@@ -209,7 +210,7 @@ def test_token_recipe_names_a_broken_manifest_and_rereads_a_broken_record(
     tiny_corpus, tmp_path, caplog
 ):
     recipe = recipe_module()
-    codec = make_codec(num_quantizers=3).eval()
+    codec = DSLTokenizer(make_codec(num_quantizers=3)).eval()
     codec.encode(torch.randn(2, 1600) * 0.1)
     args = dict(
         tokenizer=codec,
@@ -268,7 +269,7 @@ def test_token_recipe_quiets_third_party_loggers(setup, monkeypatch):
 def test_load_tokenizer_is_frozen_and_refuses_routing_without_dsl(setup):
     _, dsl, baseline, _ = setup
     codec = load_tokenizer(dsl, mode="light")
-    assert codec.mode == "light" and not codec.training
+    assert isinstance(codec, DSLTokenizer) and codec.mode == "light" and not codec.training
     assert not any(p.requires_grad for p in codec.parameters())
     with pytest.raises(ValueError, match="without DSL"):
         load_tokenizer(baseline, mode="mixed")

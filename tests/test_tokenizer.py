@@ -1,4 +1,4 @@
-"""The codec as a tokenizer: codebook choice, DASB's contract, Encodec / DAC parity, YAML swaps."""
+"""The codec's tokenizer face: codebook choice, DASB's contract, Encodec / DAC parity, YAML swaps."""
 
 import ast
 import importlib.util
@@ -13,6 +13,7 @@ from conftest import ROOT, TINY_HOP, make_codec
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dsl.inference.interface import DACStyleCodec, load_tokenizer
+from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.codec import DSLCodec
 
 SPEECHBRAIN = Path(importlib.util.find_spec("speechbrain").submodule_search_locations[0])
@@ -21,8 +22,8 @@ SHIPPED = ROOT / "pretrained" / "dsl-codec-16k"
 
 @pytest.fixture
 def codec():
-    """A tiny codec (hop 16, 3 codebooks of 16, D = 8) with initialised codebooks."""
-    codec = make_codec(num_quantizers=3, codebook_size=16).eval()
+    """The tokenizer of a tiny codec (hop 16, 3 codebooks of 16, D = 8), codebooks initialised."""
+    codec = DSLTokenizer(make_codec(num_quantizers=3, codebook_size=16)).eval()
     codec.encode(torch.randn(4, 1600) * 0.1)
     return codec
 
@@ -42,18 +43,18 @@ def test_dasb_methods_have_the_contract_signatures():
     shape = lambda f: [(p.name, p.kind.name, p.default) for p in params(f)]  # noqa: E731
     var = ("kwargs", "VAR_KEYWORD", inspect.Parameter.empty)
     positional = "POSITIONAL_OR_KEYWORD"
-    assert shape(DSLCodec.sig_to_tokens) == [
+    assert shape(DSLTokenizer.sig_to_tokens) == [
         ("signal", positional, inspect.Parameter.empty),
         ("lengths", positional, None),
         ("num_codebooks", positional, None),
         var,
     ]
-    assert shape(DSLCodec.tokens_to_sig) == [
+    assert shape(DSLTokenizer.tokens_to_sig) == [
         ("tokens", positional, inspect.Parameter.empty),
         ("length", positional, None),
         var,
     ]
-    assert shape(DSLCodec.get_pretrained_embeddings) == [
+    assert shape(DSLTokenizer.get_pretrained_embeddings) == [
         ("vocab_size", positional, None),
         ("num_codebooks", positional, None),
         ("device", positional, "cpu"),
@@ -201,7 +202,7 @@ def speechbrain_methods(relative_path, class_name):
 def test_encodec_style_calls_match_speechbrains_encodec(codec):
     theirs = speechbrain_methods("integrations/huggingface/encodec.py", "Encodec")
     for name in ("encode", "decode", "embeddings"):
-        ours = [p.name for p in params(getattr(DSLCodec, name))]
+        ours = [p.name for p in params(getattr(DSLTokenizer, name))]
         assert ours[: len(theirs[name])] == theirs[name], name
     assert (codec.num_heads, codec.num_tokens, codec.emb_dim) == codec.vocabulary.shape
     assert codec.bandwidth == codec.bitrate and codec.sample_rate == 16000
@@ -286,17 +287,25 @@ def test_token_calls_skip_the_codebook_vector_lookup_they_do_not_return(codec, m
     assert torch.equal(again, tokens) and torch.equal(emb_again, emb) and len(calls) == 2
 
 
-def test_a_subclass_with_its_own_encode_gives_its_tokens_to_every_entry_point(codec):
-    class OtherEngine(DSLCodec):  # as OnnxRuntimeCodec: encode overridden, not the tokens path
-        def encode(self, inputs, length=None, sample_rate=None):
-            tokens = (super().encode(inputs, length, sample_rate)[0] + 1) % self.vocab_size
-            return tokens, self.embeddings(tokens)
-
+def test_every_entry_point_encodes_through_the_tokenizers_engine(codec, monkeypatch):
     signal = wavs()
     want = (codec.encode(signal)[0] + 1) % 16
-    codec.__class__ = OtherEngine
+    dac = DACStyleCodec(codec=codec)  # the tokenizer's model, engine chosen by the same name
+    assert dac.codec is codec.codec and dac.engine == codec.engine == "torch"
+    for face in (codec, dac):  # another engine: tokens shifted by one
+        run = face._engine.encode
+
+        def shifted(*args, run=run, **kwargs):
+            out = run(*args, **kwargs)
+            out.tokens = (out.tokens + 1) % 16
+            return out
+
+        monkeypatch.setattr(face._engine, "encode", shifted)
     assert torch.equal(codec.sig_to_tokens(signal), want)
-    assert torch.equal(DACStyleCodec(codec=codec)(signal)[0], want.transpose(1, 2))
+    assert torch.equal(codec.encode(signal)[0], want)
+    assert torch.equal(codec.encode_with_routing(signal).tokens, want)
+    assert torch.equal(dac(signal)[0], want.transpose(1, 2))
+    assert torch.equal(dac.sig_to_tokens(signal), want)
 
 
 def test_the_training_pass_points_dac_style_calls_to_the_wrapper(codec):
@@ -397,3 +406,89 @@ def test_numpy_and_int16_inputs_at_the_tokenizer_entry_points(codec):
         codec.sig_to_tokens((signal.numpy() * 32767).astype(np.int16))
     with pytest.raises(ValueError, match=r"declared sample rate 8000 Hz"):
         codec.encode(signal, sample_rate=8000)
+
+
+# ------------------------------------------------- the tokenizer holds the model
+
+
+def test_load_tokenizer_returns_a_tokenizer_that_holds_the_model(packaged_dsl_codec):
+    tokenizer = load_tokenizer(packaged_dsl_codec, "light", 2)
+    assert type(tokenizer) is DSLTokenizer and not isinstance(tokenizer, DSLCodec)
+    assert type(tokenizer.codec) is DSLCodec and isinstance(tokenizer, torch.nn.Module)
+    assert tokenizer.engine == "torch" and tokenizer.runtime is None  # no graphs packaged
+    assert not tokenizer.training and not tokenizer.codec.training
+    assert (
+        (tokenizer.mode, tokenizer.num_codebooks)
+        == ("light", 2)
+        == (
+            tokenizer.codec.mode,
+            tokenizer.codec.num_codebooks,
+        )
+    )
+    # the model's weights, under codec. (what recipes checkpoint or move with .to())
+    assert tokenizer.state_dict().keys() == {f"codec.{key}" for key in tokenizer.codec.state_dict()}
+    assert tokenizer.quantizer is tokenizer.codec.quantizer  # parts read through
+    tokenizer.num_codebooks = 3  # a bitrate, set on the tokenizer: the model's setting
+    assert tokenizer.codec.num_codebooks == 3 and tokenizer.bitrate == 1.5
+    with pytest.raises(ValueError, match="without exported graphs"):
+        tokenizer.engine = "onnxruntime"
+    with pytest.raises(ValueError, match="engine: expected one of"):
+        tokenizer.engine = "tensorrt"
+
+
+@pytest.mark.parametrize("num_codebooks", [2, 3])
+def test_tokenizer_tokens_equal_the_models_in_every_dialect(num_codebooks):
+    model = make_codec(num_quantizers=3, codebook_size=16).eval()
+    model.encode(torch.randn(4, 1600) * 0.1)  # initialise the codebooks
+    model.num_codebooks = num_codebooks
+    tokenizer = DSLTokenizer(model)
+    dac = DACStyleCodec(codec=model)
+    signal, lengths = wavs(3, 480), torch.tensor([1.0, 0.7, 0.4])
+    with torch.no_grad():
+        tokens, vectors = model.encode(signal, lengths)
+        want = model.encode_with_routing(signal, lengths, mode="mixed")
+        audio = model.decode(tokens, lengths)
+    assert tokens.shape == (3, 480 // TINY_HOP, num_codebooks)
+    # Encodec's dialect
+    got, got_vectors = tokenizer.encode(signal, lengths)
+    assert torch.equal(got, tokens) and torch.equal(got_vectors, vectors)
+    assert torch.equal(tokenizer.embeddings(tokens), model.embeddings(tokens))
+    torch.testing.assert_close(tokenizer.decode(tokens, lengths), audio)
+    assert torch.equal(tokenizer.vocabulary, model.vocabulary)
+    # DASB's
+    assert torch.equal(tokenizer.sig_to_tokens(signal, lengths), tokens)
+    assert torch.equal(tokenizer.sig_to_tokens(signal, lengths, [1, 0]), tokens[..., [1, 0]])
+    torch.testing.assert_close(tokenizer.tokens_to_sig(tokens, lengths), audio[:, 0])
+    assert torch.equal(
+        tokenizer.get_pretrained_embeddings(16, num_codebooks),
+        model.get_pretrained_embeddings(16, num_codebooks),
+    )
+    # the routes of a call and the continuous embeddings
+    out = tokenizer.encode_with_routing(signal, lengths, mode="mixed")
+    assert torch.equal(out.tokens, want.tokens) and torch.equal(out.emb, want.emb)
+    assert torch.equal(out.routing.route, want.routing.route)
+    assert torch.equal(
+        tokenizer.embed(signal, lengths, mode="light"), model.embed(signal, lengths, mode="light")
+    )
+    # DAC's
+    codes, z = dac(signal, n_quantizers=num_codebooks)
+    assert torch.equal(codes, model.encode(signal)[0].transpose(1, 2))
+    torch.testing.assert_close(dac.decode(z), model.decode(codes.transpose(1, 2)))
+    assert torch.equal(dac.sig_to_tokens(signal, lengths), tokens)
+    assert dac.get_pretrained_embeddings().shape == (num_codebooks * 16, 8)
+
+
+def test_nothing_reassigns_a_class_or_detects_an_overridden_encode():
+    """Engines are objects a tokenizer holds, not classes a codec is turned into."""
+    offenders = []
+    for path in sorted((ROOT / "speechbrain_dsl").rglob("*.py")):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and any(
+                isinstance(t, ast.Attribute) and t.attr == "__class__" for t in targets
+            ):
+                offenders.append(f"{path.name}:{node.lineno}")
+        if "type(self).encode is not" in source or '"__class__"' in source:
+            offenders.append(path.name)
+    assert offenders == []

@@ -8,10 +8,14 @@ Nothing is downloaded; weights are read with ``torch.load``'s default
 
 - :class:`DSLCodecInterface`: a ``Pretrained`` interface (``encode_batch``,
   ``decode_batch``, ``encode_file``).
-- :func:`load_tokenizer`: the frozen codec itself, for recipes written for
-  SpeechBrain's Encodec wrapper or for DASB's tokenizers.
+- :func:`load_tokenizer`: the frozen codec as a
+  :class:`~speechbrain_dsl.inference.tokenizer.DSLTokenizer`, for recipes written
+  for SpeechBrain's Encodec wrapper or for DASB's tokenizers.
 - :class:`DACStyleCodec`: the call pattern of SpeechBrain's DAC
-  (``codec(wavs, n_quantizers=K)``, ``quantizer.from_codes``, ``decode(z)``).
+  (``codec(wavs, n_quantizers=K)``, ``quantizer.from_codes``, ``decode(z)``),
+  loaded from a folder.
+
+Both hold the model and an engine (:mod:`speechbrain_dsl.inference.engines`).
 
 Engines. A folder holding the exported graphs (``encoder.onnx``, ``decoder.onnx``,
 written by the package command) is run with onnxruntime by default on CPU
@@ -43,22 +47,32 @@ Example
 import math
 import pickle
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import ContextManager, Iterator, List, Optional, Union
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
 from speechbrain.inference.interfaces import Pretrained
-from torch import nn
 from tqdm.auto import tqdm
 
 from speechbrain_dsl.inference import runtime as rt
-from speechbrain_dsl.inference.export import ExportableEncoder, metadata, torch_row_encoder
+from speechbrain_dsl.inference.dac import DACStyleTokenizer
+from speechbrain_dsl.inference.engines import Engine, encode_with_runtime, make_engine
 from speechbrain_dsl.inference.loading import load_packaged
 from speechbrain_dsl.inference.manifest import sha256_file
 from speechbrain_dsl.inference.streaming import ENGINES, StreamingEncoder
+from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.codec import MAX_PEAK, DSLCodec, Encoding, Routing
+
+__all__ = [
+    "REQUIRED_FILES",
+    "DACStyleCodec",
+    "DSLCodecInterface",
+    "encode_with_runtime",
+    "load_tokenizer",
+    "read_blocks",
+]
 
 REQUIRED_FILES = ("hyperparams.yaml", "codec.ckpt")
 
@@ -82,13 +96,13 @@ class DSLCodecInterface(Pretrained):
     @classmethod
     def from_hparams(
         cls,
-        source,
+        source: Union[str, Path],
         hparams_file: str = "hyperparams.yaml",
         num_codebooks: Optional[int] = None,
         engine: Optional[str] = None,
         onnx_precision: str = "fp32",
         **kwargs,
-    ):
+    ) -> "DSLCodecInterface":
         """Loads a packaged model; for a local folder, checks its files first.
 
         Arguments
@@ -128,7 +142,9 @@ class DSLCodecInterface(Pretrained):
         interface._attach_runtime(folder if folder.is_dir() else None, engine, onnx_precision)
         return interface
 
-    def _attach_runtime(self, folder: Optional[Path], engine: Optional[str], precision: str):
+    def _attach_runtime(
+        self, folder: Optional[Path], engine: Optional[str], precision: str
+    ) -> None:
         """Loads the graphs of ``folder`` when the engine is (or defaults to) onnxruntime."""
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
@@ -169,7 +185,7 @@ class DSLCodecInterface(Pretrained):
         return self._engine
 
     @engine.setter
-    def engine(self, value: str):
+    def engine(self, value: str) -> None:
         if value not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {value!r}")
         if value == "onnxruntime" and self.runtime is None:
@@ -182,31 +198,37 @@ class DSLCodecInterface(Pretrained):
     def _onnx_runs(self, mode: str) -> bool:
         return self._engine == "onnxruntime" and mode in rt.MODES
 
-    def routing(self, mode: Optional[str] = None, threshold: Optional[float] = None):
+    def _engine_object(self) -> Engine:
+        """The engine that runs this interface's calls (see :mod:`speechbrain_dsl.inference.engines`)."""
+        return make_engine(self._engine, self.codec, self.runtime)
+
+    def routing(
+        self, mode: Optional[str] = None, threshold: Optional[float] = None
+    ) -> ContextManager[List[Routing]]:
         """Scoped routing for the calls inside a ``with`` block; see :meth:`DSLCodec.routing`."""
         return self.codec.routing(mode, threshold)
 
     @property
-    def codec(self):
+    def codec(self) -> DSLCodec:
         """The underlying :class:`~speechbrain_dsl.lobes.codec.DSLCodec`."""
         return self.mods.codec
 
     @property
-    def mode(self):
+    def mode(self) -> str:
         """Routing mode of the encoder."""
         return self.codec.mode
 
     @mode.setter
-    def mode(self, value):
+    def mode(self, value: str) -> None:
         self.codec.mode = value
 
     @property
-    def threshold(self):
+    def threshold(self) -> Optional[float]:
         """Switch threshold (calibrated at training time unless set)."""
         return self.codec.threshold
 
     @threshold.setter
-    def threshold(self, value):
+    def threshold(self, value: float) -> None:
         self.codec.threshold = value
 
     @property
@@ -215,7 +237,7 @@ class DSLCodecInterface(Pretrained):
         return self.codec.num_codebooks
 
     @num_codebooks.setter
-    def num_codebooks(self, value: Optional[int]):
+    def num_codebooks(self, value: Optional[int]) -> None:
         self.codec.num_codebooks = value
 
     @property
@@ -314,19 +336,14 @@ class DSLCodecInterface(Pretrained):
         self, tokens: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Waveforms ``[B, S]`` from tokens ``[B, T, K]``; ``wav_lens`` zeroes padding."""
-        if self._engine == "onnxruntime":
-            tokens = self.codec.check_tokens(tokens)
-            wav_lens = self.codec.check_length(wav_lens, tokens.shape[0], "wav_lens")
-            audio = self.runtime.decode(
-                tokens.cpu().numpy(), None if wav_lens is None else wav_lens.numpy()
-            )
-            return torch.from_numpy(audio).to(self.device)
-        wav_lens = None if wav_lens is None else torch.as_tensor(wav_lens).to(self.device)
-        return self.codec.decode(tokens.to(self.device), wav_lens).squeeze(1)
+        tokens = self.codec.check_tokens(tokens)
+        wav_lens = self.codec.check_length(wav_lens, tokens.shape[0], "wav_lens")
+        wav_lens = None if wav_lens is None else wav_lens.to(self.device)
+        return self._engine_object().decode(tokens.to(self.device), wav_lens).squeeze(1)
 
     def encode_file(
         self,
-        path,
+        path: Union[str, Path],
         progress: Optional[bool] = None,
         mode: Optional[str] = None,
         threshold: Optional[float] = None,
@@ -400,7 +417,7 @@ class DSLCodecInterface(Pretrained):
         return tokens.to(self.device)
 
 
-def _sha256(path) -> Optional[str]:
+def _sha256(path: Union[str, Path]) -> Optional[str]:
     return sha256_file(path) if Path(path).is_file() else None
 
 
@@ -465,128 +482,22 @@ def read_blocks(
         yield wav[first:last].numpy()
 
 
-def encode_with_runtime(
-    codec: DSLCodec,
-    runtime,
-    wavs: torch.Tensor,
-    lengths: Optional[torch.Tensor],
-    piece_segments: int = 60,
-    embeddings: bool = False,
-    mode: Optional[str] = None,
-    threshold: Optional[float] = None,
-) -> Encoding:
-    """Encodes checked ``wavs`` ``[B, 1, S]`` through encoder rows: an :class:`Encoding`.
-
-    ``runtime`` (an :class:`~speechbrain_dsl.inference.runtime.OnnxCodec`) runs
-    the rows in onnxruntime; None runs them in eager PyTorch
-    (:func:`speechbrain_dsl.inference.export.torch_row_encoder`). Either way the input is
-    cut into pieces of ``piece_segments`` segments
-    (:func:`~speechbrain_dsl.inference.runtime.encode_in_pieces`). The tokens are
-    ``[B, T, num_codebooks]``; with ``embeddings`` the embeddings ``[B, T, D]``
-    come too. ``mode`` and ``threshold`` as in ``DSLCodec.resolve_routing``; the
-    call's :class:`Routing` goes to an open ``codec.routing()`` scope.
-    """
-    if runtime is None:
-        rows = torch_row_encoder(ExportableEncoder(codec))
-        geometry = rt.Geometry.from_metadata(metadata(codec, "encoder"))
-    else:
-        rows, geometry = runtime.encode_rows, runtime.geometry
-    mode, threshold = codec.resolve_routing(mode, threshold)
-    out = rt.encode_in_pieces(
-        rows,
-        geometry,
-        wavs[:, 0].detach().cpu().float().numpy(),
-        None if lengths is None else lengths.cpu().numpy(),
-        rt.threshold_for(mode, threshold),
-        piece_segments,
-        embeddings,
-    )
-    tokens = torch.from_numpy(out.tokens[..., : codec.num_codebooks])
-    emb = None if out.embeddings is None else torch.from_numpy(out.embeddings).transpose(1, 2)
-    routing = Routing(
-        mode,
-        threshold,
-        torch.from_numpy(out.route),
-        torch.from_numpy(out.predicted),
-        torch.from_numpy(out.segment_mask),
-        geometry.segment_samples // geometry.hop,
-    )
-    return Encoding(tokens, emb, codec.record_routing(routing))
-
-
-class OnnxRuntimeCodec(DSLCodec):
-    """A tokenizer ``DSLCodec`` whose encode, embed and decode calls run in onnxruntime.
-
-    What :func:`load_tokenizer` returns for ``engine="onnxruntime"`` (the codec
-    re-classed, weights untouched): the same interface and the same tokens;
-    set :attr:`engine` to ``torch`` to run PyTorch again. ``oracle`` mode and
-    ``decode_latents`` (DAC's ``decode(z)``) run in PyTorch.
-    """
-
-    runtime = None
-    engine = "torch"
-    piece_segments = 60
-
-    @classmethod
-    def attach(cls, codec: DSLCodec, runtime) -> "OnnxRuntimeCodec":
-        """Makes ``codec`` run its tokenizer calls with ``runtime`` (an ``OnnxCodec``)."""
-        codec.__class__ = cls
-        codec.runtime, codec.engine = runtime, "onnxruntime"
-        return codec
-
-    def _onnx_runs(self, mode: str) -> bool:
-        return self.engine == "onnxruntime" and mode in rt.MODES
-
-    def encode_with_routing(
-        self, inputs, length=None, sample_rate=None, mode=None, threshold=None, tokens=True
-    ) -> Encoding:
-        """As :meth:`DSLCodec.encode_with_routing`, in onnxruntime (``emb`` only with ``tokens=False``)."""
-        mode, threshold = self.resolve_routing(mode, threshold)
-        if not self._onnx_runs(mode):
-            return super().encode_with_routing(inputs, length, sample_rate, mode, threshold, tokens)
-        wav = self.check_input(inputs, sample_rate, check_range=True)
-        length = self.check_length(length, wav.shape[0])
-        # embeddings only when asked for: tokens-only calls keep memory bounded
-        out = encode_with_runtime(
-            self,
-            self.runtime,
-            wav,
-            length,
-            self.piece_segments,
-            embeddings=not tokens,
-            mode=mode,
-            threshold=threshold,
-        )
-        out.tokens = out.tokens.to(wav.device) if tokens else None
-        out.emb = None if out.emb is None else out.emb.to(wav.device)
-        return out
-
-    def decode(self, tokens, length=None) -> torch.Tensor:
-        """As :meth:`DSLCodec.decode`, in onnxruntime."""
-        if self.engine != "onnxruntime" or self.runtime.decoder is None:
-            return super().decode(tokens, length)
-        tokens = self.check_tokens(tokens)
-        length = self.check_length(length, tokens.shape[0])
-        lengths = None if length is None else length.numpy()
-        audio = self.runtime.decode(tokens.cpu().numpy(), lengths)
-        return torch.from_numpy(audio)[:, None].to(tokens.device)
-
-
 def load_tokenizer(
-    source,
+    source: Union[str, Path],
     mode: str = "mixed",
     num_codebooks: Optional[int] = None,
     savedir: Optional[str] = None,
     engine: Optional[str] = None,
     onnx_precision: str = "fp32",
-) -> DSLCodec:
-    """A packaged codec as a frozen tokenizer (a ``DSLCodec`` in eval mode), for YAML.
+) -> DSLTokenizer:
+    """A packaged codec as a frozen tokenizer (a :class:`DSLTokenizer` in eval mode), for YAML.
 
     It has the interface of SpeechBrain's Encodec wrapper (``encode``,
     ``decode``, ``embeddings``, ``sample_rate``, ``vocabulary``, ``num_heads``,
     ``num_tokens``, ``emb_dim``, ``bandwidth``), DASB's tokenizer contract
     (``sig_to_tokens``, ``tokens_to_sig``, ``get_pretrained_embeddings``) and
-    ``num_codebooks``, ``vocab_size``, ``bitrate`` (kbps).
+    ``num_codebooks``, ``vocab_size``, ``bitrate`` (kbps); ``.codec`` is the
+    model (see :mod:`speechbrain_dsl.inference.tokenizer`).
 
     Arguments
     ---------
@@ -605,14 +516,14 @@ def load_tokenizer(
         files are read from ``source`` in place.
     engine : str, optional
         ``torch`` or ``onnxruntime`` (the default when the folder holds the
-        exported graphs; see :meth:`DSLCodecInterface.from_hparams`). With
-        onnxruntime the codec is an :class:`OnnxRuntimeCodec`.
+        exported graphs; see :meth:`DSLCodecInterface.from_hparams`); settable
+        later as ``tokenizer.engine``.
     onnx_precision : str
         ``fp32`` or ``int8``.
 
     Returns
     -------
-    DSLCodec
+    DSLTokenizer
     """
     interface = DSLCodecInterface.from_hparams(
         source=str(source),
@@ -629,40 +540,16 @@ def load_tokenizer(
     codec.mode = mode
     for parameter in codec.parameters():
         parameter.requires_grad_(False)
-    if interface.engine == "onnxruntime":
-        OnnxRuntimeCodec.attach(codec, interface.runtime)
-    return codec
+    return DSLTokenizer(codec, interface.runtime, interface.engine).eval()
 
 
-class _DACQuantizerView:
-    """``DACStyleCodec.quantizer``: DAC's ``from_codes`` on the codec's RVQ."""
+class DACStyleCodec(DACStyleTokenizer):
+    """A frozen DSL codec called the way recipes call SpeechBrain's ``DAC``, loaded for YAML.
 
-    def __init__(self, codec: DSLCodec):
-        self._codec = codec
-
-    @torch.no_grad()
-    def from_codes(self, codes: torch.Tensor):
-        """Codes ``[B, N, T]`` -> (``z_q`` ``[B, D, T]``, ``z_p`` ``[B, N * D, T]``, ``codes``).
-
-        ``z_q`` is the quantized latent the decoder takes; ``z_p`` the codebook
-        vectors of each codebook stacked along the channels.
-        """
-        tokens = codes.transpose(1, 2)
-        vectors = self._codec.embeddings(tokens)  # [B, T, N, D]
-        z_q = vectors.sum(2).transpose(1, 2)
-        z_p = vectors.flatten(2).transpose(1, 2)
-        return z_q, z_p, codes
-
-
-class DACStyleCodec(nn.Module):
-    """A frozen DSL codec called the way recipes call SpeechBrain's ``DAC``.
-
-    ``forward(audio_data, sample_rate=None, n_quantizers=None)`` returns
-    ``(codes [B, N, T], z [B, D, T])``; ``quantizer.from_codes(codes)`` and
-    ``decode(z)`` go back to audio; ``sample_rate``, ``n_codebooks``,
-    ``codebook_size``, ``codebook_dim``, ``latent_dim`` and ``hop_length`` are
-    there too, and DASB's ``sig_to_tokens``, ``tokens_to_sig``,
-    ``get_pretrained_embeddings``. A DAC-based recipe swaps its ``codec:`` entry::
+    :class:`~speechbrain_dsl.inference.dac.DACStyleTokenizer` (``forward(audio_data,
+    sample_rate=None, n_quantizers=None) -> (codes [B, N, T], z [B, D, T])``,
+    ``quantizer.from_codes(codes)``, ``decode(z)``, DASB's calls) built from a
+    packaged folder. A DAC-based recipe swaps its ``codec:`` entry::
 
         codec: !new:speechbrain_dsl.inference.interface.DACStyleCodec
             source: pretrained/dsl-codec-16k
@@ -671,15 +558,16 @@ class DACStyleCodec(nn.Module):
     Arguments
     ---------
     source : str or Path, optional
-        A packaged folder (loaded with :func:`load_tokenizer`).
+        A packaged folder (loaded with :func:`load_tokenizer`, engine included).
     mode : str
         Routing mode, as in :func:`load_tokenizer`.
     num_codebooks : int, optional
         Codebooks available to ``n_quantizers`` (all by default).
     savedir : str, optional
         As in :func:`load_tokenizer` (recorded only; nothing is linked).
-    codec : DSLCodec, optional
-        An already loaded codec instead of ``source`` (used as is).
+    codec : DSLCodec or DSLTokenizer, optional
+        An already loaded codec (used as is, in PyTorch) or tokenizer (its
+        engine too) instead of ``source``.
 
     Example
     -------
@@ -690,100 +578,26 @@ class DACStyleCodec(nn.Module):
     ...     ResidualVectorQuantizer(dim=8, num_quantizers=3, codebook_size=16),
     ...     SoundStreamDecoder(emb_dim=8, channels=2, multipliers=(2,), strides=(8,)),
     ... ).eval()
-    >>> dac = DACStyleCodec(codec=codec)
-    >>> codes, z = dac(torch.randn(2, 1, 800) * 0.1, n_quantizers=2)
+    >>> codes, z = DACStyleCodec(codec=codec)(torch.randn(2, 1, 800) * 0.1, n_quantizers=2)
     >>> codes.shape, z.shape
     (torch.Size([2, 2, 100]), torch.Size([2, 8, 100]))
-    >>> z_q, _, _ = dac.quantizer.from_codes(codes)
-    >>> dac.decode(z_q).shape
-    torch.Size([2, 1, 800])
     """
 
     def __init__(
         self,
-        source=None,
+        source: Union[str, Path, None] = None,
         mode: str = "mixed",
         num_codebooks: Optional[int] = None,
         savedir: Optional[str] = None,
-        codec: Optional[DSLCodec] = None,
+        codec: Union[DSLCodec, DSLTokenizer, None] = None,
     ):
-        super().__init__()
         if (source is None) == (codec is None):
             raise ValueError("DACStyleCodec: give either source (a packaged folder) or codec")
         if codec is None:
             codec = load_tokenizer(source, mode, num_codebooks, savedir)
-        elif not isinstance(codec, DSLCodec):
-            raise ValueError(f"codec: expected a DSLCodec, got {type(codec)}")
-        self.codec = codec
-        self.quantizer = _DACQuantizerView(codec)
-        self.sample_rate = codec.sample_rate
-        self.hop_length = codec.hop_length
-        self.codebook_size = codec.vocab_size
-        self.codebook_dim = self.latent_dim = codec.emb_dim
-
-    @property
-    def n_codebooks(self) -> int:
-        """Codebooks available (DAC's name for ``num_codebooks``)."""
-        return self.codec.num_codebooks
-
-    @torch.no_grad()
-    def forward(
-        self,
-        audio_data: torch.Tensor,
-        sample_rate: Optional[int] = None,
-        n_quantizers: Optional[int] = None,
-    ):
-        """Codes ``[B, n_quantizers, T]`` and the quantized latent ``z`` ``[B, D, T]``.
-
-        ``audio_data`` is ``[B, 1, S]`` (or ``[B, S]``) in [-1, 1]; another
-        ``sample_rate`` is resampled; ``n_quantizers`` (an int) defaults to all.
-        """
-        z, codes, _, _, _ = self.encode(audio_data, n_quantizers, sample_rate)
-        return codes, z
-
-    @torch.no_grad()
-    def encode(
-        self,
-        audio_data: torch.Tensor,
-        n_quantizers: Optional[int] = None,
-        sample_rate: Optional[int] = None,
-    ):
-        """DAC's ``encode``: ``(z, codes, latents, commitment_loss, codebook_loss)``.
-
-        ``latents`` are the per-codebook vectors ``[B, N * D, T]``; the two losses
-        are zero (the codec is frozen). ``n_quantizers`` is an int (the first
-        ``n_quantizers`` codebooks, as DAC's) or None: ``quantizer.from_codes``
-        reads position k as codebook k, so a list of codebooks is a ValueError.
-        """
-        index = self.codec.select_codebooks(n_quantizers, "n_quantizers", lists=False)
-        wav = self.codec.check_input(
-            audio_data, sample_rate, "audio_data", check_range=True, resample=True
-        )
-        tokens = self.codec._encode_tokens(wav)
-        codes = tokens[..., index].transpose(1, 2)
-        z, latents, _ = self.quantizer.from_codes(codes)
-        zero = torch.zeros((), device=z.device)
-        return z, codes, latents, zero, zero
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Audio ``[B, 1, T * hop]`` from the quantized latent ``z`` ``[B, D, T]``."""
-        return self.codec.decode_latents(z)
-
-    def sig_to_tokens(self, signal, lengths=None, num_codebooks=None, **kwargs) -> torch.Tensor:
-        """DASB's ``sig_to_tokens`` (see :meth:`DSLCodec.sig_to_tokens`)."""
-        return self.codec.sig_to_tokens(signal, lengths, num_codebooks, **kwargs)
-
-    def tokens_to_sig(self, tokens, length=None, **kwargs) -> torch.Tensor:
-        """DASB's ``tokens_to_sig`` (see :meth:`DSLCodec.tokens_to_sig`)."""
-        return self.codec.tokens_to_sig(tokens, length, **kwargs)
-
-    def get_pretrained_embeddings(
-        self,
-        vocab_size: Optional[int] = None,
-        num_codebooks: Union[int, Sequence[int], None] = None,
-        device="cpu",
-        **kwargs,
-    ) -> torch.Tensor:
-        """DASB's ``get_pretrained_embeddings`` (see :meth:`DSLCodec.get_pretrained_embeddings`)."""
-        return self.codec.get_pretrained_embeddings(vocab_size, num_codebooks, device, **kwargs)
+        if isinstance(codec, DSLTokenizer):
+            super().__init__(codec.codec, codec.runtime, codec.engine)
+        elif isinstance(codec, DSLCodec):
+            super().__init__(codec)
+        else:
+            raise ValueError(f"codec: expected a DSLCodec or DSLTokenizer, got {type(codec)}")

@@ -12,11 +12,14 @@ Several processes on CPU:
 Generator loss: multi-scale mel + hinge adversarial + feature matching (after
 ``adversarial_start_step``) + RVQ commitment + the DSL loss (Eq. 5). The
 discriminators have their own optimizer. Each validation stage first calibrates
-the switch threshold (the ``target_light_share`` quantile of the switch's
-predictions on the validation set), so every checkpoint carries the threshold it
-was validated with; the test stage evaluates the best checkpoint (lowest
-``checkpoint_key``: the full-pass mel distance, or for a retrofit the light
-pass's, which is what fine-tuning improves) in full, light and mixed mode.
+the switch threshold on the validation set (:func:`~speechbrain_dsl.evaluation.calibration.calibrate`:
+the ``target_light_share`` quantile of the switch's predictions, or the
+``calibration_max_mel_drop`` budget), so every checkpoint carries the threshold
+it was validated with; with ``calibration_max_visqol_drop``, the checkpoint to be
+tested is calibrated once more on ViSQOL and saved with its threshold. The test
+stage evaluates the best checkpoint (lowest ``checkpoint_key``: the full-pass mel
+distance, or for a retrofit the light pass's, which is what fine-tuning
+improves) in full, light and mixed mode.
 
 Before anything is built or prepared, every hyperparameter is checked against
 ``HPARAM_RULES`` (a ``ValueError`` names each bad ``key=value`` and what was
@@ -44,18 +47,8 @@ from scipy.stats import spearmanr
 from speechbrain.utils.distributed import get_rank, if_main_process, run_on_main
 
 from speechbrain_dsl.atomic import write_json
-from speechbrain_dsl.evaluation.calibration import (
-    largest_share_within,
-    threshold_for_quality_drop,
-    threshold_for_share,
-)
-from speechbrain_dsl.evaluation.metrics import (
-    level_errors_db,
-    mel_distance,
-    segment_mel_distance,
-    si_snr,
-    visqol,
-)
+from speechbrain_dsl.evaluation.calibration import LightShare, MelBudget, VisqolBudget, calibrate
+from speechbrain_dsl.evaluation.metrics import level_errors_db, mel_distance, si_snr, visqol
 from speechbrain_dsl.nnet.dsl import activation_sparsity
 from speechbrain_dsl.nnet.segments import length_mask
 from speechbrain_dsl.training.checkpoints import update_checkpoint
@@ -95,6 +88,8 @@ LOSS_TERMS = (
     "light_stft",
 )
 EVAL_MODES = ("full", "light", "mixed")
+#: The codec state-dict entry that holds the DSL layer's ``threshold``.
+THRESHOLD_KEY = "encoder.dsl.calibrated_threshold"
 #: Validation metrics (lower is better) that can pick the best checkpoint.
 CHECKPOINT_KEYS = ("mel_full", "mel_light", "mel_mixed")
 #: What each hyperparameter must be (keys a YAML does not use are skipped).
@@ -165,10 +160,31 @@ class CodecBrain(sb.Brain):
     codec's weights (:class:`~speechbrain_dsl.training.weight_average.WeightAverage`)
     follows training; validation, calibration and test run on it, so checkpoints
     are ranked, and packaged, by the averaged model.
+
+    Arguments
+    ---------
+    *args, **kwargs
+        As for ``sb.Brain``.
+    train_sampler : torch.utils.data.Sampler, optional
+        The sampler passed in ``train_loader_kwargs``: SpeechBrain calls
+        ``set_epoch`` only on samplers it made (or wraps for DDP).
+    calibration_loader : iterable, optional
+        Batches with ``sig`` and ``wav`` (the validation set) that the switch is
+        calibrated on; required for a codec with a DSL.
+    eval_sizes : dict, optional
+        ``{sb.Stage.VALID: utterances, sb.Stage.TEST: utterances}``: ViSQOL scores
+        at most ``valid_visqol_max_utterances`` / ``test_visqol_max_utterances``
+        evenly spaced ones (a stage without a size scores every one).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self, *args, train_sampler=None, calibration_loader=None, eval_sizes=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
+        if train_sampler is not None:
+            self.train_sampler = train_sampler
+        self.calibration_loader = calibration_loader
+        self.eval_sizes = dict(eval_sizes or {})
         self.term_means = RunningMeans()
         decay = getattr(self.hparams, "weight_average_decay", None)
         self.weight_average = None if decay is None else WeightAverage(self.codec, decay)
@@ -178,7 +194,10 @@ class CodecBrain(sb.Brain):
                 self.checkpointer.add_recoverable(
                     RECOVERABLE, self.weight_average, optional_load=True
                 )
-        self._evaluated_weights = None
+        # validation and test run on the averaged weights: entered in on_stage_start,
+        # closed in on_stage_end (the live weights back before anything is saved)
+        self.evaluated_weights = contextlib.ExitStack()
+        self._distilling = None
 
     @property
     def checkpoint_key(self):
@@ -368,7 +387,7 @@ class CodecBrain(sb.Brain):
 
     def _freeze_all_but_dsl(self, distilling):
         """Stage a trains mask, switch and light tail only; stage b trains everything."""
-        if getattr(self, "_distilling", None) == distilling:
+        if self._distilling == distilling:
             return
         self._distilling = distilling
         codec = self.codec
@@ -401,16 +420,14 @@ class CodecBrain(sb.Brain):
         """
         self.stats = {"mel_loss": []}
         if stage != sb.Stage.TRAIN and self.weight_average is not None:
-            self._evaluated_weights = self.weight_average.applied()
-            self._evaluated_weights.__enter__()
+            self.evaluated_weights.enter_context(self.weight_average.applied())
         # ViSQOL on an evenly spaced subset (the sets are sorted by duration).
-        size = {sb.Stage.VALID: self.valid_size, sb.Stage.TEST: self.test_size}.get(stage, 1)
         cap = (
             self.hparams.valid_visqol_max_utterances
             if stage == sb.Stage.VALID
             else self.hparams.test_visqol_max_utterances
         )
-        self.visqol_every = visqol_stride(size, cap)
+        self.visqol_every = visqol_stride(self.eval_sizes.get(stage, 1), cap)
         self.position = 0
         subsets = {
             sb.Stage.VALID: self.hparams.valid_subsets,
@@ -418,120 +435,56 @@ class CodecBrain(sb.Brain):
         }.get(stage, [])
         self.several_subsets = len(subsets) > 1
         if stage == sb.Stage.VALID and self.codec.has_dsl:
-            self.calibrate()
+            self.calibrate_switch(self.calibration_policy())
 
-    @torch.no_grad()
-    def calibrate(self):
-        """Sets the switch threshold on the calibration (validation) set.
+    def calibration_policy(self, max_visqol_drop=None):
+        """The YAML's calibration policy (see :mod:`speechbrain_dsl.evaluation.calibration`).
 
-        With ``calibration_max_mel_drop`` set, the threshold is the largest whose
-        mixed pass loses at most that much mean segment mel distance against the
-        full pass (a quality budget); otherwise it is the ``target_light_share``
-        quantile of the predictions. Returns the predictions (of valid segments).
+        ``calibration_max_mel_drop`` (a mean segment mel budget) if set, else the
+        ``target_light_share`` quantile of the predictions. With ``max_visqol_drop``,
+        that share is then halved (``calibration_visqol_steps`` times at most)
+        while the mixed pass loses more ViSQOL on a validation subset, scored on
+        the evenly spaced ``valid_visqol_max_utterances`` that validation scores.
         """
-        codec = self.codec
-        max_drop = getattr(self.hparams, "calibration_max_mel_drop", None)
-        predictions, drops = [], []
-        for batch in self.calibration_loader:
-            wav, lens = batch.sig
-            wav, lens = wav.to(self.device), lens.to(self.device)
-            predicted = codec.predict_distances(wav, lens)
-            valid = codec.encoder.dsl.valid_segments(
-                lens, codec.frames_for(wav.shape[-1]), wav.shape[0], wav.device
+        max_mel_drop = getattr(self.hparams, "calibration_max_mel_drop", None)
+        if max_mel_drop is None:
+            policy = LightShare(self.hparams.target_light_share)
+        else:
+            policy = MelBudget(max_mel_drop)
+        if max_visqol_drop is None:
+            return policy
+        every = visqol_stride(
+            self.eval_sizes.get(sb.Stage.VALID, 1), self.hparams.valid_visqol_max_utterances
+        )
+        steps = getattr(self.hparams, "calibration_visqol_steps", 4)
+        return VisqolBudget(max_visqol_drop, policy, steps=steps, every=every)
+
+    def calibrate_switch(self, policy):
+        """Sets the switch threshold calibrated on ``calibration_loader``; returns the
+        :class:`~speechbrain_dsl.evaluation.calibration.Calibration`."""
+        if self.calibration_loader is None:
+            raise ValueError(
+                "calibration_loader: expected the batches to calibrate the switch on "
+                "(CodecBrain(..., calibration_loader=...)), got None"
             )
-            if max_drop is not None:
-                drop = self.segment_mel_drops(wav, lens)
-                count = min(drop.shape[1], predicted.shape[1])
-                predicted, valid = predicted[:, :count], valid[:, :count]
-                drops.append(drop[:, :count][valid])
-            predictions.append(predicted[valid])
-        predictions = torch.cat(predictions)
-        if max_drop is None:
-            codec.threshold = threshold_for_share(predictions, self.hparams.target_light_share)
-        else:
-            codec.threshold, _ = threshold_for_quality_drop(predictions, torch.cat(drops), max_drop)
-        return predictions
+        batches = (
+            (batch.sig[0].to(self.device), batch.sig[1].to(self.device), subsets_of(batch))
+            for batch in self.calibration_loader
+        )
+        calibration = calibrate(self.codec, batches, policy)
+        self.codec.encoder.dsl.threshold = calibration.threshold
+        return calibration
 
-    @torch.no_grad()
-    def calibrate_on_visqol(self, max_drop, steps):
-        """Lowers the light share of :meth:`calibrate` until ViSQOL keeps within budget.
-
-        :meth:`calibrate` (the mel budget, or the light-share target) gives the
-        largest share; :func:`largest_share_within` then halves it while the mixed
-        pass loses more than ``max_drop`` mean ViSQOL against the full pass on any
-        validation subset (generated and recorded speech each count), scored on the
-        same evenly spaced ``valid_visqol_max_utterances`` as validation. A mel
-        budget is not a ViSQOL budget: on the campaign's retrofit, 0.05 mean segment
-        mel cost 0.10 ViSQOL. Only utterances with a light segment are re-scored.
-
-        Returns
-        -------
-        share : float
-            Light share (of validation segments) at the threshold set.
-        tried : dict
-            ``{share: worst subset ViSQOL drop}`` of every share tried.
-        """
-        codec = self.codec
-        predictions = self.calibrate()
-        high = float((predictions < codec.threshold).float().mean())
-        picked = list(self.visqol_utterances())
-        full = [self.pass_visqol(wav, lens, "full")[0] for wav, lens, _ in picked]
-        subsets = [subset for _, _, names in picked for subset in names]
-
-        def worst_drop(share):
-            codec.threshold = threshold_for_share(predictions, share)
-            mixed = []
-            for (wav, lens, _), scores in zip(picked, full):
-                mixed.append(self.pass_visqol(wav, lens, "mixed", unless_all_full=scores)[0])
-            drops = torch.cat(full) - torch.cat(mixed)
-            by_subset = {}
-            for subset, drop in zip(subsets, drops.tolist()):
-                if drop == drop:  # NaN: a silent reference
-                    by_subset.setdefault(subset, []).append(drop)
-            return max((sum(d) / len(d) for d in by_subset.values()), default=0.0)
-
-        share, tried = largest_share_within(worst_drop, high, max_drop, steps)
-        codec.threshold = threshold_for_share(predictions, share)
-        return share, tried
-
-    def visqol_utterances(self):
-        """``(wav, lens, subsets)`` per calibration batch: the rows validation scores."""
-        every = visqol_stride(self.valid_size, self.hparams.valid_visqol_max_utterances)
-        position = 0
-        for batch in self.calibration_loader:
-            wav, lens = batch.sig
-            rows = [i for i in range(wav.shape[0]) if (position + i) % every == 0]
-            position += wav.shape[0]
-            if rows:
-                names = [Path(batch.wav[i]).parts[-4] for i in rows]  # <subset>/<spk>/<chap>/<wav>
-                yield wav[rows].to(self.device), lens[rows].to(self.device), names
-
-    def pass_visqol(self, wav, lens, mode, unless_all_full=None):
-        """ViSQOL per utterance of one pass; with ``unless_all_full`` (the full pass's
-        scores), utterances that route nothing light keep those scores, neither
-        decoded nor scored again."""
-        codec = self.codec
-        encoded = codec.encode_with_routing(wav, lens, mode=mode)
-        routing = encoded.routing
-        if unless_all_full is None:
-            rows = torch.ones(wav.shape[0], dtype=torch.bool, device=wav.device)
-            scores = torch.full((wav.shape[0],), float("nan"))
-        else:
-            rows = (routing.route & routing.segment_mask).flatten(1).any(dim=1)
-            scores = unless_all_full.clone()
-        if rows.any():
-            wav_hat = codec.decode(encoded.tokens[rows], lens[rows])[..., : wav.shape[-1]]
-            scores[rows.cpu()] = visqol(wav_hat.squeeze(1), wav[rows], lens[rows])
-        return scores, routing
-
-    def calibrate_best_on_visqol(self, max_drop, steps):
+    def calibrate_best_on_visqol(self):
         """Calibrates the checkpoint about to be tested on ViSQOL, and saves the threshold.
 
+        The policy is :meth:`calibration_policy` with ``calibration_max_visqol_drop``.
         The threshold goes into that checkpoint's weights (a buffer of the codec)
         and ``CKPT.yaml`` records the budget, share and drops, so the test stage
         and a package of the checkpoint route alike. Done once per budget: a
         rerun finds the budget recorded and leaves the checkpoint as it is.
         """
+        max_drop = self.hparams.calibration_max_visqol_drop
         best = self.checkpointer.find_checkpoint(min_key=self.checkpoint_key)
         if best.meta.get("visqol_budget") == max_drop:
             logger.info("%s: already calibrated for a ViSQOL drop of %s", best.path, max_drop)
@@ -540,9 +493,8 @@ class CodecBrain(sb.Brain):
         averaged = self.weight_average
         with averaged.applied() if averaged is not None else contextlib.nullcontext():
             self.codec.eval()
-            share, tried = self.calibrate_on_visqol(max_drop, steps)
-        threshold = self.codec.threshold
-        (buffer,) = [k for k, _ in self.codec.named_buffers() if k.endswith("calibrated_threshold")]
+            calibration = self.calibrate_switch(self.calibration_policy(max_drop))
+        threshold, share, tried = calibration.threshold, calibration.share, calibration.tried
         update_checkpoint(
             best.path,
             meta={
@@ -551,7 +503,7 @@ class CodecBrain(sb.Brain):
                 "visqol_calibration_drops": {round(s, 6): round(d, 4) for s, d in tried.items()},
                 "threshold": threshold,
             },
-            tensors={"codec": {buffer: torch.tensor(threshold)}},
+            tensors={"codec": {THRESHOLD_KEY: torch.tensor(threshold)}},
         )
         logger.info(
             "calibrated %s on ViSQOL (budget %s): threshold %.4f, light share %.1f%% "
@@ -563,18 +515,6 @@ class CodecBrain(sb.Brain):
             {f"{s:.3f}": f"{d:.3f}" for s, d in tried.items()},
         )
 
-    def segment_mel_drops(self, wav, lens):
-        """``[B, segments]``: segment mel distance of the light pass minus the full pass."""
-        codec = self.codec
-        frames = codec.frames_for(wav.shape[-1])
-        segment_samples = codec.encoder.dsl.segment_length(frames) * codec.hop_length
-        distances = []
-        for mode in ("light", "full"):
-            tokens = codec.encode_with_routing(wav, lens, mode=mode).tokens
-            wav_hat = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
-            distances.append(segment_mel_distance(wav_hat, wav, segment_samples))
-        return distances[0] - distances[1]
-
     @torch.no_grad()
     def evaluate_batch(self, batch, stage):
         """Decodes in every evaluation mode and accumulates quality metrics."""
@@ -582,7 +522,7 @@ class CodecBrain(sb.Brain):
         codec.eval()
         wav, lens = batch.sig
         wav, lens = wav.to(self.device), lens.to(self.device)
-        subsets = [Path(path).parts[-4] for path in batch.wav]  # <subset>/<spk>/<chap>/<wav>
+        subsets = subsets_of(batch)
         positions = torch.arange(self.position, self.position + wav.shape[0])
         self.position += wav.shape[0]
         picked = (positions % self.visqol_every == 0).nonzero().flatten()
@@ -661,9 +601,7 @@ class CodecBrain(sb.Brain):
             self.term_means.reset()
             return
         summary = self.summarize()
-        if self._evaluated_weights is not None:  # live weights back before saving
-            self._evaluated_weights.__exit__(None, None, None)
-            self._evaluated_weights = None
+        self.evaluated_weights.close()  # live weights back before saving
         if stage == sb.Stage.VALID:
             stats_meta = {
                 "epoch": epoch,
@@ -695,6 +633,11 @@ class CodecBrain(sb.Brain):
             )
             if if_main_process():
                 write_json(self.hparams.test_metrics_file, summary)
+
+
+def subsets_of(batch):
+    """The LibriTTS subset of each utterance of a batch (``<subset>/<spk>/<chap>/<wav>``)."""
+    return [Path(path).parts[-4] for path in batch.wav]
 
 
 def visqol_stride(size, cap):
@@ -908,12 +851,6 @@ def main(argv):
             hparams["init_from"],
             len(fresh),
         )
-    brain = CodecBrain(
-        modules=hparams["modules"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
     train_kwargs = {
         "batch_size": hparams["batch_size"],
         "num_workers": hparams["num_workers"],
@@ -925,13 +862,16 @@ def main(argv):
             datasets["train"], root, hparams["train_subset_shares"], hparams["seed"]
         )
         del train_kwargs["shuffle"]
-        # SpeechBrain calls set_epoch only on samplers it made (or wraps for DDP)
-        brain.train_sampler = train_kwargs["sampler"]
     eval_kwargs = {"batch_size": hparams["valid_batch_size"], "num_workers": hparams["num_workers"]}
-    brain.calibration_loader = sb.dataio.dataloader.make_dataloader(
-        datasets["valid"], **eval_kwargs
+    brain = CodecBrain(
+        modules=hparams["modules"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        train_sampler=train_kwargs.get("sampler"),
+        calibration_loader=sb.dataio.dataloader.make_dataloader(datasets["valid"], **eval_kwargs),
+        eval_sizes={sb.Stage.VALID: len(datasets["valid"]), sb.Stage.TEST: len(datasets["test"])},
     )
-    brain.valid_size, brain.test_size = len(datasets["valid"]), len(datasets["test"])
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],
@@ -947,12 +887,8 @@ def main(argv):
             f"checkpoint_key={key!r}: no checkpoint in {hparams['save_folder']} records it; "
             f"validate once more (a larger --number_of_epochs) or pass --checkpoint_key=mel_full"
         )
-    max_visqol_drop = hparams.get("calibration_max_visqol_drop")
-    if max_visqol_drop is not None and brain.codec.has_dsl:
-        run_on_main(
-            brain.calibrate_best_on_visqol,
-            args=[max_visqol_drop, hparams.get("calibration_visqol_steps", 4)],
-        )
+    if hparams.get("calibration_max_visqol_drop") is not None and brain.codec.has_dsl:
+        run_on_main(brain.calibrate_best_on_visqol)
     brain.evaluate(datasets["test"], min_key=key, test_loader_kwargs=eval_kwargs)
     if torch.distributed.is_initialized():
         # Without this, gloo's threads can abort the interpreter at exit.
