@@ -40,7 +40,6 @@ import json
 import math
 import sys
 import tempfile
-import unittest.mock
 import warnings
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence
@@ -62,7 +61,7 @@ from speechbrain_dsl.inference.runtime import (
     ONNX_FILES,
 )
 from speechbrain_dsl.lobes.vocos import VocosDecoder
-from speechbrain_dsl.nnet.conv import CausalConv1d
+from speechbrain_dsl.nnet.conv import export_layout
 from speechbrain_dsl.nnet.routing import context_frames
 
 MAX_ROWS = 100_000
@@ -422,38 +421,6 @@ def _save_with_metadata(proto, path, info) -> Path:
     return Path(path)
 
 
-def _export_conv_forward(self, x):
-    """``CausalConv1d.forward`` as one zero ``Pad`` and an unpadded conv.
-
-    The eager forward pads both sides and slices the extra outputs off (faster
-    in PyTorch); in ONNX that slice is a copy of every activation, while
-    onnxruntime fuses a zero ``Pad`` into the ``Conv``. Same outputs (tested).
-    """
-    left = self.lookback + 1 - self.hop
-    right = -x.shape[-1] % self.hop
-    return F.conv1d(
-        F.pad(x, (left, right)), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
-    )
-
-
-def _traceable_length_to_mask(length, max_len=None, dtype=None, device=None):
-    """SpeechBrain's ``length_to_mask`` without ``len(tensor)``, which fixes the batch size."""
-    mask = torch.arange(max_len, device=length.device, dtype=length.dtype)[None] < length[:, None]
-    return mask.to(length.dtype if dtype is None else dtype)
-
-
-@contextlib.contextmanager
-def _export_friendly():
-    """Swaps two functions for graph-friendly equivalents while a model is traced."""
-    with (
-        unittest.mock.patch.object(CausalConv1d, "forward", _export_conv_forward),
-        unittest.mock.patch(
-            "speechbrain_dsl.nnet.segments.length_to_mask", _traceable_length_to_mask
-        ),
-    ):
-        yield
-
-
 def example_inputs(model, segments=4, context_hops=2):
     """Inputs to trace with: ``segments`` random rows, a threshold, context and lengths.
 
@@ -482,7 +449,7 @@ def export_onnx(model: ExportableEncoder, path, info: Optional[Dict] = None) -> 
     goes into the file's metadata.
     """
     model = model.eval()
-    with torch.no_grad(), _export_friendly(), warnings.catch_warnings():
+    with torch.no_grad(), export_layout(), warnings.catch_warnings():
         # rows, context and lengths share the "segments" axis: the exporter says so
         warnings.filterwarnings("ignore", message=".*shares the same shape constraints")
         program = torch.onnx.export(
@@ -508,7 +475,7 @@ def export_torch(model: ExportableEncoder, path) -> Path:
     model = model.eval()
     rows = torch.export.Dim("segments", min=1, max=MAX_ROWS)
     inputs = example_inputs(model, context_hops=model.context_samples // model.hop)
-    with torch.no_grad(), _export_friendly():
+    with torch.no_grad(), export_layout():
         program = torch.export.export(
             model, inputs, dynamic_shapes=({0: rows}, None, {0: rows}, {0: rows})
         )
@@ -528,7 +495,7 @@ def export_decoder_onnx(model: ExportableDecoder, path, info: Optional[Dict] = N
     }
     if k >= 2:  # a dynamic size needs an example of at least 2
         dims[2] = torch.export.Dim("codebooks", min=1, max=k)
-    with torch.no_grad(), _export_friendly():
+    with torch.no_grad(), export_layout():
         program = torch.onnx.export(
             model,
             (example,),

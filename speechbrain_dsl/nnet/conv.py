@@ -14,9 +14,39 @@ of left context:
 Layout: ``[batch, channels, time]`` everywhere in this file.
 """
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Set by export_layout() while a graph is traced: convs run as one zero Pad and an
+# unpadded conv, which onnxruntime fuses (the eager layout's slice is a copy there).
+_export_layout = False
+
+
+@contextlib.contextmanager
+def export_layout():
+    """Runs every :class:`CausalConv1d` in its graph-friendly layout inside the block.
+
+    Eager PyTorch pads both sides and slices the extra outputs off (faster there);
+    in an ONNX graph that slice copies every activation, while a zero ``Pad`` before
+    an unpadded conv fuses into the ``Conv``. Both give the same outputs.
+
+    Example
+    -------
+    >>> conv, x = CausalConv1d(2, 3, 4, stride=2), torch.randn(1, 2, 9)
+    >>> with export_layout():
+    ...     graph_friendly = conv(x)
+    >>> torch.allclose(graph_friendly, conv(x), atol=1e-6)
+    True
+    """
+    global _export_layout
+    previous, _export_layout = _export_layout, True
+    try:
+        yield
+    finally:
+        _export_layout = previous
 
 
 def compose_receptive_field(layers):
@@ -98,6 +128,8 @@ class CausalConv1d(nn.Conv1d):
 
     def forward(self, x):
         """Convolves ``x`` [batch, channels, time] causally."""
+        if _export_layout:
+            return self.padded_forward(x)
         if self.pointwise:
             # A 1x1 conv is a batched matmul, ~8x faster than PyTorch's CPU conv.
             batch, _, time = x.shape
@@ -109,6 +141,20 @@ class CausalConv1d(nn.Conv1d):
         if x.shape[-1] % self.hop:
             x = F.pad(x, (0, -x.shape[-1] % self.hop))
         return super().forward(x)[..., : x.shape[-1] // self.hop]
+
+    def padded_forward(self, x):
+        """The same convolution as one zero pad and an unpadded conv (see :func:`export_layout`)."""
+        left = self.lookback + 1 - self.hop
+        right = -x.shape[-1] % self.hop
+        return F.conv1d(
+            F.pad(x, (left, right)),
+            self.weight,
+            self.bias,
+            self.stride,
+            0,
+            self.dilation,
+            self.groups,
+        )
 
 
 class CausalConvTranspose1d(nn.ConvTranspose1d):

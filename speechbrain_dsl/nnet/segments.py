@@ -12,7 +12,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from speechbrain.dataio.dataio import length_to_mask
 
 
 def length_mask(lengths, time, device, batch):
@@ -27,7 +26,8 @@ def length_mask(lengths, time, device, batch):
     if lengths is None:
         return torch.ones(batch, time, dtype=torch.bool, device=device)
     steps = torch.round(lengths.to(device) * time).clamp(min=1)
-    return length_to_mask(steps, max_len=time, device=device).bool()
+    # SpeechBrain's length_to_mask, without the len(tensor) that fixes a traced batch size
+    return torch.arange(time, device=device, dtype=steps.dtype)[None] < steps[:, None]
 
 
 def segment_mean(values, segment_frames, frame_mask=None):
