@@ -37,6 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUTINGS = ("full", "mixed, nothing light", "mixed")
 
 
+def shown(path) -> str:
+    """``path`` relative to the repository when it is inside it (results name no checkout)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "pretrained" / "dsl-codec-16k"))
@@ -60,6 +68,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--out", default=None, help="also write the rows (JSON) here")
+    parser.add_argument(
+        "--table",
+        default=None,
+        metavar="JSON",
+        help="print the table of a result file written by --out, run nothing",
+    )
     return parser.parse_args(argv)
 
 
@@ -235,8 +249,8 @@ def run(args):
                 )
     audio_s = sum(len(c) for c in clips) / 16000
     meta = dict(
-        model=str(args.model),
-        data=str(args.data),
+        model=shown(args.model),
+        data=shown(args.data),
         clips=len(clips),
         audio_seconds=round(audio_s, 1),
         threshold=threshold,
@@ -268,6 +282,9 @@ def table(result) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
     result = run(args)
     if args.out:
         from speechbrain_dsl.atomic import write_text

@@ -34,6 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ("test-clean", "test-recorded")
 
 
+def shown(path) -> str:
+    """``path`` relative to the repository when it is inside it (results name no checkout)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "pretrained" / "dsl-codec-16k"))
@@ -57,6 +65,12 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", default=None, help="also write the result (JSON) here")
+    parser.add_argument(
+        "--table",
+        default=None,
+        metavar="JSON",
+        help="print the table of a result file written by --out, run nothing",
+    )
     return parser.parse_args(argv)
 
 
@@ -272,8 +286,8 @@ def run(args):
         units.append(row)
         print(f"unit {unit} frames done", file=sys.stderr)
     meta = dict(
-        model=str(args.model),
-        data=str(root),
+        model=shown(args.model),
+        data=shown(root),
         subsets=list(data),
         missing=missing,
         utterances={n: int(w.shape[0]) for n, (w, _) in data.items()},
@@ -298,8 +312,9 @@ def _cpu():
 
 def table(result) -> str:
     m = result["meta"]
+    counts = ", ".join(f"{n} ({k})" for k, n in m["utterances"].items())
     lines = [
-        f"{m['model']} on {m['utterances']} utterances ({m['seconds']} s) of {m['data']}; "
+        f"{m['model']} on held-out utterances cut to {m['seconds']:g} s of {m['data']}: {counts}; "
         f"budget: mixed within {m['max_drop']} ViSQOL of full on {', '.join(m['budget_subsets'])}; "
         f"{m['cpu']}, 1 thread",
         "| unit | threshold | light share (speech) | per subset (share / ViSQOL drop) | "
@@ -326,6 +341,9 @@ def table(result) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
     result = run(args)
     if args.out:
         from speechbrain_dsl.atomic import write_text
