@@ -116,9 +116,9 @@ def test_onnxruntime_refuses_missing_stale_or_tampered_graphs(folder, tmp_path):
     (missing / "decoder.onnx").unlink()
     (missing / "encoder.int8.onnx").unlink()
     write_manifest(missing, ["codec.ckpt", "hyperparams.yaml", "encoder.onnx"])
-    assert load(missing).engine == "torch"  # not all graphs: PyTorch by default
-    with pytest.raises(ValueError, match="has no decoder.onnx"):
-        load(missing, engine="onnxruntime")
+    partial = load(missing)  # the encoder graph alone: onnxruntime, decoding in PyTorch
+    assert partial.engine == "onnxruntime" and partial.runtime.decoder is None
+    assert partial.runtime.encoder_path == missing / "encoder.onnx"
     with pytest.raises(ValueError, match="has no encoder.int8.onnx"):
         load(missing, onnx_precision="int8")
     with pytest.raises(ValueError, match="engine: expected one of"):

@@ -75,7 +75,11 @@ def test_packaged_folder_loads_offline_and_matches_the_trained_codec(packaged, t
         "codec.ckpt",
         "hyperparams.yaml",
     ]
-    model = DSLCodecInterface.from_hparams(source=str(folder), savedir=str(tmp_path / "cache"))
+    # bit for bit against the eager codec: the torch engine (the default, onnxruntime, can
+    # differ where two codewords tie, as this untrained codec's residual codebooks do)
+    model = DSLCodecInterface.from_hparams(
+        source=str(folder), savedir=str(tmp_path / "cache"), engine="torch"
+    )
     assert model.threshold == pytest.approx(0.4321) and model.mode == "mixed"
     wav = torch.randn(2, 16000) * 0.1
     with model.routing() as calls:

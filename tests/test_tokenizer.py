@@ -415,7 +415,8 @@ def test_load_tokenizer_returns_a_tokenizer_that_holds_the_model(packaged_dsl_co
     tokenizer = load_tokenizer(packaged_dsl_codec, "light", 2)
     assert type(tokenizer) is DSLTokenizer and not isinstance(tokenizer, DSLCodec)
     assert type(tokenizer.codec) is DSLCodec and isinstance(tokenizer, torch.nn.Module)
-    assert tokenizer.engine == "torch" and tokenizer.runtime is None  # no graphs packaged
+    # no graphs packaged: the encoder graph is exported into <savedir>/onnx-cache on first load
+    assert tokenizer.engine == "onnxruntime" and tokenizer.runtime is not None
     assert not tokenizer.training and not tokenizer.codec.training
     assert (
         (tokenizer.mode, tokenizer.num_codebooks)
@@ -430,8 +431,10 @@ def test_load_tokenizer_returns_a_tokenizer_that_holds_the_model(packaged_dsl_co
     assert tokenizer.quantizer is tokenizer.codec.quantizer  # parts read through
     tokenizer.num_codebooks = 3  # a bitrate, set on the tokenizer: the model's setting
     assert tokenizer.codec.num_codebooks == 3 and tokenizer.bitrate == 1.5
+    torch_only = load_tokenizer(packaged_dsl_codec, engine="torch")
+    assert torch_only.runtime is None
     with pytest.raises(ValueError, match="without exported graphs"):
-        tokenizer.engine = "onnxruntime"
+        torch_only.engine = "onnxruntime"
     with pytest.raises(ValueError, match="engine: expected one of"):
         tokenizer.engine = "tensorrt"
 

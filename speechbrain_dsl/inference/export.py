@@ -28,15 +28,22 @@ so onnxruntime skips the full tail for light rows too.
     python -m speechbrain_dsl.inference.export <packaged folder> --folder <out folder> [--calibration DIR]
 
 The second form writes ``encoder.onnx``, ``decoder.onnx`` (and
-``encoder.int8.onnx`` calibrated on the audio files of ``DIR``); the package
-command (:mod:`speechbrain_dsl.inference.package`) does the same next to the
-weights.
+``encoder.int8.onnx`` calibrated on the audio files of ``DIR``) and lists them in
+the folder's ``SHA256SUMS`` (created if needed, other entries kept), so
+``--folder <packaged folder>`` leaves a package that loads with its graphs; the
+package command (:mod:`speechbrain_dsl.inference.package`) does the same next to
+the weights.
+
+Graph cache. A packaged folder without an encoder graph gets one exported on
+first load into a cache folder (:func:`cached_encoder`, :data:`GRAPH_CACHE`
+under the loader's ``savedir``), checked at every later load and reused.
 """
 
 import argparse
 import contextlib
 import copy
 import json
+import logging
 import math
 import sys
 import tempfile
@@ -49,9 +56,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_dsl.atomic import atomic_path
+from speechbrain_dsl.atomic import atomic_path, write_text
 from speechbrain_dsl.inference.loading import load_codec
-from speechbrain_dsl.inference.manifest import sha256_file
+from speechbrain_dsl.inference.manifest import (
+    MANIFEST,
+    CheckpointError,
+    manifest_text,
+    read_manifest,
+    sha256_file,
+    verify_manifest,
+    write_manifest,
+)
 from speechbrain_dsl.inference.runtime import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -64,22 +79,34 @@ from speechbrain_dsl.lobes.vocos import VocosDecoder
 from speechbrain_dsl.nnet.conv import export_layout
 from speechbrain_dsl.nnet.routing import context_frames
 
+try:  # an advisory lock, so that processes loading at once export a graph once
+    import fcntl
+except ImportError:  # not on Windows: concurrent writers then export the same bytes twice
+    fcntl = None
+
 MAX_ROWS = 100_000
+#: The folder, under a loader's ``savedir``, that holds the graphs exported on first load.
+GRAPH_CACHE = "onnx-cache"
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DECODER_FILE",
     "ENCODER_FILE",
     "ENCODER_INT8_FILE",
     "FORMAT_VERSION",
+    "GRAPH_CACHE",
     "METADATA_KEY",
     "ONNX_FILES",
     "ExportableDecoder",
     "ExportableEncoder",
+    "add_to_manifest",
+    "cached_encoder",
     "context_samples",
     "export_decoder_onnx",
     "export_folder",
     "export_onnx",
     "export_torch",
+    "graph_problem",
     "metadata",
     "quantize_encoder",
     "read_audio_folder",
@@ -409,10 +436,16 @@ def read_metadata(path) -> Dict:
 
 
 def _save_with_metadata(proto, path, info) -> Path:
-    """Writes ``proto`` to ``path`` atomically with ``info`` in its metadata."""
+    """Writes ``proto`` to ``path`` atomically with ``info`` in its metadata.
+
+    The exporter's notes on the graph (``torch.export``'s signature and range
+    constraints, printed from sets in an order that changes from one process to
+    the next) are left out, so an export of the same model gives the same bytes.
+    """
     import onnx
 
     del proto.metadata_props[:]
+    del proto.graph.metadata_props[:]
     if info is not None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(info)
@@ -672,6 +705,9 @@ def export_folder(
 ) -> Sequence[Path]:
     """Writes ``encoder.onnx`` and ``decoder.onnx`` (and ``encoder.int8.onnx``) to ``folder``.
 
+    The files written are added to ``folder/SHA256SUMS`` (its other entries kept),
+    so a packaged folder given as ``folder`` loads with them.
+
     Arguments
     ---------
     codec : DSLCodec
@@ -685,7 +721,7 @@ def export_folder(
     Returns
     -------
     list of Path
-        The files written.
+        The files written, listed in ``folder/SHA256SUMS`` (:func:`add_to_manifest`).
     """
     folder = Path(folder)
     codec = codec.eval()
@@ -703,7 +739,140 @@ def export_folder(
     ]
     if calibration is not None:
         written.append(quantize_encoder(written[0], folder / ENCODER_INT8_FILE, calibration))
+    add_to_manifest(folder, [path.name for path in written])
     return written
+
+
+def add_to_manifest(folder, names: Iterable[str]) -> Path:
+    """Lists ``names`` (files in ``folder``) in ``folder/SHA256SUMS`` with their sha256 now.
+
+    The manifest's other entries are kept as they are (not hashed again) and a
+    folder without one gets one. Call it after the files are in place: the
+    manifest is written atomically, so a reader finds the old entries or the new.
+    Returns the manifest's path.
+
+    Example
+    -------
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.ckpt").write_bytes(b"abc")
+    >>> _ = (folder / "SHA256SUMS").write_text(f"{sha256_file(folder / 'a.ckpt')}  a.ckpt\\n")
+    >>> _ = (folder / "encoder.onnx").write_bytes(b"graph")
+    >>> print(add_to_manifest(folder, ["encoder.onnx"]).read_text(), end="")  # doctest: +ELLIPSIS
+    ba7816bf...  a.ckpt
+    ...  encoder.onnx
+    >>> verify_manifest(folder)
+    True
+    """
+    folder = Path(folder)
+    sums = read_manifest(folder) or {}
+    sums.update({name: sha256_file(folder / name) for name in names})
+    return write_text(folder / MANIFEST, manifest_text(sums))
+
+
+def graph_problem(folder, name: str, expected: Dict) -> Optional[str]:
+    """Why ``folder/name`` is not a usable exported graph; None when it is.
+
+    Usable means: listed in ``folder/SHA256SUMS`` with the file's sha256 (a
+    tampered, truncated or unlisted file is not), and its :func:`metadata`
+    equal to ``expected``: ``weights_sha256`` first (a graph of other weights is
+    not used), then every other entry (another model definition, threshold or
+    graph format).
+
+    Example
+    -------
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> graph_problem(folder, ENCODER_FILE, {})  # doctest: +ELLIPSIS
+    '.../encoder.onnx does not exist'
+    """
+    folder = Path(folder)
+    path = folder / name
+    if not path.is_file():
+        return f"{path} does not exist"
+    try:
+        verify_manifest(folder, [name], require=True)
+        info = read_metadata(path)
+    except CheckpointError as err:
+        return str(err)
+    except Exception as err:  # any file onnx cannot parse or that has no metadata
+        return f"{path} cannot be read as an exported graph ({type(err).__name__}: {err})"
+    expected = json.loads(json.dumps(expected))  # as stored: lists, not tuples
+    if info.get("weights_sha256") != expected.get("weights_sha256"):
+        return (
+            f"{path} was exported from other weights (weights_sha256 "
+            f"{info.get('weights_sha256')}, expected {expected.get('weights_sha256')})"
+        )
+    if info != expected:
+        differ = sorted(k for k in set(info) | set(expected) if info.get(k) != expected.get(k))
+        return f"{path} was exported with other settings ({', '.join(differ)} differ)"
+    return None
+
+
+def cached_encoder(codec, folder, weights_sha256: str) -> Path:
+    """``folder/encoder.onnx`` of ``codec``: the cached graph when usable, else exported there.
+
+    The cache is what a packaged folder without an encoder graph runs in
+    onnxruntime with (see :meth:`DSLCodecInterface.from_hparams
+    <speechbrain_dsl.inference.interface.DSLCodecInterface.from_hparams>`).
+    The graph is reused when :func:`graph_problem` finds nothing wrong with it,
+    checked against :func:`metadata` of ``codec`` and ``weights_sha256`` (the
+    sha256 of the ``codec.ckpt`` it was loaded from). Anything else (tampered,
+    truncated, unlisted, of other weights or settings) is exported again with a
+    warning naming the file and what is wrong.
+
+    Writing: the graph goes to a temporary name and is renamed, then
+    ``folder/SHA256SUMS`` (the cache's own, listing the graph) is written the
+    same way, so a crash leaves the old state or the new one and a reader never
+    sees half a file. Processes loading at once take turns on an advisory lock
+    (``folder/.lock``, where the OS has ``fcntl``); without it they write the
+    same bytes (the export is deterministic). A ``.gitignore`` keeps the cache
+    out of git when ``folder`` lies in a checkout.
+
+    Arguments
+    ---------
+    codec : DSLCodec
+        With a DSL encoder routing fixed-size segments.
+    folder : str or Path
+        The cache folder (created if needed).
+    weights_sha256 : str
+
+    Raises
+    ------
+    OSError
+        When ``folder`` cannot be created or written.
+    """
+    folder = Path(folder)
+    path = folder / ENCODER_FILE
+    expected = metadata(codec, "encoder", weights_sha256)
+    if graph_problem(folder, ENCODER_FILE, expected) is None:
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder):
+        problem = graph_problem(folder, ENCODER_FILE, expected)  # another process may have won
+        if problem is None:
+            return path
+        if path.exists():
+            logger.warning(f"{problem}: exporting it again")
+        else:
+            logger.info(f"exporting the encoder graph to {path} (once: later loads reuse it)")
+        if not (folder / ".gitignore").exists():
+            write_text(folder / ".gitignore", "# graphs exported on first load: a cache\n*\n")
+        export_onnx(ExportableEncoder(codec.eval()), path, expected)
+        write_manifest(folder, [ENCODER_FILE])  # the cache lists its graph only
+    return path
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """Holds an advisory lock on ``folder/.lock`` while the block runs (best effort)."""
+    if fcntl is None:
+        yield
+        return
+    with open(folder / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: atomic renames still keep files whole
+            pass
+        yield  # closing the file releases the lock
 
 
 def read_audio_folder(folder, sample_rate: int, max_seconds: float = 600.0):
@@ -741,7 +910,8 @@ def main(argv=None):
     target.add_argument(
         "--folder",
         help=f"write {ENCODER_FILE} and {DECODER_FILE} (and "
-        f"{ENCODER_INT8_FILE} with --calibration) here",
+        f"{ENCODER_INT8_FILE} with --calibration) here and list them in its {MANIFEST} "
+        "(the packaged folder itself: it then loads with its graphs)",
     )
     parser.add_argument("--format", choices=("onnx", "torch"), default="onnx")
     parser.add_argument("--calibration", help="folder of held-out audio for the int8 encoder")
@@ -757,8 +927,10 @@ def main(argv=None):
                 if args.calibration is None
                 else read_audio_folder(args.calibration, codec.sample_rate)
             )
-            for path in export_folder(codec, args.folder, sha, calibration):
+            written = export_folder(codec, args.folder, sha, calibration)
+            for path in written:
                 print(f"wrote {path}")
+            print(f"listed {', '.join(p.name for p in written)} in {Path(args.folder) / MANIFEST}")
             return 0
         model = ExportableEncoder(codec).eval()
         if args.format == "onnx":

@@ -17,13 +17,19 @@ Nothing is downloaded; weights are read with ``torch.load``'s default
 
 Both hold the model and an engine (:mod:`speechbrain_dsl.inference.engines`).
 
-Engines. A folder holding the exported graphs (``encoder.onnx``, ``decoder.onnx``,
-written by the package command) is run with onnxruntime by default on CPU
-(``engine="onnxruntime"``; :mod:`speechbrain_dsl.inference.runtime`), else with
-PyTorch (``engine="torch"``). Both give the same tokens and routes: the graph
-is the same computation, and onnxruntime's float rounding can only flip a
-route whose prediction is within rounding of the threshold, or a token whose two
-nearest codewords tie. (Rounding is ~1e-6 in the predictions, but reaches
+Engines. A DSL codec loaded from a local folder runs with onnxruntime by
+default on CPU (``engine="onnxruntime"``; :mod:`speechbrain_dsl.inference.runtime`),
+else with PyTorch (``engine="torch"``). The graphs are the folder's own
+(``encoder.onnx``, ``decoder.onnx``, written by the package command or
+``python -m speechbrain_dsl.inference.export <folder> --folder <folder>``) when
+its ``SHA256SUMS`` lists them; a folder without an encoder graph (the shipped
+packages) gets one exported on first load into ``<savedir>/onnx-cache/``,
+checksummed there and reused by later loads
+(:func:`~speechbrain_dsl.inference.export.cached_encoder`; decoding then runs in
+PyTorch, about as fast as the decoder graph). Both engines give the same tokens
+and routes: the graph is the same computation, and onnxruntime's float rounding
+can only flip a route whose prediction is within rounding of the threshold, or a
+token whose two nearest codewords tie. (Rounding is ~1e-6 in the predictions, but reaches
 ~1e-2 on segments whose features are nearly constant: the switch takes the
 variance as E[x^2] - E[x]^2, which cancels there.) ``oracle`` mode (both
 tails, for analysis) always runs in PyTorch.
@@ -44,8 +50,10 @@ Example
 >>> tokens = codec.encode_file("speech.wav")                           # doctest: +SKIP
 """
 
+import logging
 import math
 import pickle
+import tempfile
 from pathlib import Path
 from typing import ContextManager, Iterator, List, Optional, Union
 
@@ -59,8 +67,9 @@ from tqdm.auto import tqdm
 from speechbrain_dsl.inference import runtime as rt
 from speechbrain_dsl.inference.dac import DACStyleTokenizer
 from speechbrain_dsl.inference.engines import Engine, encode_with_runtime, make_engine
+from speechbrain_dsl.inference.export import GRAPH_CACHE, cached_encoder
 from speechbrain_dsl.inference.loading import load_packaged
-from speechbrain_dsl.inference.manifest import sha256_file
+from speechbrain_dsl.inference.manifest import MANIFEST, read_manifest, sha256_file
 from speechbrain_dsl.inference.streaming import ENGINES, StreamingEncoder
 from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.codec import MAX_PEAK, DSLCodec, Encoding, Routing
@@ -75,6 +84,7 @@ __all__ = [
 ]
 
 REQUIRED_FILES = ("hyperparams.yaml", "codec.ckpt")
+logger = logging.getLogger(__name__)
 
 
 class DSLCodecInterface(Pretrained):
@@ -114,12 +124,22 @@ class DSLCodecInterface(Pretrained):
             Use the first ``num_codebooks`` codebooks (all by default); more than
             the codec has is a ValueError.
         engine : str, optional
-            ``torch`` or ``onnxruntime``. By default onnxruntime when the folder
-            holds ``encoder.onnx`` and ``decoder.onnx`` (listed in its
-            ``SHA256SUMS``) and the model runs on CPU, else torch. Asking for
-            onnxruntime without the graphs is a ValueError naming the file.
+            ``torch`` or ``onnxruntime``. By default onnxruntime for a DSL codec
+            (routing fixed-size segments) in a local folder on CPU, else torch.
+            The folder's own ``encoder.onnx`` (and ``decoder.onnx``) are used
+            when its ``SHA256SUMS`` lists them (a listed graph of other weights
+            is a ValueError naming it); otherwise the encoder graph is exported
+            on first load into ``<savedir>/onnx-cache/`` (``savedir``: the
+            folder itself when not given) and reused by later loads after
+            checking its checksum and its metadata's ``weights_sha256``
+            (:func:`~speechbrain_dsl.inference.export.cached_encoder`). An
+            unwritable ``savedir`` exports to a temporary folder instead (a
+            warning names both); when no graph can be had the default falls
+            back to torch with a warning naming why, and an explicit
+            ``onnxruntime`` is a ValueError.
         onnx_precision : str
-            ``fp32`` or ``int8`` (``encoder.int8.onnx``; implies onnxruntime).
+            ``fp32`` or ``int8`` (``encoder.int8.onnx``, from the folder only: it
+            needs calibration audio; implies onnxruntime).
             Not ``precision``: that is SpeechBrain's autocast run option.
         **kwargs
             Passed to ``Pretrained.from_hparams`` (``savedir``, ``run_opts``...).
@@ -139,13 +159,20 @@ class DSLCodecInterface(Pretrained):
         except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot load {folder / 'codec.ckpt'}: {err}") from None
         interface.num_codebooks = num_codebooks
-        interface._attach_runtime(folder if folder.is_dir() else None, engine, onnx_precision)
+        interface._attach_runtime(
+            folder if folder.is_dir() else None, engine, onnx_precision, kwargs.get("savedir")
+        )
         return interface
 
     def _attach_runtime(
-        self, folder: Optional[Path], engine: Optional[str], precision: str
+        self,
+        folder: Optional[Path],
+        engine: Optional[str],
+        precision: str,
+        savedir: Optional[str] = None,
     ) -> None:
-        """Loads the graphs of ``folder`` when the engine is (or defaults to) onnxruntime."""
+        """Loads the graphs of ``folder`` (or of the graph cache) when the engine is
+        (or defaults to) onnxruntime; see :meth:`from_hparams`."""
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
         if precision not in rt.PRECISIONS:
@@ -158,26 +185,97 @@ class DSLCodecInterface(Pretrained):
                     "onnx_precision: int8 runs in onnxruntime, not with engine='torch'"
                 )
             engine = "onnxruntime"
-        names = (rt.PRECISIONS[precision], rt.DECODER_FILE)
+        requested = engine
         if engine is None:
-            available = folder is not None and all((folder / n).is_file() for n in names)
             on_cpu = str(self.device).startswith("cpu")
-            engine = "onnxruntime" if available and on_cpu and self.codec.has_dsl else "torch"
+            engine = (
+                "onnxruntime" if folder is not None and on_cpu and self._exportable() else "torch"
+            )
         if engine == "onnxruntime":
             if folder is None:
                 raise ValueError(
-                    "engine: onnxruntime needs a local packaged folder holding "
-                    f"{' and '.join(names)}"
+                    "engine: onnxruntime needs a local packaged folder (holding "
+                    f"{rt.PRECISIONS[precision]}, or a codec to export it from)"
                 )
-            runtime = rt.OnnxCodec.from_folder(folder, precision, threads=torch.get_num_threads())
-            exported_from = runtime.info.get("weights_sha256")
-            if exported_from != _sha256(folder / "codec.ckpt"):
-                raise ValueError(
-                    f"{folder / names[0]} was exported from other weights than "
-                    f"{folder / 'codec.ckpt'} (package the folder again)"
-                )
-            self.runtime = runtime
+            self.runtime = self._folder_runtime(folder, precision)
+            if self.runtime is None:
+                try:
+                    self.runtime = self._cached_runtime(folder, savedir)
+                except Exception as err:  # the default must load a working package anyway
+                    if requested is not None:
+                        raise ValueError(
+                            f"engine: onnxruntime: {folder} has no {rt.ENCODER_FILE} and none "
+                            f"could be exported ({type(err).__name__}: {err})"
+                        ) from err
+                    logger.warning(
+                        f"{folder}: running in PyTorch, not onnxruntime: no encoder graph "
+                        f"could be exported ({type(err).__name__}: {err})"
+                    )
+                    engine = "torch"
         self._engine = engine
+
+    def _exportable(self) -> bool:
+        """True when the codec exports to an encoder graph (a DSL routing fixed-size segments)."""
+        codec = self.codec
+        return bool(codec.has_dsl and codec.encoder.dsl.segment_frames)
+
+    def _folder_runtime(self, folder: Path, precision: str) -> Optional[rt.OnnxCodec]:
+        """The folder's own graphs (``encoder.onnx`` listed in its ``SHA256SUMS``, or int8).
+
+        None when an fp32 encoder graph is missing or not listed (a present but
+        unlisted graph is named in a warning and not used). ``decoder.onnx`` is
+        used when listed too. A graph of other weights than ``codec.ckpt`` is a
+        ValueError naming it (the package contradicts itself).
+        """
+        name = rt.PRECISIONS[precision]
+        listed = read_manifest(folder)  # checked against the files by load_packaged
+
+        def vouched(graph: str) -> bool:
+            return (folder / graph).is_file() and (listed is None or graph in listed)
+
+        for graph in (name, rt.DECODER_FILE):
+            if (folder / graph).is_file() and not vouched(graph):
+                logger.warning(
+                    f"{folder / graph} is not listed in {folder / MANIFEST}: not used (python -m "
+                    f"speechbrain_dsl.inference.export {folder} --folder {folder} lists the "
+                    f"graphs it writes)"
+                )
+        if precision == "fp32" and not vouched(name):
+            return None  # the graph cache's
+        runtime = rt.OnnxCodec.from_folder(
+            folder, precision, threads=torch.get_num_threads(), decoder=vouched(rt.DECODER_FILE)
+        )
+        if runtime.info.get("weights_sha256") != _sha256(folder / "codec.ckpt"):
+            raise ValueError(
+                f"{folder / name} was exported from other weights than "
+                f"{folder / 'codec.ckpt'} (package the folder again)"
+            )
+        return runtime
+
+    def _cached_runtime(self, folder: Path, savedir: Optional[str]) -> rt.OnnxCodec:
+        """An encoder graph from ``<savedir>/onnx-cache/`` (exported there on first load).
+
+        An unwritable cache folder exports to a temporary folder instead, with a
+        warning. Decoding runs in PyTorch (no decoder graph is exported).
+        """
+        if not self._exportable():
+            raise ValueError(
+                "only a codec with a DSL encoder routing fixed-size segments exports a graph"
+            )
+        weights = _sha256(folder / "codec.ckpt")
+        if weights is None:
+            raise ValueError(f"{folder} has no codec.ckpt to check an exported graph against")
+        cache = Path(folder if savedir is None else savedir) / GRAPH_CACHE
+        try:
+            path = cached_encoder(self.codec, cache, weights)
+        except OSError as err:
+            fallback = Path(tempfile.mkdtemp(prefix="dsl-onnx-"))
+            logger.warning(
+                f"cannot write the graph cache {cache} ({err}): exporting the encoder graph "
+                f"to {fallback} for this process instead"
+            )
+            path = cached_encoder(self.codec, fallback, weights)
+        return rt.OnnxCodec(path, threads=torch.get_num_threads())
 
     @property
     def engine(self) -> str:
@@ -321,8 +419,7 @@ class DSLCodecInterface(Pretrained):
 
     def _can_cut(self, mode: str) -> bool:
         """True when inputs can be encoded a segment at a time (DSL, fixed segments, no oracle)."""
-        codec = self.codec
-        return bool(codec.has_dsl and codec.encoder.dsl.segment_frames and mode in rt.MODES)
+        return self._exportable() and mode in rt.MODES
 
     def _pieces_apply(self, samples: int, mode: str) -> bool:
         """True when a torch-engine input is longer than one piece and can be cut."""
@@ -513,11 +610,13 @@ def load_tokenizer(
     savedir : str, optional
         Recorded as the model's ``savedir`` hyperparameter (the folder itself by
         default). For a local folder nothing is copied or linked there: the
-        files are read from ``source`` in place.
+        files are read from ``source`` in place. The onnxruntime engine's graph
+        cache lives in ``<savedir>/onnx-cache/`` when the folder has no graphs.
     engine : str, optional
-        ``torch`` or ``onnxruntime`` (the default when the folder holds the
-        exported graphs; see :meth:`DSLCodecInterface.from_hparams`); settable
-        later as ``tokenizer.engine``.
+        ``torch`` or ``onnxruntime`` (the default for a DSL codec on CPU: the
+        folder's graphs, else the graph cache's; see
+        :meth:`DSLCodecInterface.from_hparams`); settable later as
+        ``tokenizer.engine``.
     onnx_precision : str
         ``fp32`` or ``int8``.
 

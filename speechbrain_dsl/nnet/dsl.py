@@ -109,14 +109,21 @@ class SegmentStatsHead(nn.Module):
         batch, channels, time = x.shape
         n_seg = math.ceil(time / segment_len)
         pad = n_seg * segment_len - time
-        valid = length_mask(lengths, time, x.device, batch).to(x.dtype)
-        if lengths is not None:
-            x = x * valid[:, None]
+        if lengths is None:
+            steps = torch.full((batch,), float(time), device=x.device)
+        else:
+            steps = torch.round(lengths.to(x.device, torch.float32) * time).clamp(min=1)
+            # zero the padding only when there is some (a traced graph always does)
+            if torch.compiler.is_compiling() or bool((steps < time).any()):
+                keep = torch.arange(time, device=x.device, dtype=steps.dtype)[None] < steps[:, None]
+                x = x * keep[:, None].to(x.dtype)
         if pad:
             x = F.pad(x, (0, pad))
         x = x.reshape(batch, channels, n_seg, -1)
-        count = F.pad(valid, (0, pad)).view(batch, n_seg, -1).sum(-1)
-        count = count.clamp(min=1)[:, None]
+        # valid steps per segment, as SpeechBrain's length mask counts them
+        first = torch.arange(n_seg, device=x.device, dtype=steps.dtype) * segment_len
+        count = (steps[:, None] - first[None]).clamp(min=1, max=segment_len)
+        count = count.to(x.dtype)[:, None]
         # sum and vector_norm are one fast pass each; torch.var_mean is ~20x slower.
         mean = x.sum(-1) / count
         mean_square = torch.linalg.vector_norm(x, dim=-1).square() / count
