@@ -55,7 +55,7 @@ import math
 import pickle
 import tempfile
 from pathlib import Path
-from typing import ContextManager, Iterator, List, Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import soundfile as sf
@@ -70,6 +70,7 @@ from speechbrain_dsl.inference.engines import Engine, encode_with_runtime, make_
 from speechbrain_dsl.inference.export import GRAPH_CACHE, cached_encoder
 from speechbrain_dsl.inference.loading import load_packaged
 from speechbrain_dsl.inference.manifest import MANIFEST, read_manifest, sha256_file
+from speechbrain_dsl.inference.settings import ModelSettings
 from speechbrain_dsl.inference.streaming import ENGINES, StreamingEncoder
 from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.codec import MAX_PEAK, DSLCodec, Encoding, Routing
@@ -87,7 +88,7 @@ REQUIRED_FILES = ("hyperparams.yaml", "codec.ckpt")
 logger = logging.getLogger(__name__)
 
 
-class DSLCodecInterface(Pretrained):
+class DSLCodecInterface(ModelSettings, Pretrained):
     """Encode to tokens and decode back with a trained (DSL) codec.
 
     Set ``mode`` (``full``, ``light``, ``mixed``), ``threshold`` and
@@ -300,55 +301,11 @@ class DSLCodecInterface(Pretrained):
         """The engine that runs this interface's calls (see :mod:`speechbrain_dsl.inference.engines`)."""
         return make_engine(self._engine, self.codec, self.runtime)
 
-    def routing(
-        self, mode: Optional[str] = None, threshold: Optional[float] = None
-    ) -> ContextManager[List[Routing]]:
-        """Scoped routing for the calls inside a ``with`` block; see :meth:`DSLCodec.routing`."""
-        return self.codec.routing(mode, threshold)
-
     @property
     def codec(self) -> DSLCodec:
         """The underlying :class:`~speechbrain_dsl.lobes.codec.DSLCodec`."""
         return self.mods.codec
 
-    @property
-    def mode(self) -> str:
-        """Routing mode of the encoder."""
-        return self.codec.mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self.codec.mode = value
-
-    @property
-    def threshold(self) -> Optional[float]:
-        """Switch threshold (calibrated at training time unless set)."""
-        return self.codec.threshold
-
-    @threshold.setter
-    def threshold(self, value: float) -> None:
-        self.codec.threshold = value
-
-    @property
-    def num_codebooks(self) -> int:
-        """Codebooks in use (the first K of the codec's); set None for all."""
-        return self.codec.num_codebooks
-
-    @num_codebooks.setter
-    def num_codebooks(self, value: Optional[int]) -> None:
-        self.codec.num_codebooks = value
-
-    @property
-    def bitrate(self) -> float:
-        """Bitrate of the tokens in kbps (frames/s x codebooks x bits per token)."""
-        return self.codec.bitrate
-
-    @property
-    def sample_rate(self) -> int:
-        """The codec's sample rate in Hz."""
-        return self.codec.sample_rate
-
-    @torch.no_grad()
     def encode_batch(
         self,
         wavs: Union[torch.Tensor, np.ndarray],
