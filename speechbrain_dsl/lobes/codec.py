@@ -182,7 +182,7 @@ class DSLCodec(nn.Module):
         decoder: nn.Module,
         sample_rate: int = 16000,
         input_scale: float = 1.0,
-    ):
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.quantizer = quantizer

@@ -12,9 +12,19 @@ Layout: waveforms ``[batch, 1, samples]``; each discriminator returns
 ``(scores, features)`` lists in the format SpeechBrain's HiFi-GAN losses take.
 """
 
+from typing import List, Sequence, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+__all__ = [
+    "STFTResolutionDiscriminator",
+    "MultiResolutionSTFTDiscriminator",
+    "WaveformDiscriminator",
+    "STFTDiscriminator",
+    "SoundStreamDiscriminator",
+]
 
 
 class STFTResolutionDiscriminator(nn.Module):
@@ -41,8 +51,12 @@ class STFTResolutionDiscriminator(nn.Module):
     """
 
     def __init__(
-        self, n_fft=1024, channels=16, strides=((2, 4), (1, 2), (2, 2), (1, 2)), kernel_size=(3, 9)
-    ):
+        self,
+        n_fft: int = 1024,
+        channels: int = 16,
+        strides: Sequence[Tuple[int, int]] = ((2, 4), (1, 2), (2, 2), (1, 2)),
+        kernel_size: Tuple[int, int] = (3, 9),
+    ) -> None:
         super().__init__()
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -58,7 +72,7 @@ class STFTResolutionDiscriminator(nn.Module):
         )
         self.post = norm(nn.Conv2d(channels, 1, 3, padding=1))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Scores ``x`` [batch, 1, samples]; returns ``(score, features)``."""
         with torch.autocast(x.device.type, enabled=False):
             spec = torch.stft(
@@ -97,14 +111,17 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
     """
 
     def __init__(
-        self, n_ffts=(512, 1024, 2048), channels=16, strides=((2, 4), (1, 2), (2, 2), (1, 2))
-    ):
+        self,
+        n_ffts: Sequence[int] = (512, 1024, 2048),
+        channels: int = 16,
+        strides: Sequence[Tuple[int, int]] = ((2, 4), (1, 2), (2, 2), (1, 2)),
+    ) -> None:
         super().__init__()
         self.discriminators = nn.ModuleList(
             STFTResolutionDiscriminator(n, channels, strides) for n in n_ffts
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[List[torch.Tensor]]]:
         """Scores ``x`` [batch, 1, samples] at every resolution."""
         scores, feats = [], []
         for disc in self.discriminators:
@@ -133,7 +150,9 @@ class WaveformDiscriminator(nn.Module):
     (torch.Size([2, 1, 7]), 7)
     """
 
-    def __init__(self, channels=16, max_channels=256, downsamples=(4, 4, 4, 4)):
+    def __init__(
+        self, channels: int = 16, max_channels: int = 256, downsamples: Sequence[int] = (4, 4, 4, 4)
+    ) -> None:
         super().__init__()
         convs = [nn.Conv1d(1, channels, 15, padding=7)]
         width = channels
@@ -148,7 +167,7 @@ class WaveformDiscriminator(nn.Module):
         self.convs = nn.ModuleList(nn.utils.parametrizations.weight_norm(c) for c in convs)
         self.post = nn.utils.parametrizations.weight_norm(nn.Conv1d(width, 1, 3, padding=1))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Scores ``x`` [batch, 1, samples]; returns ``(score, features)``."""
         feats = []
         for conv in self.convs:
@@ -182,12 +201,12 @@ class STFTDiscriminator(nn.Module):
 
     def __init__(
         self,
-        n_fft=1024,
-        hop_length=256,
-        channels=32,
-        multipliers=(2, 2, 4, 4, 8, 8),
-        strides=((1, 2), (2, 2), (1, 2), (2, 2), (1, 2), (2, 2)),
-    ):
+        n_fft: int = 1024,
+        hop_length: int = 256,
+        channels: int = 32,
+        multipliers: Sequence[int] = (2, 2, 4, 4, 8, 8),
+        strides: Sequence[Tuple[int, int]] = ((1, 2), (2, 2), (1, 2), (2, 2), (1, 2), (2, 2)),
+    ) -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -203,7 +222,7 @@ class STFTDiscriminator(nn.Module):
             freq_bins //= sf
         self.post = nn.Conv2d(width, 1, (1, freq_bins))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Scores ``x`` [batch, 1, samples]; returns ``(score, features)``."""
         spec = torch.stft(
             x.squeeze(1),
@@ -225,14 +244,20 @@ class STFTDiscriminator(nn.Module):
 class _STFTResidualUnit(nn.Module):
     """3x3 conv then a strided conv, with a strided 1x1 skip (SoundStream Fig. 4)."""
 
-    def __init__(self, in_channels, out_channels, kernel, stride):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: Tuple[int, int],
+        stride: Tuple[int, int],
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
         pad = ((kernel[0] - stride[0] + 1) // 2, (kernel[1] - stride[1] + 1) // 2)
         self.down = nn.Conv2d(in_channels, out_channels, kernel, stride, padding=pad)
         self.skip = nn.Conv2d(in_channels, out_channels, 1, stride)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.down(F.elu(self.conv(F.elu(x))))
         s = self.skip(x)
         t, f = min(y.shape[2], s.shape[2]), min(y.shape[3], s.shape[3])
@@ -263,13 +288,13 @@ class SoundStreamDiscriminator(nn.Module):
 
     def __init__(
         self,
-        num_scales=3,
-        wave_channels=16,
-        wave_max_channels=256,
-        stft_n_fft=1024,
-        stft_hop_length=256,
-        stft_channels=32,
-    ):
+        num_scales: int = 3,
+        wave_channels: int = 16,
+        wave_max_channels: int = 256,
+        stft_n_fft: int = 1024,
+        stft_hop_length: int = 256,
+        stft_channels: int = 32,
+    ) -> None:
         super().__init__()
         self.stft = STFTDiscriminator(stft_n_fft, stft_hop_length, stft_channels)
         self.waves = nn.ModuleList(
@@ -277,7 +302,7 @@ class SoundStreamDiscriminator(nn.Module):
         )
         self.pool = nn.AvgPool1d(4, 2, padding=1, count_include_pad=False)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[List[torch.Tensor]]]:
         """Scores ``x`` [batch, 1, samples] with every discriminator."""
         score, feat = self.stft(x)
         scores, feats = [score], [feat]

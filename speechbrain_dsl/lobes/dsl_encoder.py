@@ -7,10 +7,16 @@ parameters), so in ``full`` mode this encoder computes exactly what the baseline
 encoder computes.
 """
 
+from typing import Any, Dict, Mapping, Optional
+
+import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_dsl.nnet.dsl import DynamicSwitchLayer
+from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
+from speechbrain_dsl.nnet.dsl import DSLOutput, DynamicSwitchLayer, Switch
+
+__all__ = ["DSLEncoder", "baseline_to_dsl_state"]
 
 
 class DSLEncoder(nn.Module):
@@ -44,16 +50,16 @@ class DSLEncoder(nn.Module):
 
     def __init__(
         self,
-        encoder,
-        light_tail,
-        switch,
-        mask=None,
-        split_after=1,
-        segment_frames=50,
-        mode="mixed",
-        threshold=0.5,
-        distance="mae",
-    ):
+        encoder: SoundStreamEncoder,
+        light_tail: nn.Module,
+        switch: Switch,
+        mask: Optional[nn.Module] = None,
+        split_after: int = 1,
+        segment_frames: Optional[int] = 50,
+        mode: str = "mixed",
+        threshold: float = 0.5,
+        distance: str = "mae",
+    ) -> None:
         super().__init__()
         self.base, full_tail = encoder.split(split_after)
         base_channels = encoder.output_channels(split_after)
@@ -70,7 +76,14 @@ class DSLEncoder(nn.Module):
         self.emb_dim = encoder.emb_dim
         self.split_after = split_after
 
-    def forward(self, wav, lengths=None, route=None, mode=None, threshold=None):
+    def forward(
+        self,
+        wav: torch.Tensor,
+        lengths: Optional[torch.Tensor] = None,
+        route: Optional[torch.Tensor] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
+    ) -> DSLOutput:
         """Encodes ``wav`` [batch, 1, samples]; returns a :class:`DSLOutput`.
 
         The waveform is zero-padded on the right to a multiple of the hop, so
@@ -81,13 +94,15 @@ class DSLEncoder(nn.Module):
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
         return self.dsl(self.base(wav), lengths, route, mode, threshold)
 
-    def predict_distances(self, wav, lengths=None):
+    def predict_distances(
+        self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Switch predictions ``[batch, segments]`` from base, mask and switch only."""
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
         return self.dsl.predict_distances(self.base(wav), lengths)
 
 
-def _input_channels(module):
+def _input_channels(module: nn.Module) -> Optional[int]:
     """Input channels of the first conv in ``module``, or None if there is none."""
     for m in module.modules():
         if isinstance(m, nn.Conv1d):
@@ -95,7 +110,9 @@ def _input_channels(module):
     return None
 
 
-def baseline_to_dsl_state(state, split_after, prefix="encoder."):
+def baseline_to_dsl_state(
+    state: Mapping[str, Any], split_after: int, prefix: str = "encoder."
+) -> Dict[str, Any]:
     """Renames a baseline codec's encoder weights to those of a :class:`DSLEncoder`.
 
     A baseline encoder stores stage ``i`` as ``stages.i``; a DSL encoder split

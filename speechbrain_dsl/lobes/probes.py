@@ -12,10 +12,14 @@ time, a linear classifier. It only needs a tokenizer's ``num_codebooks`` and
 codebook vectors), so any tokenizer with SpeechBrain's interface plugs in.
 """
 
+from typing import Any, Optional, Sequence
+
 import torch
 from torch import nn
 
 from speechbrain_dsl.nnet.segments import length_mask
+
+__all__ = ["ConvProbe", "ProbeFront", "ProbeBack", "TokenClassifier", "pretrained_embeddings"]
 
 
 class ConvProbe(nn.Module):
@@ -42,19 +46,26 @@ class ConvProbe(nn.Module):
     torch.Size([3, 4])
     """
 
-    def __init__(self, in_channels, n_classes, channels=(64, 64), kernel_size=3, dropout=0.1):
+    def __init__(
+        self,
+        in_channels: int,
+        n_classes: int,
+        channels: Sequence[int] = (64, 64),
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         if not channels:
             raise ValueError("ConvProbe needs at least one conv block (channels is empty)")
         self.front = ProbeFront(in_channels, channels[0], kernel_size)
         self.back = ProbeBack(channels, n_classes, kernel_size, dropout)
 
-    def forward(self, x, lengths=None):
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Log-probabilities ``[B, n_classes]``; padded frames are left out of the pooling."""
         return self.back(self.front(x), lengths)
 
 
-def _conv_block(cin, cout, kernel_size):
+def _conv_block(cin: int, cout: int, kernel_size: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv1d(cin, cout, kernel_size, padding=kernel_size // 2), nn.BatchNorm1d(cout), nn.ReLU()
     )
@@ -63,11 +74,11 @@ def _conv_block(cin, cout, kernel_size):
 class ProbeFront(nn.Module):
     """First block of :class:`ConvProbe`: ``[B, T, D]`` -> ``[B, C, T]``."""
 
-    def __init__(self, in_channels, channels, kernel_size=3):
+    def __init__(self, in_channels: int, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.block = _conv_block(in_channels, channels, kernel_size)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Time-major embeddings in, channel-major features out."""
         return self.block(x.transpose(1, 2))
 
@@ -75,7 +86,9 @@ class ProbeFront(nn.Module):
 class ProbeBack(nn.Module):
     """The rest of :class:`ConvProbe`: conv blocks, masked mean+max pooling, linear."""
 
-    def __init__(self, channels, n_classes, kernel_size=3, dropout=0.1):
+    def __init__(
+        self, channels: Sequence[int], n_classes: int, kernel_size: int = 3, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.blocks = nn.Sequential(
             *(_conv_block(cin, cout, kernel_size) for cin, cout in zip(channels, channels[1:]))
@@ -84,7 +97,7 @@ class ProbeBack(nn.Module):
             nn.Dropout(dropout), nn.Linear(2 * channels[-1], n_classes), nn.LogSoftmax(dim=-1)
         )
 
-    def forward(self, x, lengths=None):
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``[B, C, T]`` -> log-probabilities; padded frames are left out of the pooling."""
         h = self.blocks(x)
         mask = length_mask(lengths, h.shape[-1], h.device, h.shape[0]).unsqueeze(1)
@@ -115,8 +128,14 @@ class TokenClassifier(nn.Module):
     """
 
     def __init__(
-        self, num_codebooks, vocab_size, n_classes, emb_dim=64, hidden=128, pretrained=None
-    ):
+        self,
+        num_codebooks: int,
+        vocab_size: int,
+        n_classes: int,
+        emb_dim: int = 64,
+        hidden: int = 128,
+        pretrained: Optional[torch.Tensor] = None,
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(num_codebooks * vocab_size, emb_dim)
         if pretrained is not None:
@@ -135,7 +154,7 @@ class TokenClassifier(nn.Module):
             nn.LogSoftmax(dim=-1),
         )
 
-    def forward(self, tokens, lengths=None):
+    def forward(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Log-probabilities ``[B, n_classes]``; padded frames are left out of the mean."""
         emb = self.embedding(tokens + self.offsets).sum(2)  # [B, T, E]
         mask = length_mask(lengths, emb.shape[1], emb.device, emb.shape[0]).unsqueeze(-1)
@@ -143,7 +162,7 @@ class TokenClassifier(nn.Module):
         return self.classifier(pooled)
 
 
-def pretrained_embeddings(tokenizer, emb_dim):
+def pretrained_embeddings(tokenizer: Any, emb_dim: int) -> Optional[torch.Tensor]:
     """The tokenizer's codebook vectors as initial embeddings, if sizes match, else None."""
     getter = getattr(tokenizer, "get_pretrained_embeddings", None)
     if getter is None:

@@ -9,7 +9,9 @@ discriminators are in :mod:`speechbrain_dsl.lobes.discriminators`.
 Layouts: waveforms ``[batch, 1, samples]``, features ``[batch, channels, frames]``.
 """
 
-import torch  # noqa: F401 (the doctests use it)
+from typing import Any, Sequence, Tuple
+
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -19,6 +21,15 @@ from speechbrain_dsl.nnet.conv import (
     CausalStack,
     compose_receptive_field,
 )
+
+__all__ = [
+    "ResidualUnit",
+    "EncoderBlock",
+    "DecoderBlock",
+    "ELUConv",
+    "SoundStreamEncoder",
+    "SoundStreamDecoder",
+]
 
 
 class ResidualUnit(nn.Module):
@@ -39,14 +50,14 @@ class ResidualUnit(nn.Module):
     6
     """
 
-    def __init__(self, channels, kernel_size=7, dilation=1):
+    def __init__(self, channels: int, kernel_size: int = 7, dilation: int = 1) -> None:
         super().__init__()
         self.dilated = CausalConv1d(channels, channels, kernel_size, dilation=dilation)
         self.pointwise = CausalConv1d(channels, channels, 1)
         self.hop = 1
         self.lookback = self.dilated.lookback
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies the unit to ``x`` [batch, channels, time]."""
         return x + self.pointwise(F.elu(self.dilated(F.elu(x))))
 
@@ -77,13 +88,13 @@ class EncoderBlock(nn.Module):
 
     def __init__(
         self,
-        in_channels,
-        out_channels,
-        stride,
-        dilations=(1, 3, 9),
-        kernel_size=7,
-        stride_kernel_multiplier=2,
-    ):
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        dilations: Sequence[int] = (1, 3, 9),
+        kernel_size: int = 7,
+        stride_kernel_multiplier: int = 2,
+    ) -> None:
         super().__init__()
         self.units = nn.Sequential(*[ResidualUnit(in_channels, kernel_size, d) for d in dilations])
         self.downsample = CausalConv1d(
@@ -91,7 +102,7 @@ class EncoderBlock(nn.Module):
         )
         self.hop, self.lookback = compose_receptive_field([*self.units, self.downsample])
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies the block to ``x`` [batch, in_channels, time]."""
         return self.downsample(F.elu(self.units(x)))
 
@@ -108,20 +119,20 @@ class DecoderBlock(nn.Module):
 
     def __init__(
         self,
-        in_channels,
-        out_channels,
-        stride,
-        dilations=(1, 3, 9),
-        kernel_size=7,
-        stride_kernel_multiplier=2,
-    ):
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        dilations: Sequence[int] = (1, 3, 9),
+        kernel_size: int = 7,
+        stride_kernel_multiplier: int = 2,
+    ) -> None:
         super().__init__()
         self.upsample = CausalConvTranspose1d(
             in_channels, out_channels, stride_kernel_multiplier * stride, stride
         )
         self.units = nn.Sequential(*[ResidualUnit(out_channels, kernel_size, d) for d in dilations])
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies the block to ``x`` [batch, in_channels, time]."""
         return self.units(self.upsample(F.elu(x)))
 
@@ -135,13 +146,13 @@ class ELUConv(nn.Module):
     torch.Size([1, 16, 5])
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__()
         self.conv = CausalConv1d(in_channels, out_channels, kernel_size)
         self.hop = 1
         self.lookback = self.conv.lookback
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies ELU then the conv to ``x`` [batch, channels, time]."""
         return self.conv(F.elu(x))
 
@@ -189,18 +200,18 @@ class SoundStreamEncoder(nn.Module):
 
     def __init__(
         self,
-        in_channels=1,
-        channels=8,
-        multipliers=(2, 4, 8, 8),
-        strides=(2, 4, 5, 8),
-        dilations=(1, 3, 9),
-        kernel_size=7,
-        first_kernel_size=7,
-        last_kernel_size=3,
-        emb_dim=64,
-        stride_kernel_multiplier=2,
-        first_stride=1,
-    ):
+        in_channels: int = 1,
+        channels: int = 8,
+        multipliers: Sequence[int] = (2, 4, 8, 8),
+        strides: Sequence[int] = (2, 4, 5, 8),
+        dilations: Sequence[int] = (1, 3, 9),
+        kernel_size: int = 7,
+        first_kernel_size: int = 7,
+        last_kernel_size: int = 3,
+        emb_dim: int = 64,
+        stride_kernel_multiplier: int = 2,
+        first_stride: int = 1,
+    ) -> None:
         super().__init__()
         if len(multipliers) != len(strides):
             raise ValueError(
@@ -226,7 +237,7 @@ class SoundStreamEncoder(nn.Module):
         self.emb_dim = emb_dim
         self.hop, self.lookback = compose_receptive_field(self.stages)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encodes ``x`` [batch, in_channels, samples] into [batch, emb_dim, frames].
 
         The input is zero-padded on the right to a multiple of the hop, so frames
@@ -235,7 +246,7 @@ class SoundStreamEncoder(nn.Module):
         x = F.pad(x, (0, -x.shape[-1] % self.hop))
         return self.stages(x)
 
-    def split(self, after_block):
+    def split(self, after_block: int) -> Tuple[CausalStack, CausalStack]:
         """Cuts the encoder after block ``after_block`` (1-based).
 
         Returns
@@ -262,7 +273,7 @@ class SoundStreamEncoder(nn.Module):
         cut = 1 + after_block
         return CausalStack(*self.stages[:cut]), CausalStack(*self.stages[cut:])
 
-    def output_channels(self, after_block):
+    def output_channels(self, after_block: int) -> int:
         """Channels of the features after block ``after_block`` (0 = first conv)."""
         stage = self.stages[after_block]
         conv = stage if isinstance(stage, CausalConv1d) else stage.downsample
@@ -294,17 +305,17 @@ class SoundStreamDecoder(nn.Module):
 
     def __init__(
         self,
-        emb_dim=64,
-        channels=16,
-        multipliers=(2, 4, 8, 8),
-        strides=(2, 4, 5, 8),
-        dilations=(1, 3, 9),
-        kernel_size=7,
-        first_kernel_size=7,
-        last_kernel_size=7,
-        stride_kernel_multiplier=2,
-        out_channels=1,
-    ):
+        emb_dim: int = 64,
+        channels: int = 16,
+        multipliers: Sequence[int] = (2, 4, 8, 8),
+        strides: Sequence[int] = (2, 4, 5, 8),
+        dilations: Sequence[int] = (1, 3, 9),
+        kernel_size: int = 7,
+        first_kernel_size: int = 7,
+        last_kernel_size: int = 7,
+        stride_kernel_multiplier: int = 2,
+        out_channels: int = 1,
+    ) -> None:
         super().__init__()
         widths = [channels] + [channels * m for m in multipliers]
         layers = [CausalConv1d(emb_dim, widths[-1], first_kernel_size)]
@@ -322,12 +333,12 @@ class SoundStreamDecoder(nn.Module):
         layers.append(ELUConv(channels, out_channels, last_kernel_size))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, emb):
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
         """Decodes ``emb`` [batch, emb_dim, frames] into [batch, 1, frames * hop]."""
         return self.layers(emb)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # names that moved in the 0.2 layout keep importing from here for one release
     from speechbrain_dsl._moved import moved_attribute
 

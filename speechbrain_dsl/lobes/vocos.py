@@ -23,6 +23,8 @@ from torch import nn
 
 from speechbrain_dsl.nnet.conv import CausalConv1d
 
+__all__ = ["CausalConvNeXtBlock", "ISTFTHead", "VocosDecoder"]
+
 
 class CausalConvNeXtBlock(nn.Module):
     """ConvNeXt block with a causal depthwise convolution.
@@ -48,7 +50,7 @@ class CausalConvNeXtBlock(nn.Module):
 
     def __init__(
         self, dim: int, intermediate_dim: int, kernel_size: int = 7, layer_scale: float = 0.1
-    ):
+    ) -> None:
         super().__init__()
         self.dwconv = CausalConv1d(dim, dim, kernel_size, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -95,7 +97,7 @@ class ISTFTHead(nn.Module):
 
     def __init__(
         self, dim: int, n_fft: int = 1280, hop_length: int = 320, max_log_magnitude: float = 12.0
-    ):
+    ) -> None:
         super().__init__()
         if n_fft < hop_length or (n_fft - hop_length) % 2:
             raise ValueError(
@@ -177,7 +179,7 @@ class VocosDecoder(nn.Module):
         kernel_size: int = 7,
         n_fft: int = 1280,
         hop_length: int = 320,
-    ):
+    ) -> None:
         super().__init__()
         self.embed = CausalConv1d(emb_dim, dim, kernel_size)
         self.norm = nn.LayerNorm(dim, eps=1e-6)

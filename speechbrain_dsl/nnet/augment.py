@@ -1,9 +1,13 @@
 """Training-time augmentation that the codec must be robust to."""
 
+from typing import Optional
+
 import torch
 from torch import nn
 
 from speechbrain_dsl.nnet.segments import length_mask
+
+__all__ = ["RandomGain"]
 
 
 class RandomGain(nn.Module):
@@ -32,7 +36,13 @@ class RandomGain(nn.Module):
     [-30, -30]
     """
 
-    def __init__(self, min_dbfs=-45.0, max_dbfs=-3.0, max_peak=0.99, silence_dbfs=-70.0):
+    def __init__(
+        self,
+        min_dbfs: float = -45.0,
+        max_dbfs: float = -3.0,
+        max_peak: float = 0.99,
+        silence_dbfs: float = -70.0,
+    ) -> None:
         super().__init__()
         if not min_dbfs <= max_dbfs <= 0:
             raise ValueError(
@@ -41,7 +51,7 @@ class RandomGain(nn.Module):
         self.min_dbfs, self.max_dbfs = float(min_dbfs), float(max_dbfs)
         self.max_peak, self.silence_dbfs = float(max_peak), float(silence_dbfs)
 
-    def forward(self, wav, lengths=None):
+    def forward(self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Returns ``wav`` [batch, 1, samples] with one random gain per utterance."""
         valid = length_mask(lengths, wav.shape[-1], wav.device, wav.shape[0])[:, None]
         power = (wav.square() * valid).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True)

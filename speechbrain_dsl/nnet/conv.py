@@ -15,10 +15,19 @@ Layout: ``[batch, channels, time]`` everywhere in this file.
 """
 
 import contextlib
+from typing import Any, Iterable, Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+__all__ = [
+    "export_layout",
+    "compose_receptive_field",
+    "CausalConv1d",
+    "CausalConvTranspose1d",
+    "CausalStack",
+]
 
 # Set by export_layout() while a graph is traced: convs run as one zero Pad and an
 # unpadded conv, which onnxruntime fuses (the eager layout's slice is a copy there).
@@ -26,7 +35,7 @@ _export_layout = False
 
 
 @contextlib.contextmanager
-def export_layout():
+def export_layout() -> Iterator[None]:
     """Runs every :class:`CausalConv1d` in its graph-friendly layout inside the block.
 
     Eager PyTorch pads both sides and slices the extra outputs off (faster there);
@@ -49,7 +58,7 @@ def export_layout():
         _export_layout = previous
 
 
-def compose_receptive_field(layers):
+def compose_receptive_field(layers: Iterable[nn.Module]) -> Tuple[int, int]:
     """Returns ``(hop, lookback)`` of causal layers applied in sequence.
 
     Arguments
@@ -102,8 +111,15 @@ class CausalConv1d(nn.Conv1d):
     """
 
     def __init__(
-        self, in_channels, out_channels, kernel_size, stride=1, dilation=1, bias=True, groups=1
-    ):
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        bias: bool = True,
+        groups: int = 1,
+    ) -> None:
         effective_kernel = (kernel_size - 1) * dilation + 1
         if effective_kernel < stride:
             raise ValueError(
@@ -126,7 +142,7 @@ class CausalConv1d(nn.Conv1d):
         self.lookback = effective_kernel - 1
         self.pointwise = kernel_size == 1 and stride == 1 and groups == 1
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolves ``x`` [batch, channels, time] causally."""
         if _export_layout:
             return self.padded_forward(x)
@@ -142,7 +158,7 @@ class CausalConv1d(nn.Conv1d):
             x = F.pad(x, (0, -x.shape[-1] % self.hop))
         return super().forward(x)[..., : x.shape[-1] // self.hop]
 
-    def padded_forward(self, x):
+    def padded_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same convolution as one zero pad and an unpadded conv (see :func:`export_layout`)."""
         left = self.lookback + 1 - self.hop
         right = -x.shape[-1] % self.hop
@@ -170,7 +186,9 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
     torch.Size([1, 2, 20])
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, bias=True):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, bias: bool = True
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, bias=bias)
         if kernel_size < stride:
             raise ValueError(
@@ -178,7 +196,7 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
             )
         self.trim = kernel_size - stride
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsamples ``x`` [batch, channels, time] causally."""
         y = super().forward(x)
         return y[..., : y.shape[-1] - self.trim] if self.trim else y
@@ -195,17 +213,17 @@ class CausalStack(nn.Sequential):
     """
 
     @property
-    def hop(self):
+    def hop(self) -> int:
         """Input samples per output frame."""
         return compose_receptive_field(self)[0]
 
     @property
-    def lookback(self):
+    def lookback(self) -> int:
         """Input samples before a frame's last sample that the frame depends on."""
         return compose_receptive_field(self)[1]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # names that moved in the 0.2 layout keep importing from here for one release
     from speechbrain_dsl._moved import moved_attribute
 

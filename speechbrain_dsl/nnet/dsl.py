@@ -28,7 +28,7 @@ Layout: features ``[batch, channels, time]``; per-segment tensors ``[batch, segm
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,21 @@ from speechbrain_dsl.nnet.routing import (
 )
 from speechbrain_dsl.nnet.routing import decide as decide_routes
 from speechbrain_dsl.nnet.segments import length_mask, segment_mean
+
+__all__ = [
+    "Mask",
+    "SegmentStatsHead",
+    "Switch",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "DISTANCES",
+    "RELATIVE_FLOOR",
+    "DSLOutput",
+    "DynamicSwitchLayer",
+    "run_plan",
+    "DSLLoss",
+    "activation_sparsity",
+]
 
 
 class Mask(nn.Module):
@@ -64,11 +79,11 @@ class Mask(nn.Module):
     torch.Size([2, 4, 10])
     """
 
-    def __init__(self, channels, init=1.0):
+    def __init__(self, channels: int, init: float = 1.0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.full((channels,), float(init)))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scales each channel of ``x`` [batch, channels, time]."""
         return x * self.weight[:, None]
 
@@ -90,11 +105,13 @@ class SegmentStatsHead(nn.Module):
     torch.Size([2, 4])
     """
 
-    def __init__(self, in_channels, hidden=32):
+    def __init__(self, in_channels: int, hidden: int = 32) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(2 * in_channels, hidden), nn.ELU(), nn.Linear(hidden, 1))
 
-    def forward(self, x, segment_len, lengths=None):
+    def forward(
+        self, x: torch.Tensor, segment_len: int, lengths: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Returns one raw score per segment, ``[batch, ceil(time / segment_len)]``.
 
         Arguments
@@ -146,17 +163,19 @@ class Switch(SegmentStatsHead):
     (torch.Size([2, 2]), True)
     """
 
-    def forward(self, x, segment_len, lengths=None):
+    def forward(
+        self, x: torch.Tensor, segment_len: int, lengths: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Predicted distance per segment, ``[batch, segments]``."""
         return F.softplus(super().forward(x, segment_len, lengths))
 
 
-def mean_absolute_error(a, b):
+def mean_absolute_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-frame MAE over channels: ``[batch, channels, frames] -> [batch, frames]``."""
     return (a - b).abs().mean(1)
 
 
-def mean_squared_error(a, b):
+def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-frame MSE over channels: ``[batch, channels, frames] -> [batch, frames]``."""
     return (a - b).square().mean(1)
 
@@ -245,15 +264,15 @@ class DynamicSwitchLayer(nn.Module):
 
     def __init__(
         self,
-        full_tail,
-        light_tail,
-        switch,
-        mask=None,
-        segment_frames=50,
-        mode="mixed",
-        threshold=0.5,
-        distance="mae",
-    ):
+        full_tail: nn.Module,
+        light_tail: nn.Module,
+        switch: Switch,
+        mask: Optional[nn.Module] = None,
+        segment_frames: Optional[int] = 50,
+        mode: str = "mixed",
+        threshold: float = 0.5,
+        distance: str = "mae",
+    ) -> None:
         super().__init__()
         if full_tail.hop != light_tail.hop:
             raise ValueError(
@@ -280,31 +299,35 @@ class DynamicSwitchLayer(nn.Module):
         self.hop = full_tail.hop
 
     @property
-    def mode(self):
+    def mode(self) -> str:
         """Inference mode, one of :data:`MODES`."""
         return self._mode
 
     @mode.setter
-    def mode(self, value):
+    def mode(self, value: str) -> None:
         if value not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {value!r}")
         self._mode = value
 
     @property
-    def threshold(self):
+    def threshold(self) -> float:
         """Switch threshold: segments with a distance below it take the light tail."""
         return float(self.calibrated_threshold)
 
     @threshold.setter
-    def threshold(self, value):
+    def threshold(self, value: float) -> None:
         self.calibrated_threshold.fill_(float(value))
 
-    def predict_distances(self, x, lengths=None):
+    def predict_distances(
+        self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Switch predictions per segment for base features ``x``; runs no tail."""
         seg = self.segment_length(x.shape[-1] // self.hop)
         return self.switch(self.mask(x), seg * self.hop, lengths)
 
-    def segment_distance(self, light, full, frame_mask=None):
+    def segment_distance(
+        self, light: torch.Tensor, full: torch.Tensor, frame_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Distance(light, full) per segment, ``[batch, segments]``.
 
         Example
@@ -325,16 +348,22 @@ class DynamicSwitchLayer(nn.Module):
         per_frame = DISTANCES[self.distance_name](light, full)
         return segment_mean(per_frame, segment, frame_mask)
 
-    def segment_length(self, frames):
+    def segment_length(self, frames: int) -> int:
         """Frames per routing segment for an input of ``frames`` frames."""
         return self.segment_frames or max(frames, 1)
 
-    def valid_segments(self, lengths, frames, batch, device):
+    def valid_segments(
+        self,
+        lengths: Optional[torch.Tensor],
+        frames: int,
+        batch: int,
+        device: Union[str, torch.device],
+    ) -> torch.Tensor:
         """Bool ``[batch, segments]``: False for segments that are all padding."""
         frame_mask = length_mask(lengths, frames, device, batch)
         return segment_mean(frame_mask.float(), self.segment_length(frames)) > 0
 
-    def check_mode(self, mode):
+    def check_mode(self, mode: Optional[str]) -> str:
         """``mode`` if it is one of :data:`MODES`, the layer's default mode for None."""
         if mode is None:
             return self.mode
@@ -342,7 +371,12 @@ class DynamicSwitchLayer(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         return mode
 
-    def decide(self, scores, mode=None, threshold=None):
+    def decide(
+        self,
+        scores: torch.Tensor,
+        mode: Optional[str] = None,
+        threshold: Union[float, torch.Tensor, None] = None,
+    ) -> torch.Tensor:
         """Routes from per-segment scores: the one place a route is decided.
 
         Every routed pass calls it: the layer itself, the exported row encoder
@@ -379,7 +413,14 @@ class DynamicSwitchLayer(nn.Module):
         mode = self.check_mode(mode)
         return decide_routes(scores, mode, self.threshold if threshold is None else threshold)
 
-    def forward(self, x, lengths=None, route=None, mode=None, threshold=None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: Optional[torch.Tensor] = None,
+        route: Optional[torch.Tensor] = None,
+        mode: Optional[str] = None,
+        threshold: Optional[float] = None,
+    ) -> DSLOutput:
         """Applies mask, switch and the tails to base features ``x`` [B, C, T].
 
         Arguments
@@ -450,7 +491,7 @@ class DynamicSwitchLayer(nn.Module):
             emb = self.routed_forward(masked, route, seg, lengths)
         return DSLOutput(emb, masked, predicted, distance, route, segment_mask, light)
 
-    def stitch(self, light, full, route):
+    def stitch(self, light: torch.Tensor, full: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
         """Frames of ``light`` where ``route`` is True and of ``full`` elsewhere.
 
         For outputs of both tails computed on every frame (``oracle`` routing and
@@ -468,14 +509,16 @@ class DynamicSwitchLayer(nn.Module):
         return torch.where(per_frame[:, None, :frames], light, full)
 
     @property
-    def contexts(self):
+    def contexts(self) -> Dict[str, int]:
         """Frames of left context each tail needs for exact outputs: ``{"light", "full"}``."""
         return {
             "light": context_frames(self.light_tail.lookback, self.hop),
             "full": context_frames(self.full_tail.lookback, self.hop),
         }
 
-    def plan(self, route, frames, lengths=None):
+    def plan(
+        self, route: torch.Tensor, frames: int, lengths: Optional[torch.Tensor] = None
+    ) -> Dict[str, TailPlan]:
         """Each tail's work for ``route`` (see :func:`~speechbrain_dsl.nnet.routing.plan_routes`).
 
         Arguments
@@ -502,7 +545,13 @@ class DynamicSwitchLayer(nn.Module):
             valid_frame_counts(rel, batch, frames),
         )
 
-    def routed_forward(self, x, route, segment_frames=None, lengths=None):
+    def routed_forward(
+        self,
+        x: torch.Tensor,
+        route: torch.Tensor,
+        segment_frames: Optional[int] = None,
+        lengths: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Runs each segment through exactly one tail and stitches the outputs.
 
         The routing planner packs each tail's runs of segments (with their left
@@ -532,7 +581,7 @@ class DynamicSwitchLayer(nn.Module):
             out = run_plan(tail, x, plans[name], out)
         return out
 
-    def run_rows(self, x, light):
+    def run_rows(self, x: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
         """Runs each row of ``x`` through one tail, chosen per row by ``light``.
 
         Index-based (``nonzero``, ``index_select``, ``index_copy``), with no
@@ -563,7 +612,9 @@ class DynamicSwitchLayer(nn.Module):
         return out
 
 
-def run_plan(tail, x, plan: TailPlan, out=None):
+def run_plan(
+    tail: nn.Module, x: torch.Tensor, plan: TailPlan, out: Optional[torch.Tensor] = None
+) -> Optional[torch.Tensor]:
     """Runs ``tail`` on the rows of ``plan`` gathered from ``x`` and scatters the outputs.
 
     Arguments
@@ -644,7 +695,9 @@ class DSLLoss(nn.Module):
     [1.0, 0.3, 0.2, 0.6]
     """
 
-    def __init__(self, alpha=1e-4, beta=1.0, switch_criterion="l1"):
+    def __init__(
+        self, alpha: float = 1e-4, beta: float = 1.0, switch_criterion: str = "l1"
+    ) -> None:
         super().__init__()
         criteria = {"l1": F.l1_loss, "mse": F.mse_loss}
         if switch_criterion not in criteria:
@@ -655,7 +708,9 @@ class DSLLoss(nn.Module):
         self.alpha, self.beta = alpha, beta
         self.criterion = criteria[switch_criterion]
 
-    def forward(self, out, lengths=None):
+    def forward(
+        self, out: DSLOutput, lengths: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
         """Returns a dict with ``loss`` and its terms ``compression``, ``switch``, ``light``."""
         masked = out.masked
         steps = length_mask(lengths, masked.shape[-1], masked.device, masked.shape[0])
@@ -668,7 +723,7 @@ class DSLLoss(nn.Module):
         return {"loss": loss, "compression": compression, "switch": switch, "light": light}
 
 
-def activation_sparsity(x, tolerance=1e-3):
+def activation_sparsity(x: torch.Tensor, tolerance: float = 1e-3) -> float:
     """Share of activations whose magnitude is at most ``tolerance``.
 
     Example
@@ -679,7 +734,7 @@ def activation_sparsity(x, tolerance=1e-3):
     return float((x.abs() <= tolerance).float().mean())
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # names that moved in the 0.2 layout keep importing from here for one release
     from speechbrain_dsl._moved import moved_attribute
 

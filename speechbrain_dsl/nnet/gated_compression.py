@@ -5,11 +5,15 @@ network runs at all (early exit); a :class:`~speechbrain_dsl.nnet.dsl.Mask`
 compresses what passes. There is no lightweight path.
 """
 
+from typing import Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_dsl.nnet.dsl import Mask, SegmentStatsHead
+
+__all__ = ["GatedCompression", "GatedNetwork", "GatedCompressionLoss"]
 
 
 class GatedCompression(nn.Module):
@@ -35,19 +39,21 @@ class GatedCompression(nn.Module):
     (torch.Size([3, 4, 20]), torch.Size([3]))
     """
 
-    def __init__(self, channels, hidden=32, threshold=0.5):
+    def __init__(self, channels: int, hidden: int = 32, threshold: float = 0.5) -> None:
         super().__init__()
         self.mask = Mask(channels)
         self.gate = SegmentStatsHead(channels, hidden)
         self.threshold = threshold
 
-    def forward(self, x, lengths=None):
+    def forward(
+        self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Returns the masked features and one gate logit per utterance."""
         masked = self.mask(x)
         logits = self.gate(masked, masked.shape[-1], lengths).squeeze(1)
         return masked, logits
 
-    def passes(self, logits):
+    def passes(self, logits: torch.Tensor) -> torch.Tensor:
         """Bool ``[batch]``: samples the gate lets through."""
         return torch.sigmoid(logits) >= self.threshold
 
@@ -68,12 +74,14 @@ class GatedNetwork(nn.Module):
     (torch.Size([5, 2]), torch.Size([5]))
     """
 
-    def __init__(self, base, gate, head):
+    def __init__(self, base: nn.Module, gate: GatedCompression, head: nn.Module) -> None:
         super().__init__()
         self.base, self.gate, self.head = base, gate, head
-        self.last_masked = None
+        self.last_masked: Optional[torch.Tensor] = None
 
-    def forward(self, x, lengths=None):
+    def forward(
+        self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(head output, gate logits, passed)``."""
         masked, logits = self.gate(self.base(x), lengths)
         self.last_masked = masked  # for the compression (L1) term of GatedCompressionLoss
@@ -86,7 +94,7 @@ class GatedNetwork(nn.Module):
         out[passed] = kept
         return out, logits, passed
 
-    def _head(self, masked, lengths):
+    def _head(self, masked: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
         # heads that pool over time take the lengths; plain heads (e.g. Sequential) do not
         return self.head(masked) if lengths is None else self.head(masked, lengths)
 
@@ -109,12 +117,16 @@ class GatedCompressionLoss(nn.Module):
     0.6931
     """
 
-    def __init__(self, alpha=1e-4, beta=1.0, pos_weight=None):
+    def __init__(
+        self, alpha: float = 1e-4, beta: float = 1.0, pos_weight: Optional[float] = None
+    ) -> None:
         super().__init__()
         self.alpha, self.beta = alpha, beta
         self.pos_weight = None if pos_weight is None else float(pos_weight)
 
-    def forward(self, masked, logits, labels):
+    def forward(
+        self, masked: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """Returns the scalar loss; ``labels`` are 1 for positives, 0 for negatives."""
         weight = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
         gate = F.binary_cross_entropy_with_logits(

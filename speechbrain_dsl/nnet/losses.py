@@ -7,11 +7,23 @@ Adversarial and feature-matching terms reuse SpeechBrain's HiFi-GAN losses
 :func:`discriminator_adversarial_loss` average them over discriminators.
 """
 
+from typing import List, Optional, Sequence, Tuple
+
 import torch
 import torch.nn.functional as F
 import torchaudio
 from speechbrain.lobes.models.HifiGAN import HingeDLoss, HingeGLoss, MelganFeatureLoss
 from torch import nn
+
+__all__ = [
+    "MultiScaleMelLoss",
+    "MultiResolutionSTFTLoss",
+    "LevelLoss",
+    "GANLoss",
+    "generator_adversarial_loss",
+    "discriminator_adversarial_loss",
+    "feature_matching_loss",
+]
 
 
 class MultiScaleMelLoss(nn.Module):
@@ -44,8 +56,12 @@ class MultiScaleMelLoss(nn.Module):
     """
 
     def __init__(
-        self, sample_rate=16000, n_ffts=(64, 128, 256, 512, 1024, 2048), n_mels=64, eps=1e-5
-    ):
+        self,
+        sample_rate: int = 16000,
+        n_ffts: Sequence[int] = (64, 128, 256, 512, 1024, 2048),
+        n_mels: int = 64,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.eps = eps
         self.n_ffts = tuple(n_ffts)
@@ -61,7 +77,7 @@ class MultiScaleMelLoss(nn.Module):
             for n in self.n_ffts
         )
 
-    def forward(self, wav_hat, wav):
+    def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
         """Loss between ``wav_hat`` and ``wav``, both ``[B, 1, S]`` or ``[B, S]``."""
         total = 0.0
         for n, mel in zip(self.n_ffts, self.mels):
@@ -96,14 +112,14 @@ class MultiResolutionSTFTLoss(nn.Module):
     True
     """
 
-    def __init__(self, n_ffts=(512, 1024, 2048), eps=1e-5):
+    def __init__(self, n_ffts: Sequence[int] = (512, 1024, 2048), eps: float = 1e-5) -> None:
         super().__init__()
         self.n_ffts = tuple(n_ffts)
         self.eps = eps
         for n in self.n_ffts:
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
 
-    def forward(self, wav_hat, wav):
+    def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
         """Loss between ``wav_hat`` and ``wav``, both ``[B, 1, S]`` or ``[B, S]``."""
         total = 0.0
         with torch.autocast(wav.device.type, enabled=False):
@@ -146,11 +162,11 @@ class LevelLoss(nn.Module):
     0.6931
     """
 
-    def __init__(self, window=4000, floor=1e-4):
+    def __init__(self, window: int = 4000, floor: float = 1e-4) -> None:
         super().__init__()
         self.window, self.floor = window, floor
 
-    def forward(self, wav_hat, wav):
+    def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
         """Loss between ``wav_hat`` and ``wav``, both ``[B, 1, S]`` or ``[B, S]``."""
         wav_hat, wav = wav_hat.reshape(wav_hat.shape[0], -1), wav.reshape(wav.shape[0], -1)
         size = min(self.window, wav.shape[-1])
@@ -200,11 +216,18 @@ class GANLoss(nn.Module):
     (True, True)
     """
 
-    def __init__(self, discriminator):
+    def __init__(self, discriminator: nn.Module) -> None:
         super().__init__()
         self.discriminator = discriminator
 
-    def _split(self, fake, real, discriminator=None):
+    def _split(
+        self, fake: torch.Tensor, real: torch.Tensor, discriminator: Optional[nn.Module] = None
+    ) -> Tuple[
+        Tuple[torch.Tensor, ...],
+        Tuple[torch.Tensor, ...],
+        List[List[torch.Tensor]],
+        List[List[torch.Tensor]],
+    ]:
         # One forward for both: DDP allows one forward per backward.
         scores, feats = (discriminator or self.discriminator)(torch.cat([fake, real]))
         fake_scores, real_scores = zip(*(s.chunk(2) for s in scores))
@@ -212,7 +235,9 @@ class GANLoss(nn.Module):
         real_feats = [[f.chunk(2)[1] for f in fs] for fs in feats]
         return fake_scores, real_scores, fake_feats, real_feats
 
-    def discriminator_loss(self, fake, real, discriminator=None):
+    def discriminator_loss(
+        self, fake: torch.Tensor, real: torch.Tensor, discriminator: Optional[nn.Module] = None
+    ) -> torch.Tensor:
         """Hinge loss of the discriminator on ``fake`` (detached) vs ``real``.
 
         ``discriminator`` overrides the held one for this call: under DDP, pass
@@ -221,7 +246,9 @@ class GANLoss(nn.Module):
         fake_scores, real_scores, _, _ = self._split(fake.detach(), real, discriminator)
         return discriminator_adversarial_loss(fake_scores, real_scores)
 
-    def generator_loss(self, fake, real):
+    def generator_loss(
+        self, fake: torch.Tensor, real: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(adversarial, feature)`` terms; gradients reach ``fake`` only.
 
         Real audio goes through the discriminator without a graph (its features are
@@ -242,16 +269,20 @@ class GANLoss(nn.Module):
 _hinge_g, _hinge_d, _feature = HingeGLoss(), HingeDLoss(), MelganFeatureLoss()
 
 
-def generator_adversarial_loss(fake_scores):
+def generator_adversarial_loss(fake_scores: Sequence[torch.Tensor]) -> torch.Tensor:
     """Hinge generator loss averaged over discriminators (SpeechBrain's HingeGLoss)."""
     return sum(_hinge_g(s) for s in fake_scores) / len(fake_scores)
 
 
-def discriminator_adversarial_loss(fake_scores, real_scores):
+def discriminator_adversarial_loss(
+    fake_scores: Sequence[torch.Tensor], real_scores: Sequence[torch.Tensor]
+) -> torch.Tensor:
     """Hinge discriminator loss averaged over discriminators (SpeechBrain's HingeDLoss)."""
     return sum(_hinge_d(f, r)[0] for f, r in zip(fake_scores, real_scores)) / len(fake_scores)
 
 
-def feature_matching_loss(fake_feats, real_feats):
+def feature_matching_loss(
+    fake_feats: Sequence[Sequence[torch.Tensor]], real_feats: Sequence[Sequence[torch.Tensor]]
+) -> torch.Tensor:
     """L1 between discriminator features of fake and real audio (MelganFeatureLoss)."""
     return _feature(fake_feats, [[f.detach() for f in feats] for feats in real_feats])

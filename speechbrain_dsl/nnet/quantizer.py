@@ -9,9 +9,14 @@ needs: embeddings -> tokens -> embeddings.
 Layout: ``[batch, frames, dim]`` for embeddings, ``[batch, frames, K]`` for tokens.
 """
 
+from typing import Any, Callable, Optional, Tuple
+
+import torch
 from loguru import logger
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
+
+__all__ = ["ResidualVectorQuantizer"]
 
 # vector-quantize-pytorch warns at every k-means init from a batch with fewer
 # vectors than codes (the normal case for a 1024-entry codebook); silence it.
@@ -61,17 +66,17 @@ class ResidualVectorQuantizer(nn.Module):
 
     def __init__(
         self,
-        dim=64,
-        num_quantizers=8,
-        codebook_size=1024,
-        decay=0.99,
-        kmeans_init=True,
-        kmeans_iters=10,
-        threshold_ema_dead_code=2,
-        quantize_dropout=True,
-        commitment_weight=1.0,
-        dead_code_usage=None,
-    ):
+        dim: int = 64,
+        num_quantizers: int = 8,
+        codebook_size: int = 1024,
+        decay: float = 0.99,
+        kmeans_init: bool = True,
+        kmeans_iters: int = 10,
+        threshold_ema_dead_code: float = 2,
+        quantize_dropout: bool = True,
+        commitment_weight: float = 1.0,
+        dead_code_usage: Optional[float] = None,
+    ) -> None:
         super().__init__()
         if dead_code_usage is not None and not 0 < dead_code_usage < 1:
             raise ValueError(f"dead_code_usage must be in (0, 1), got {dead_code_usage}")
@@ -95,15 +100,21 @@ class ResidualVectorQuantizer(nn.Module):
         for codebook in self._codebooks:
             codebook.replace = self._counting(codebook.replace)
 
-    def _counting(self, replace):
+    def _counting(self, replace: Callable[..., Any]) -> Callable[..., Any]:
         # vector-quantize-pytorch reports no replacements: count them on the way in.
-        def counted(batch_samples, batch_mask, seq_mask=None):
+        def counted(
+            batch_samples: torch.Tensor,
+            batch_mask: torch.Tensor,
+            seq_mask: Optional[torch.Tensor] = None,
+        ) -> Any:
             self.replaced_codes += int(batch_mask.sum())
             return replace(batch_samples, batch_mask, seq_mask)
 
         return counted
 
-    def forward(self, x, mask=None):
+    def forward(
+        self, x: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantizes ``x`` [batch, frames, dim].
 
         Arguments
@@ -132,15 +143,15 @@ class ResidualVectorQuantizer(nn.Module):
         quantized, tokens, losses = self.rvq(x, mask=mask)
         return quantized, tokens, losses.sum()
 
-    def decode(self, tokens):
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[batch, frames, K]`` -> summed embeddings ``[batch, frames, dim]``."""
         return self.rvq.get_output_from_indices(tokens)
 
-    def codes(self, tokens):
+    def codes(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[batch, frames, K]`` -> per-codebook vectors ``[batch, frames, K, dim]``."""
         return self.rvq.get_codes_from_indices(tokens).permute(1, 2, 0, 3)
 
     @property
-    def codebooks(self):
+    def codebooks(self) -> torch.Tensor:
         """The codebooks, ``[K, codebook_size, dim]`` (stacked: a copy)."""
         return self.rvq.codebooks

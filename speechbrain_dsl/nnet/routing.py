@@ -35,9 +35,12 @@ Example
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: this module runs without torch
+    import torch
 
 __all__ = [
     "MODES",
@@ -75,7 +78,9 @@ def context_frames(lookback: int, hop: int) -> int:
     return max(0, math.ceil((lookback + 1) / hop) - 1)
 
 
-def threshold_for(mode: str, threshold):
+def threshold_for(
+    mode: str, threshold: Union[float, "torch.Tensor"]
+) -> Union[float, "torch.Tensor"]:
     """The threshold that makes ``score < threshold`` route as ``mode`` does.
 
     ``full``: -inf (nothing light); ``light``: +inf (everything light);
@@ -92,7 +97,9 @@ def threshold_for(mode: str, threshold):
     return {"full": -math.inf, "light": math.inf}.get(mode, threshold)
 
 
-def decide(scores, mode: str, threshold):
+def decide(
+    scores: Union[np.ndarray, "torch.Tensor"], mode: str, threshold: Union[float, "torch.Tensor"]
+) -> Union[np.ndarray, "torch.Tensor"]:
     """Routes from per-segment scores: the one rule every engine and evaluation uses.
 
     A score below the threshold goes light. Works on numpy arrays and torch
@@ -154,7 +161,9 @@ class Window:
         return self.end - self.start
 
 
-def route_runs(selected: np.ndarray, segment_frames: int, valid: Sequence[int]):
+def route_runs(
+    selected: np.ndarray, segment_frames: int, valid: Sequence[int]
+) -> List[Tuple[int, int, int]]:
     """Maximal runs of selected segments as ``(item, first, end)`` frames, within ``valid``.
 
     Example
@@ -240,7 +249,9 @@ def _split(window: Window, frames: int, context: int) -> Tuple[Window, Optional[
     )
 
 
-def _fill(starts, others, row_frames: int, context: int):
+def _fill(
+    starts: Sequence[Window], others: Iterable[Window], row_frames: int, context: int
+) -> List[List[Tuple[int, Window]]]:
     """Places windows into rows of ``row_frames``; returns ``[[(offset, window), ...], ...]``."""
     rows, queue = [], deque(others)
     for window in starts:  # each opens a row (causal zero padding at the row start)

@@ -9,12 +9,17 @@ Layout: features ``[batch, channels, time]``; per-segment tensors ``[batch, segm
 """
 
 import math
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 
+__all__ = ["length_mask", "segment_mean"]
 
-def length_mask(lengths, time, device, batch):
+
+def length_mask(
+    lengths: Optional[torch.Tensor], time: int, device: Union[str, torch.device], batch: int
+) -> torch.Tensor:
     """Boolean ``[batch, time]``: True on steps within each relative length.
 
     Example
@@ -30,7 +35,9 @@ def length_mask(lengths, time, device, batch):
     return torch.arange(time, device=device, dtype=steps.dtype)[None] < steps[:, None]
 
 
-def segment_mean(values, segment_frames, frame_mask=None):
+def segment_mean(
+    values: torch.Tensor, segment_frames: int, frame_mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Averages ``values`` [batch, frames] over segments of ``segment_frames``.
 
     Padded frames (``frame_mask`` False) are left out. Returns ``[batch, segments]``.
