@@ -488,7 +488,7 @@ class DynamicSwitchLayer(nn.Module):
                 route = self.decide(
                     segment_mask if predicted is None else predicted, mode, threshold
                 )
-            emb = self.routed_forward(masked, route, seg, lengths)
+            emb = self.routed_forward(masked, route, lengths)
         return DSLOutput(emb, masked, predicted, distance, route, segment_mask, light)
 
     def stitch(self, light: torch.Tensor, full: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
@@ -549,7 +549,6 @@ class DynamicSwitchLayer(nn.Module):
         self,
         x: torch.Tensor,
         route: torch.Tensor,
-        segment_frames: Optional[int] = None,
         lengths: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Runs each segment through exactly one tail and stitches the outputs.
@@ -564,8 +563,6 @@ class DynamicSwitchLayer(nn.Module):
             Masked base features ``[batch, channels, time]``.
         route : torch.Tensor
             Bool ``[batch, segments]``, True = light.
-        segment_frames : int, optional
-            Kept for callers of the 0.2 signature; the layer's own is used.
         lengths : torch.Tensor, optional
             Relative lengths in (0, 1].
 
