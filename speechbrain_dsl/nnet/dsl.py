@@ -181,10 +181,10 @@ def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 DISTANCES = {"mae": mean_absolute_error, "mse": mean_squared_error, "relative_mae": None}
-"""Distances behind the switch target and distillation. ``relative_mae`` is the
-segment's MAE divided by the full tail's mean magnitude on that segment: it does not
-scale with loudness, so a switch trained on it routes the same audio alike at any
-level (with ``mae`` a quiet segment always looks close)."""
+"""Distances behind the switch target and distillation. With ``mae`` a quiet segment
+always looks close. ``relative_mae`` divides the segment's MAE by the full tail's mean
+magnitude on that segment, so scaling both outputs leaves it unchanged. On trained
+tails it leans the other way: loud segments look close and pauses far (TRAINING.md)."""
 
 RELATIVE_FLOOR = 1e-3  # keeps the relative distance finite on all-zero features
 
