@@ -95,10 +95,11 @@ def part_costs(encoder, sample_rate=16000, seconds=1.0):
         feats = encoder.base(wav)
         masked = dsl.mask(feats)
     seg = feats.shape[-1]  # one segment covering the clip
+    one_level = torch.zeros(1, 1) if getattr(dsl.switch, "level_input", False) else None
     macs = {
         "base": count_macs(encoder.base, wav),
         "mask": count_macs(dsl.mask, feats),
-        "switch": count_macs(dsl.switch, masked, seg),
+        "switch": count_macs(dsl.switch, masked, seg, levels=one_level),
         "full_tail": count_macs(dsl.full_tail, masked),
         "light_tail": count_macs(dsl.light_tail, masked),
     }

@@ -27,7 +27,7 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ __all__ = [
     "ExportableEncoder",
     "MatmulISTFT",
     "context_samples",
+    "encoder_input_names",
     "example_inputs",
     "export_decoder_onnx",
     "export_onnx",
@@ -101,8 +102,9 @@ class ExportableEncoder(nn.Module):
         self.frames = codec.encoder.dsl.segment_frames
         self.segment_samples = self.frames * codec.hop_length
         self.context_samples = context_samples(codec)
+        self.reads_levels = bool(getattr(codec.encoder.dsl.switch, "level_input", False))
 
-    def forward(self, segments, threshold, context=None, lengths=None):
+    def forward(self, segments, threshold, context=None, lengths=None, levels=None):
         """Embeddings ``[N, D, S / hop]``, tokens ``[N, S / hop, K]`` and predictions ``[N]``.
 
         Arguments
@@ -118,13 +120,20 @@ class ExportableEncoder(nn.Module):
         lengths : torch.Tensor, optional
             ``[N]`` valid share of each segment in (0, 1] (all of it by default),
             left out of the switch's statistics as ``DSLCodec.encode`` does.
+        levels : torch.Tensor, optional
+            ``[N]`` each segment's level relative to its utterance so far
+            (:func:`~speechbrain_dsl.inference.rows.segment_levels`); only for a
+            switch that reads levels (zero, "at the utterance's level", if None).
         """
         dsl = self.encoder.dsl
         window = segments if context is None else torch.cat([context, segments], dim=-1)
         masked = dsl.mask(self.encoder.base(self.to_network(window)))
         context_frames = 0 if context is None else context.shape[-1] // self.hop
         own = masked[..., context_frames * dsl.hop :]  # the segments' own base features
-        predicted = dsl.switch(own, own.shape[-1], lengths)[:, 0]
+        if self.reads_levels and levels is None:
+            levels = own.new_zeros(own.shape[0])
+        levels = levels[:, None] if self.reads_levels else None
+        predicted = dsl.switch(own, own.shape[-1], lengths, levels)[:, 0]
         light = dsl.decide(predicted, "mixed", threshold)
         emb = dsl.run_rows(masked, light)[..., context_frames:]
         return emb, self.quantize(emb.transpose(1, 2)), predicted
@@ -287,13 +296,14 @@ def torch_row_encoder(model: ExportableEncoder):
     ((2, 64, 50), (2, 50, 8), (2,))
     """
 
-    def encode_rows(segments, threshold, context, lengths):
+    def encode_rows(segments, threshold, context, lengths, levels=None):
         with torch.no_grad():
             out = model(
                 torch.from_numpy(np.ascontiguousarray(segments, np.float32)),
                 torch.tensor(float(threshold)),
                 torch.from_numpy(np.ascontiguousarray(context, np.float32)),
                 torch.from_numpy(np.ascontiguousarray(lengths, np.float32)),
+                None if levels is None else torch.from_numpy(np.asarray(levels, np.float32)),
             )
         return [o.numpy() for o in out]
 
@@ -397,30 +407,39 @@ def _save_with_metadata(proto, path, info) -> Path:
 
 
 def example_inputs(model, segments=4, context_hops=2):
-    """Inputs to trace with: ``segments`` random rows, a threshold, context and lengths.
+    """Inputs to trace with: ``segments`` random rows, a threshold, context and lengths
+    (and levels, for a switch that reads them).
 
     Sizes 0 and 1 are avoided: ``torch.export`` would specialise the graph to them.
     """
-    return (
+    inputs = (
         torch.randn(segments, 1, model.segment_samples) * 0.1,
         torch.tensor(0.5),
         torch.randn(segments, 1, context_hops * model.hop) * 0.1,
         torch.ones(segments),
     )
+    return inputs + ((-torch.rand(segments),) if model.reads_levels else ())
+
+
+def encoder_input_names(model) -> List[str]:
+    """The encoder graph's inputs: ``levels`` only where the switch reads it."""
+    names = ["segments", "threshold", "context", "lengths"]
+    return names + (["levels"] if model.reads_levels else [])
 
 
 def _encoder_dynamic_shapes(model):
     rows = torch.export.Dim("segments", min=1, max=MAX_ROWS)
     frames = torch.export.Dim("frames", min=1, max=MAX_ROWS)
     context = torch.export.Dim("context_hops", min=0, max=MAX_ROWS)
-    return ({0: rows, 2: model.hop * frames}, None, {0: rows, 2: model.hop * context}, {0: rows})
+    shapes = ({0: rows, 2: model.hop * frames}, None, {0: rows, 2: model.hop * context}, {0: rows})
+    return shapes + (({0: rows},) if model.reads_levels else ())
 
 
 def export_onnx(model: ExportableEncoder, path, info: Optional[Dict] = None) -> Path:
     """Writes the encoder graph (dynamic rows, segment and context lengths); returns the path.
 
-    Inputs ``segments``, ``threshold``, ``context``, ``lengths``; outputs
-    ``embeddings``, ``tokens``, ``predicted``. ``info`` (see :func:`metadata`)
+    Inputs ``segments``, ``threshold``, ``context``, ``lengths`` (and ``levels``
+    for a switch that reads them); outputs ``embeddings``, ``tokens``, ``predicted``. ``info`` (see :func:`metadata`)
     goes into the file's metadata.
     """
     model = model.eval()
@@ -432,7 +451,7 @@ def export_onnx(model: ExportableEncoder, path, info: Optional[Dict] = None) -> 
             example_inputs(model),
             dynamo=True,
             verbose=False,
-            input_names=["segments", "threshold", "context", "lengths"],
+            input_names=encoder_input_names(model),
             output_names=["embeddings", "tokens", "predicted"],
             dynamic_shapes=_encoder_dynamic_shapes(model),
         )
@@ -451,9 +470,8 @@ def export_torch(model: ExportableEncoder, path) -> Path:
     rows = torch.export.Dim("segments", min=1, max=MAX_ROWS)
     inputs = example_inputs(model, context_hops=model.context_samples // model.hop)
     with torch.no_grad(), export_layout():
-        program = torch.export.export(
-            model, inputs, dynamic_shapes=({0: rows}, None, {0: rows}, {0: rows})
-        )
+        shapes = ({0: rows}, None, {0: rows}, {0: rows}) + (({0: rows},) * model.reads_levels)
+        program = torch.export.export(model, inputs, dynamic_shapes=shapes)
     with atomic_path(path, suffix=".pt2") as tmp:
         torch.export.save(program, tmp)
     return Path(path)

@@ -102,6 +102,7 @@ def quantize_encoder(
             f"{2 * batch_rows} (give more held-out audio)"
         )
     session = onnxruntime.InferenceSession(str(fp32_path), _session_options(1))
+    inputs = {i.name for i in session.get_inputs()}
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -118,6 +119,8 @@ def quantize_encoder(
                 "threshold": np.array(np.inf, np.float32),
                 "lengths": np.ones(len(batch), np.float32),
             }
+            if "levels" in inputs:  # at the utterance's level: ranges, not routes, matter here
+                feed["levels"] = np.zeros(len(batch), np.float32)
             predicted = np.sort(session.run(["predicted"], feed)[0])
             middle = len(predicted) // 2
             split = (predicted[middle - 1] + predicted[middle]) / 2

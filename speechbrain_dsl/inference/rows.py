@@ -30,14 +30,17 @@ __all__ = [
     "encode_in_pieces",
     "plan_rows",
     "run_rows",
+    "segment_levels",
     "valid_frames",
     "valid_steps",
 ]
 
-# encode_rows(segments [N, 1, S], threshold, context [N, 1, C], lengths [N])
+# encode_rows(segments [N, 1, S], threshold, context [N, 1, C], lengths [N], levels [N])
 #   -> (embeddings [N, D, S / hop], tokens [N, S / hop, K], predicted [N])
+# levels: each row's relative level (routing.relative_levels), read by switches that use it
 RowEncoder = Callable[
-    [np.ndarray, float, np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]
+    [np.ndarray, float, np.ndarray, np.ndarray, np.ndarray],
+    Tuple[np.ndarray, np.ndarray, np.ndarray],
 ]
 
 
@@ -189,6 +192,45 @@ def valid_frames(lengths: Optional[np.ndarray], batch: int, frames: int) -> np.n
     return np.arange(frames, dtype=np.float32)[None] < limit[:, None]
 
 
+def segment_levels(
+    wavs: np.ndarray, segment_samples: int, valid: np.ndarray, before=(0.0, 0.0)
+) -> np.ndarray:
+    """Relative level of each routing segment of ``wavs`` ``[B, S]``, ``[B, segments]``.
+
+    The numpy twin of :func:`speechbrain_dsl.nnet.segments.segment_levels`: the
+    formula itself is :func:`~speechbrain_dsl.nnet.routing.relative_levels`.
+
+    Arguments
+    ---------
+    wavs : numpy.ndarray
+        ``[B, S]`` samples (the hop padding included).
+    segment_samples : int
+    valid : numpy.ndarray
+        ``[B]`` valid samples per item (:func:`valid_steps` over the samples).
+    before : tuple of float
+        ``(energy, samples)`` of the stream before ``wavs`` (one item): a stream's
+        levels are relative to everything it has carried so far.
+
+    Example
+    -------
+    >>> wav = np.concatenate([np.ones(4), np.full(4, 0.1)])[None]
+    >>> segment_levels(wav, 4, np.array([8])).round(4)
+    array([[ 0.    , -1.7033]], dtype=float32)
+    """
+    batch, samples = wavs.shape
+    n_seg = math.ceil(samples / segment_samples)
+    keep = np.arange(n_seg * segment_samples)[None] < np.asarray(valid)[:, None]
+    padded = np.zeros((batch, n_seg * segment_samples), np.float32)
+    padded[:, :samples] = wavs
+    energy = (np.square(padded) * keep).reshape(batch, n_seg, -1).sum(-1)
+    counts = keep.reshape(batch, n_seg, -1).sum(-1).astype(np.float32)
+    if before[1] > 0:  # the stream so far as one segment in front, then dropped
+        energy = np.concatenate([np.full((batch, 1), before[0], np.float32), energy], 1)
+        counts = np.concatenate([np.full((batch, 1), before[1], np.float32), counts], 1)
+        return routing.relative_levels(energy, counts)[:, 1:]
+    return routing.relative_levels(energy, counts)
+
+
 @dataclass
 class _Row:
     item: int
@@ -197,10 +239,15 @@ class _Row:
     end: int  # end sample (exclusive)
     context: int  # context samples before start
     length: float  # valid share of the segment's switch steps
+    level: float = 0.0  # relative level (switches that read it)
 
 
 def plan_rows(
-    geometry: Geometry, samples: int, steps: np.ndarray, segments: range
+    geometry: Geometry,
+    samples: int,
+    steps: np.ndarray,
+    segments: range,
+    levels: Optional[np.ndarray] = None,
 ) -> Iterator[_Row]:
     """Encoder rows for ``segments`` of a batch ``samples`` long (a multiple of the hop).
 
@@ -212,6 +259,8 @@ def plan_rows(
         Valid switch steps per item (:func:`valid_steps` of the whole batch).
     segments : range
         The segment indices to plan (a piece).
+    levels : numpy.ndarray, optional
+        ``[B, segments]`` relative levels (:func:`segment_levels`).
 
     Yields
     ------
@@ -228,7 +277,8 @@ def plan_rows(
             if rows_valid <= 0:
                 continue  # all padding: zero embeddings and zero tokens
             context = min(geometry.context_samples, start)
-            yield _Row(b, i, start, end, context, rows_valid / own)
+            level = 0.0 if levels is None else float(levels[b, i])
+            yield _Row(b, i, start, end, context, rows_valid / own, level)
 
 
 def run_rows(
@@ -254,6 +304,7 @@ def run_rows(
                 threshold,
                 np.stack([c for _, c in pairs])[:, None],
                 np.array([row.length for row in batch], np.float32),
+                np.array([row.level for row in batch], np.float32),
             )
             for n, row in enumerate(batch):
                 yield row, (emb[n], tokens[n], predicted[n])
@@ -303,6 +354,10 @@ def encode_in_pieces(
     frames = padded // hop
     n_seg = math.ceil(frames / geometry.segment_frames)
     steps = valid_steps(lengths, batch, padded // geometry.base_hop)
+    padded_wavs = np.pad(wavs, ((0, 0), (0, padded - samples)))
+    levels = segment_levels(
+        padded_wavs, geometry.segment_samples, valid_steps(lengths, batch, padded)
+    )
     keep = valid_frames(lengths, batch, frames)
     zero = np.asarray(geometry.zero_tokens, np.int64)
     tokens = np.broadcast_to(zero, (batch, frames, len(zero))).copy()
@@ -326,7 +381,7 @@ def encode_in_pieces(
     bar = progress(pieces) if progress is not None else None
     for p in range(pieces):
         piece = range(p * piece_segments, min((p + 1) * piece_segments, n_seg))
-        rows = list(plan_rows(geometry, padded, steps, piece))
+        rows = list(plan_rows(geometry, padded, steps, piece, levels))
         for row, (e, t, pred) in run_rows(encode_rows, rows, audio, threshold):
             f0 = row.segment * frame_steps
             f1 = f0 + t.shape[0]
@@ -371,6 +426,7 @@ class SegmentStream:
         self.pending = np.zeros(0, np.float32)
         self.routes: List[bool] = []
         self.predicted: List[float] = []
+        self.energy = (0.0, 0.0)  # squared samples and samples carried so far (levels)
 
     def push(self, chunk: np.ndarray):
         """Adds samples; returns ``(embeddings [T, D], tokens [T, K])`` of completed segments."""
@@ -403,10 +459,13 @@ class SegmentStream:
         ctx = self.geometry.context_samples
         window = np.concatenate([self.history, audio])
         offset = len(self.history)
+        levels = segment_levels(audio[None], seg, np.array([len(audio)]), self.energy)[0]
         rows = [
-            _Row(0, n, offset + start, offset + start + seg, min(ctx, offset + start), 1.0)
-            for n, start in enumerate(range(0, len(audio), seg))
+            _Row(0, n, offset + start, offset + start + seg, min(ctx, offset + start), 1.0, lv)
+            for n, (start, lv) in enumerate(zip(range(0, len(audio), seg), levels.tolist()))
         ]
+        total = float(np.square(audio, dtype=np.float64).sum())
+        self.energy = (self.energy[0] + total, self.energy[1] + len(audio))
 
         def row_audio(row):
             return window[row.start : row.end], window[row.start - row.context : row.start]

@@ -153,6 +153,8 @@ class OnnxCodec:
                 raise ValueError(f"ONNX graph {path} does not exist")
         self.encoder = _session(self.encoder_path, threads)
         self.info = _metadata(self.encoder, self.encoder_path, "encoder")
+        # graphs of switches that read relative levels take them as an input
+        self.reads_levels = any(i.name == "levels" for i in self.encoder.get_inputs())
         self.geometry = Geometry.from_metadata(
             dict(self.info, base_hop=self.info.get("base_hop", 1))
         )
@@ -209,17 +211,22 @@ class OnnxCodec:
         """The calibrated switch threshold stored with the graph."""
         return self.geometry.threshold
 
-    def encode_rows(self, segments, threshold, context, lengths):
-        """One run of the encoder graph (see :mod:`speechbrain_dsl.inference.export` for the rows)."""
-        return self.encoder.run(
-            None,
-            {
-                "segments": np.ascontiguousarray(segments, dtype=np.float32),
-                "threshold": np.array(threshold, np.float32),
-                "context": np.ascontiguousarray(context, dtype=np.float32),
-                "lengths": np.ascontiguousarray(lengths, dtype=np.float32),
-            },
-        )
+    def encode_rows(self, segments, threshold, context, lengths, levels=None):
+        """One run of the encoder graph (see :mod:`speechbrain_dsl.inference.export` for the rows).
+
+        ``levels`` reaches the graph only where its switch reads them (zero if None).
+        """
+        feed = {
+            "segments": np.ascontiguousarray(segments, dtype=np.float32),
+            "threshold": np.array(threshold, np.float32),
+            "context": np.ascontiguousarray(context, dtype=np.float32),
+            "lengths": np.ascontiguousarray(lengths, dtype=np.float32),
+        }
+        if self.reads_levels:
+            rows = len(feed["lengths"])
+            feed["levels"] = np.zeros(rows, np.float32) if levels is None else levels
+            feed["levels"] = np.ascontiguousarray(feed["levels"], dtype=np.float32)
+        return self.encoder.run(None, feed)
 
     def encode(
         self,

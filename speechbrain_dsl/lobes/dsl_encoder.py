@@ -15,6 +15,7 @@ from torch import nn
 
 from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
 from speechbrain_dsl.nnet.dsl import DSLOutput, DynamicSwitchLayer, Switch
+from speechbrain_dsl.nnet.segments import segment_levels
 
 __all__ = ["DSLEncoder", "baseline_to_dsl_state"]
 
@@ -92,14 +93,25 @@ class DSLEncoder(nn.Module):
         :meth:`~speechbrain_dsl.nnet.dsl.DynamicSwitchLayer.forward`.
         """
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
-        return self.dsl(self.base(wav), lengths, route, mode, threshold)
+        levels = self.levels(wav, lengths)
+        return self.dsl(self.base(wav), lengths, route, mode, threshold, levels)
 
     def predict_distances(
         self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Switch predictions ``[batch, segments]`` from base, mask and switch only."""
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
-        return self.dsl.predict_distances(self.base(wav), lengths)
+        return self.dsl.predict_distances(self.base(wav), lengths, self.levels(wav, lengths))
+
+    def levels(
+        self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> Optional[torch.Tensor]:
+        """Relative segment levels of ``wav`` (hop-padded) when the switch reads them."""
+        if not getattr(self.dsl.switch, "level_input", False):
+            return None
+        frames = wav.shape[-1] // self.hop
+        segment = self.dsl.segment_length(frames) * self.hop
+        return segment_levels(wav, segment, lengths)
 
 
 def _input_channels(module: nn.Module) -> Optional[int]:

@@ -97,20 +97,33 @@ class SegmentStatsHead(nn.Module):
     ---------
     in_channels : int
     hidden : int
+    level_input : bool
+        Also reads each segment's level relative to its utterance
+        (:func:`~speechbrain_dsl.nnet.routing.relative_levels`), so a head
+        trained under random gain can tell a pause from quiet speech.
 
     Example
     -------
     >>> head = SegmentStatsHead(4, hidden=8)
     >>> head(torch.randn(2, 4, 100), segment_len=30).shape
     torch.Size([2, 4])
+    >>> head = SegmentStatsHead(4, hidden=8, level_input=True)
+    >>> head(torch.randn(2, 4, 100), segment_len=30, levels=torch.zeros(2, 4)).shape
+    torch.Size([2, 4])
     """
 
-    def __init__(self, in_channels: int, hidden: int = 32) -> None:
+    def __init__(self, in_channels: int, hidden: int = 32, level_input: bool = False) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(2 * in_channels, hidden), nn.ELU(), nn.Linear(hidden, 1))
+        self.level_input = level_input
+        inputs = 2 * in_channels + int(level_input)
+        self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.ELU(), nn.Linear(hidden, 1))
 
     def forward(
-        self, x: torch.Tensor, segment_len: int, lengths: Optional[torch.Tensor] = None
+        self,
+        x: torch.Tensor,
+        segment_len: int,
+        lengths: Optional[torch.Tensor] = None,
+        levels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Returns one raw score per segment, ``[batch, ceil(time / segment_len)]``.
 
@@ -122,7 +135,14 @@ class SegmentStatsHead(nn.Module):
             Time steps per segment.
         lengths : torch.Tensor, optional
             Relative lengths in (0, 1]; padded steps are left out of the statistics.
+        levels : torch.Tensor, optional
+            ``[batch, segments]`` relative levels; required with ``level_input``.
         """
+        if self.level_input and levels is None:
+            raise ValueError(
+                "SegmentStatsHead: this head reads relative levels (level_input=True); "
+                "pass levels [batch, segments]"
+            )
         batch, channels, time = x.shape
         n_seg = math.ceil(time / segment_len)
         pad = n_seg * segment_len - time
@@ -146,6 +166,8 @@ class SegmentStatsHead(nn.Module):
         mean_square = torch.linalg.vector_norm(x, dim=-1).square() / count
         var = (mean_square - mean.square()).clamp(min=0)
         stats = torch.cat([mean, 0.5 * torch.log(var + 1e-6)], dim=1)
+        if self.level_input:
+            stats = torch.cat([stats, levels[:, None].to(stats.dtype)], dim=1)
         return self.mlp(stats.transpose(1, 2)).squeeze(-1)
 
 
@@ -164,10 +186,14 @@ class Switch(SegmentStatsHead):
     """
 
     def forward(
-        self, x: torch.Tensor, segment_len: int, lengths: Optional[torch.Tensor] = None
+        self,
+        x: torch.Tensor,
+        segment_len: int,
+        lengths: Optional[torch.Tensor] = None,
+        levels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Predicted distance per segment, ``[batch, segments]``."""
-        return F.softplus(super().forward(x, segment_len, lengths))
+        return F.softplus(super().forward(x, segment_len, lengths, levels))
 
 
 def mean_absolute_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -180,11 +206,19 @@ def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).square().mean(1)
 
 
-DISTANCES = {"mae": mean_absolute_error, "mse": mean_squared_error, "relative_mae": None}
+DISTANCES = {
+    "mae": mean_absolute_error,
+    "mse": mean_squared_error,
+    "relative_mae": None,
+    "utterance_mae": None,
+}
 """Distances behind the switch target and distillation. With ``mae`` a quiet segment
-always looks close. ``relative_mae`` divides the segment's MAE by the full tail's mean
-magnitude on that segment, so scaling both outputs leaves it unchanged. On trained
-tails it leans the other way: loud segments look close and pauses far (TRAINING.md)."""
+always looks close, so routing follows loudness. ``relative_mae`` divides the
+segment's MAE by the full tail's mean magnitude on that segment; on trained tails it
+leans the other way: loud segments look close and pauses far (TRAINING.md).
+``utterance_mae`` divides by the full tail's mean magnitude over the whole utterance
+(the training crop): a louder utterance leaves it unchanged, and within one a pause
+still looks closer than speech, as its errors weigh less in what a listener hears."""
 
 RELATIVE_FLOOR = 1e-3  # keeps the relative distance finite on all-zero features
 
@@ -247,8 +281,8 @@ class DynamicSwitchLayer(nn.Module):
     threshold : float
         Switch threshold on the (predicted or true) distance.
     distance : str
-        ``mae``, ``mse`` or ``relative_mae`` (level-invariant, see :data:`DISTANCES`):
-        the distance behind the switch target and distillation.
+        ``mae``, ``mse``, ``relative_mae`` or ``utterance_mae`` (see
+        :data:`DISTANCES`): the distance behind the switch target and distillation.
 
     Example
     -------
@@ -319,11 +353,14 @@ class DynamicSwitchLayer(nn.Module):
         self.calibrated_threshold.fill_(float(value))
 
     def predict_distances(
-        self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
+        self,
+        x: torch.Tensor,
+        lengths: Optional[torch.Tensor] = None,
+        levels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Switch predictions per segment for base features ``x``; runs no tail."""
         seg = self.segment_length(x.shape[-1] // self.hop)
-        return self.switch(self.mask(x), seg * self.hop, lengths)
+        return self.switch(self.mask(x), seg * self.hop, lengths, levels)
 
     def segment_distance(
         self, light: torch.Tensor, full: torch.Tensor, frame_mask: Optional[torch.Tensor] = None
@@ -339,11 +376,19 @@ class DynamicSwitchLayer(nn.Module):
         >>> full, light = torch.ones(1, 6, 4), torch.full((1, 6, 4), 1.5)
         >>> dsl.segment_distance(light, full), dsl.segment_distance(10 * light, 10 * full)
         (tensor([[0.4995, 0.4995]]), tensor([[0.4999, 0.4999]]))
+        >>> dsl.distance_name = "utterance_mae"  # a pause in the second segment
+        >>> full = torch.tensor([[[1.0, 1.0, 0.1, 0.1]]])
+        >>> dsl.segment_distance(1.5 * full, full), dsl.segment_distance(15 * full, 10 * full)
+        (tensor([[0.9074, 0.0907]]), tensor([[0.9089, 0.0909]]))
         """
         segment = self.segment_length(full.shape[-1])
         if self.distance_name == "relative_mae":
             error = segment_mean(mean_absolute_error(light, full), segment, frame_mask)
             scale = segment_mean(full.abs().mean(1), segment, frame_mask)
+            return error / (scale + RELATIVE_FLOOR)
+        if self.distance_name == "utterance_mae":
+            error = segment_mean(mean_absolute_error(light, full), segment, frame_mask)
+            scale = segment_mean(full.abs().mean(1), full.shape[-1], frame_mask)
             return error / (scale + RELATIVE_FLOOR)
         per_frame = DISTANCES[self.distance_name](light, full)
         return segment_mean(per_frame, segment, frame_mask)
@@ -420,6 +465,7 @@ class DynamicSwitchLayer(nn.Module):
         route: Optional[torch.Tensor] = None,
         mode: Optional[str] = None,
         threshold: Optional[float] = None,
+        levels: Optional[torch.Tensor] = None,
     ) -> DSLOutput:
         """Applies mask, switch and the tails to base features ``x`` [B, C, T].
 
@@ -437,6 +483,9 @@ class DynamicSwitchLayer(nn.Module):
             mode when None.
         threshold : float, optional
             Threshold of this call; the calibrated one when None.
+        levels : torch.Tensor, optional
+            ``[batch, segments]`` relative levels for a switch that reads them
+            (:func:`~speechbrain_dsl.nnet.routing.relative_levels`).
 
         Returns
         -------
@@ -460,7 +509,7 @@ class DynamicSwitchLayer(nn.Module):
             return DSLOutput(
                 features=full,
                 masked=masked,
-                predicted=self.switch(masked, seg * self.hop, lengths),
+                predicted=self.switch(masked, seg * self.hop, lengths, levels),
                 distance=self.segment_distance(light, full.detach(), frame_mask),
                 route=None,
                 segment_mask=segment_mask,
@@ -476,7 +525,7 @@ class DynamicSwitchLayer(nn.Module):
                 )
             mode, route = "mixed", route.bool()
         if mode in ("mixed", "oracle"):
-            predicted = self.switch(masked, seg * self.hop, lengths)
+            predicted = self.switch(masked, seg * self.hop, lengths, levels)
         if mode == "oracle":
             full = self.full_tail(masked)
             light = self.light_tail(masked)

@@ -50,6 +50,8 @@ __all__ = [
     "context_frames",
     "threshold_for",
     "decide",
+    "LEVEL_RANGE",
+    "relative_levels",
     "valid_frame_counts",
     "windows_of",
     "pack_windows",
@@ -120,6 +122,51 @@ def decide(
     (array([ True, False]), array([False, False]))
     """
     return scores < threshold_for(mode, threshold)
+
+
+LEVEL_RANGE = (-6.0, 3.0)
+"""Bounds of :func:`relative_levels`, in units of 10 dB: digital silence stays finite."""
+
+
+def relative_levels(
+    energy: Union[np.ndarray, "torch.Tensor"], counts: Union[np.ndarray, "torch.Tensor"]
+) -> Union[np.ndarray, "torch.Tensor"]:
+    """Each segment's level relative to its utterance so far, in units of 10 dB.
+
+    The switch reads it beside the features, so what it learns does not depend on
+    how loud the utterance is: a pause is quiet *relative to the speech before it*.
+    The reference is causal (the mean power of the utterance up to and including
+    the segment), so offline, streaming and exported engines compute the same
+    value. One formula for numpy arrays (the runtimes) and torch tensors (the
+    model): only methods both share are used.
+
+    Arguments
+    ---------
+    energy : numpy.ndarray or torch.Tensor
+        ``[..., segments]`` sum of squared samples of each segment's valid audio.
+    counts : numpy.ndarray or torch.Tensor
+        ``[..., segments]`` valid samples per segment (0 for padding).
+
+    Returns
+    -------
+    Same type, ``[..., segments]``: ``(level - reference) / 10 dB``, clipped to
+    :data:`LEVEL_RANGE`.
+
+    Example
+    -------
+    >>> energy = np.array([[1.0, 1.0, 0.01, 1.0]])  # a pause 20 dB down in the third
+    >>> relative_levels(energy, np.ones((1, 4))).round(2)
+    array([[ 0.  ,  0.  , -1.83,  0.12]])
+    >>> relative_levels(100 * energy, np.ones((1, 4))).round(2)  # 20 dB louder: the same
+    array([[ 0.  ,  0.  , -1.83,  0.12]])
+    """
+    floor = 1e-10  # power of digital silence (-100 dBFS)
+    counts = counts.clip(1, None)
+    own = energy / counts + floor
+    reference = energy.cumsum(-1) / counts.cumsum(-1) + floor
+    ratio = own / reference
+    log10 = ratio.log10() if hasattr(ratio, "log10") else np.log10(ratio)
+    return log10.clip(*LEVEL_RANGE)
 
 
 def valid_frame_counts(lengths: Optional[Sequence[float]], batch: int, frames: int) -> np.ndarray:

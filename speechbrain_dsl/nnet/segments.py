@@ -14,7 +14,9 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-__all__ = ["length_mask", "segment_mean"]
+from speechbrain_dsl.nnet.routing import relative_levels
+
+__all__ = ["length_mask", "segment_mean", "segment_levels"]
 
 
 def length_mask(
@@ -56,3 +58,34 @@ def segment_mean(
     total = F.pad(values * weight.flatten(1)[:, :frames], (0, pad))
     total = total.view(batch, n_seg, -1).sum(-1)
     return total / weight.sum(-1).clamp(min=1)
+
+
+def segment_levels(
+    wav: torch.Tensor, segment_samples: int, lengths: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Each routing segment's level relative to its utterance so far (see
+    :func:`~speechbrain_dsl.nnet.routing.relative_levels`), ``[batch, segments]``.
+
+    Arguments
+    ---------
+    wav : torch.Tensor
+        ``[batch, 1, samples]`` or ``[batch, samples]``.
+    segment_samples : int
+        Samples per routing segment (segment frames x the encoder's hop).
+    lengths : torch.Tensor, optional
+        Relative lengths in (0, 1]; padding counts neither as energy nor as samples.
+
+    Example
+    -------
+    >>> wav = torch.cat([torch.ones(1, 1, 4), torch.full((1, 1, 4), 0.1)], dim=-1)
+    >>> segment_levels(wav, 4), segment_levels(0.1 * wav, 4)
+    (tensor([[ 0.0000, -1.7033]]), tensor([[ 0.0000, -1.7033]]))
+    """
+    wav = wav.reshape(wav.shape[0], -1).float()
+    batch, samples = wav.shape
+    n_seg = math.ceil(samples / segment_samples)
+    valid = length_mask(lengths, samples, wav.device, batch).float()
+    power = F.pad(wav.square() * valid, (0, n_seg * segment_samples - samples))
+    counts = F.pad(valid, (0, n_seg * segment_samples - samples))
+    energy = power.view(batch, n_seg, segment_samples).sum(-1)
+    return relative_levels(energy, counts.view(batch, n_seg, segment_samples).sum(-1))
