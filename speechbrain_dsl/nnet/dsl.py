@@ -28,7 +28,7 @@ Layout: features ``[batch, channels, time]``; per-segment tensors ``[batch, segm
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -145,30 +145,81 @@ class SegmentStatsHead(nn.Module):
             )
         batch, channels, time = x.shape
         n_seg = math.ceil(time / segment_len)
-        pad = n_seg * segment_len - time
         if lengths is None:
             steps = torch.full((batch,), float(time), device=x.device)
         else:
             steps = torch.round(lengths.to(x.device, torch.float32) * time).clamp(min=1)
-            # zero the padding only when there is some (a traced graph always does)
-            if torch.compiler.is_compiling() or bool((steps < time).any()):
-                keep = torch.arange(time, device=x.device, dtype=steps.dtype)[None] < steps[:, None]
-                x = x * keep[:, None].to(x.dtype)
-        if pad:
-            x = F.pad(x, (0, pad))
-        x = x.reshape(batch, channels, n_seg, -1)
+        if torch.compiler.is_compiling():
+            total, square = masked_segment_sums(x, segment_len, steps)
+        else:
+            total, square = segment_sums(x, segment_len, steps)
         # valid steps per segment, as SpeechBrain's length mask counts them
         first = torch.arange(n_seg, device=x.device, dtype=steps.dtype) * segment_len
         count = (steps[:, None] - first[None]).clamp(min=1, max=segment_len)
         count = count.to(x.dtype)[:, None]
-        # sum and vector_norm are one fast pass each; torch.var_mean is ~20x slower.
-        mean = x.sum(-1) / count
-        mean_square = torch.linalg.vector_norm(x, dim=-1).square() / count
+        mean = total / count
+        mean_square = square / count
         var = (mean_square - mean.square()).clamp(min=0)
         stats = torch.cat([mean, 0.5 * torch.log(var + 1e-6)], dim=1)
         if self.level_input:
             stats = torch.cat([stats, levels[:, None].to(stats.dtype)], dim=1)
         return self.mlp(stats.transpose(1, 2)).squeeze(-1)
+
+
+def masked_segment_sums(
+    x: torch.Tensor, segment_len: int, steps: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-segment sums of ``x`` and of its squares, ``[batch, channels, segments]``,
+    steps at or after ``steps`` (per item) left out, by masking the whole tensor.
+
+    The form an exported graph takes (no data-dependent control flow).
+    """
+    batch, channels, time = x.shape
+    keep = torch.arange(time, device=x.device, dtype=steps.dtype)[None] < steps[:, None]
+    x = F.pad(x * keep[:, None].to(x.dtype), (0, -time % segment_len))
+    x = x.reshape(batch, channels, -1, segment_len)
+    # sum and vector_norm are one fast pass each; torch.var_mean is ~20x slower.
+    return x.sum(-1), torch.linalg.vector_norm(x, dim=-1).square()
+
+
+def segment_sums(
+    x: torch.Tensor, segment_len: int, steps: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`masked_segment_sums` returns, in one read of ``x``.
+
+    Whole segments are summed as a view (no padded copy); only each item's
+    boundary segment is summed again over its valid steps, and segments past
+    it are zeroed. A padded batch of long utterances thus costs the switch no
+    extra pass over the base features.
+
+    Example
+    -------
+    >>> x, steps = torch.randn(3, 2, 50), torch.tensor([50.0, 23.0, 20.0])
+    >>> fast, masked = segment_sums(x, 8, steps), masked_segment_sums(x, 8, steps)
+    >>> all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast, masked))
+    True
+    """
+    batch, channels, time = x.shape
+    whole = time // segment_len
+    body = x[..., : whole * segment_len].reshape(batch, channels, whole, segment_len)
+    totals, squares = [body.sum(-1)], [torch.linalg.vector_norm(body, dim=-1).square()]
+    if time % segment_len:
+        rest = x[..., whole * segment_len :]
+        totals.append(rest.sum(-1, keepdim=True))
+        squares.append(torch.linalg.vector_norm(rest, dim=-1, keepdim=True).square())
+    total, square = torch.cat(totals, -1), torch.cat(squares, -1)
+    short = (steps < time).nonzero().flatten().tolist()
+    if short:
+        total, square = total.clone(), square.clone()  # outputs of autograd nodes
+    for b, end in zip(short, steps[short].long().tolist()):
+        k = end // segment_len
+        piece = x[b, :, k * segment_len : end]
+        total[b, :, k:] = 0
+        square[b, :, k:] = 0
+        if piece.shape[-1]:
+            total[b, :, k] = piece.sum(-1)
+            square[b, :, k] = piece.square().sum(-1)
+    return total, square
 
 
 class Switch(SegmentStatsHead):
