@@ -7,7 +7,7 @@ markers; the command renders a result file (JSON) written by a benchmark::
     | unit | ... |
     <!-- end generated -->
 
-``python -m tools.generated_docs README.md`` rewrites every block from its command;
+``python -m tools.generated_docs README.md docs/*.md`` rewrites every block from its command;
 ``--check`` only reports the blocks that differ (the test suite runs it).
 
 Example
