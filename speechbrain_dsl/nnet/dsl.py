@@ -23,17 +23,29 @@ outputs to equal running the tail on the whole utterance.
 Training runs both tails on everything (the losses need both) and returns the full
 tail's output.
 
+This module holds the layer and how it runs a route (:func:`run_plan`); its parts
+have modules of their own: :mod:`~speechbrain_dsl.nnet.mask`,
+:mod:`~speechbrain_dsl.nnet.switch`, :mod:`~speechbrain_dsl.nnet.distances` and
+:mod:`~speechbrain_dsl.nnet.dsl_loss`.
+
 Layout: features ``[batch, channels, time]``; per-segment tensors ``[batch, segments]``.
 """
 
-import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from speechbrain_dsl.nnet.distances import (
+    DISTANCES,
+    RELATIVE_FLOOR,
+    mean_absolute_error,
+    mean_squared_error,
+    segment_distance,
+)
+from speechbrain_dsl.nnet.dsl_loss import DSLLoss
+from speechbrain_dsl.nnet.mask import Mask, activation_sparsity
 from speechbrain_dsl.nnet.routing import (
     MODES,
     TailPlan,
@@ -43,7 +55,10 @@ from speechbrain_dsl.nnet.routing import (
 )
 from speechbrain_dsl.nnet.routing import decide as decide_routes
 from speechbrain_dsl.nnet.segments import length_mask, segment_mean
+from speechbrain_dsl.nnet.switch import SegmentStatsHead, Switch
 
+# The parts live in modules of their own; their names stay importable from here,
+# as YAML files and packaged models name them (speechbrain_dsl.nnet.dsl.Switch).
 __all__ = [
     "Mask",
     "SegmentStatsHead",
@@ -58,220 +73,6 @@ __all__ = [
     "DSLLoss",
     "activation_sparsity",
 ]
-
-
-class Mask(nn.Module):
-    """Learnable per-channel gain that compresses the activation map.
-
-    Its output is penalised with L1 (:class:`DSLLoss`, Eq. 2), which drives
-    channels and activations towards zero.
-
-    Arguments
-    ---------
-    channels : int
-    init : float
-        Initial gain (1 = identity).
-
-    Example
-    -------
-    >>> mask = Mask(4)
-    >>> mask(torch.randn(2, 4, 10)).shape
-    torch.Size([2, 4, 10])
-    """
-
-    def __init__(self, channels: int, init: float = 1.0) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.full((channels,), float(init)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scales each channel of ``x`` [batch, channels, time]."""
-        return x * self.weight[:, None]
-
-
-class SegmentStatsHead(nn.Module):
-    """Pools features per segment (mean and log-std per channel), then an MLP.
-
-    Cheap on purpose: it runs on every segment before the routing decision.
-
-    Arguments
-    ---------
-    in_channels : int
-    hidden : int
-    level_input : bool
-        Also reads each segment's level relative to its utterance
-        (:func:`~speechbrain_dsl.nnet.routing.relative_levels`), so a head
-        trained under random gain can tell a pause from quiet speech.
-
-    Example
-    -------
-    >>> head = SegmentStatsHead(4, hidden=8)
-    >>> head(torch.randn(2, 4, 100), segment_len=30).shape
-    torch.Size([2, 4])
-    >>> head = SegmentStatsHead(4, hidden=8, level_input=True)
-    >>> head(torch.randn(2, 4, 100), segment_len=30, levels=torch.zeros(2, 4)).shape
-    torch.Size([2, 4])
-    """
-
-    def __init__(self, in_channels: int, hidden: int = 32, level_input: bool = False) -> None:
-        super().__init__()
-        self.level_input = level_input
-        inputs = 2 * in_channels + int(level_input)
-        self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.ELU(), nn.Linear(hidden, 1))
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        segment_len: int,
-        lengths: Optional[torch.Tensor] = None,
-        levels: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """Returns one raw score per segment, ``[batch, ceil(time / segment_len)]``.
-
-        Arguments
-        ---------
-        x : torch.Tensor
-            Features ``[batch, channels, time]``.
-        segment_len : int
-            Time steps per segment.
-        lengths : torch.Tensor, optional
-            Relative lengths in (0, 1]; padded steps are left out of the statistics.
-        levels : torch.Tensor, optional
-            ``[batch, segments]`` relative levels; required with ``level_input``.
-        """
-        if self.level_input and levels is None:
-            raise ValueError(
-                "SegmentStatsHead: this head reads relative levels (level_input=True); "
-                "pass levels [batch, segments]"
-            )
-        batch, channels, time = x.shape
-        n_seg = math.ceil(time / segment_len)
-        if lengths is None:
-            steps = torch.full((batch,), float(time), device=x.device)
-        else:
-            steps = torch.round(lengths.to(x.device, torch.float32) * time).clamp(min=1)
-        if torch.compiler.is_compiling():
-            total, square = masked_segment_sums(x, segment_len, steps)
-        else:
-            total, square = segment_sums(x, segment_len, steps)
-        # valid steps per segment, as SpeechBrain's length mask counts them
-        first = torch.arange(n_seg, device=x.device, dtype=steps.dtype) * segment_len
-        count = (steps[:, None] - first[None]).clamp(min=1, max=segment_len)
-        count = count.to(x.dtype)[:, None]
-        mean = total / count
-        mean_square = square / count
-        var = (mean_square - mean.square()).clamp(min=0)
-        stats = torch.cat([mean, 0.5 * torch.log(var + 1e-6)], dim=1)
-        if self.level_input:
-            stats = torch.cat([stats, levels[:, None].to(stats.dtype)], dim=1)
-        return self.mlp(stats.transpose(1, 2)).squeeze(-1)
-
-
-def masked_segment_sums(
-    x: torch.Tensor, segment_len: int, steps: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-segment sums of ``x`` and of its squares, ``[batch, channels, segments]``,
-    steps at or after ``steps`` (per item) left out, by masking the whole tensor.
-
-    The form an exported graph takes (no data-dependent control flow).
-    """
-    batch, channels, time = x.shape
-    keep = torch.arange(time, device=x.device, dtype=steps.dtype)[None] < steps[:, None]
-    x = F.pad(x * keep[:, None].to(x.dtype), (0, -time % segment_len))
-    x = x.reshape(batch, channels, -1, segment_len)
-    # sum and vector_norm are one fast pass each; torch.var_mean is ~20x slower.
-    return x.sum(-1), torch.linalg.vector_norm(x, dim=-1).square()
-
-
-def segment_sums(
-    x: torch.Tensor, segment_len: int, steps: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """What :func:`masked_segment_sums` returns, in one read of ``x``.
-
-    Whole segments are summed as a view (no padded copy); only each item's
-    boundary segment is summed again over its valid steps, and segments past
-    it are zeroed. A padded batch of long utterances thus costs the switch no
-    extra pass over the base features.
-
-    Example
-    -------
-    >>> x, steps = torch.randn(3, 2, 50), torch.tensor([50.0, 23.0, 20.0])
-    >>> fast, masked = segment_sums(x, 8, steps), masked_segment_sums(x, 8, steps)
-    >>> all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast, masked))
-    True
-    """
-    batch, channels, time = x.shape
-    whole = time // segment_len
-    body = x[..., : whole * segment_len].reshape(batch, channels, whole, segment_len)
-    totals, squares = [body.sum(-1)], [torch.linalg.vector_norm(body, dim=-1).square()]
-    if time % segment_len:
-        rest = x[..., whole * segment_len :]
-        totals.append(rest.sum(-1, keepdim=True))
-        squares.append(torch.linalg.vector_norm(rest, dim=-1, keepdim=True).square())
-    total, square = torch.cat(totals, -1), torch.cat(squares, -1)
-    short = (steps < time).nonzero().flatten().tolist()
-    if short:
-        total, square = total.clone(), square.clone()  # outputs of autograd nodes
-    for b, end in zip(short, steps[short].long().tolist()):
-        k = end // segment_len
-        piece = x[b, :, k * segment_len : end]
-        total[b, :, k:] = 0
-        square[b, :, k:] = 0
-        if piece.shape[-1]:
-            total[b, :, k] = piece.sum(-1)
-            square[b, :, k] = piece.square().sum(-1)
-    return total, square
-
-
-class Switch(SegmentStatsHead):
-    """Predicts, per segment, the distance between the light and full tail outputs.
-
-    The prediction is non-negative (softplus). Trained by :class:`DSLLoss` against
-    the true distance with stop-gradient (Eq. 3).
-
-    Example
-    -------
-    >>> switch = Switch(4)
-    >>> d = switch(torch.randn(2, 4, 100), segment_len=50)
-    >>> d.shape, bool((d >= 0).all())
-    (torch.Size([2, 2]), True)
-    """
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        segment_len: int,
-        lengths: Optional[torch.Tensor] = None,
-        levels: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """Predicted distance per segment, ``[batch, segments]``."""
-        return F.softplus(super().forward(x, segment_len, lengths, levels))
-
-
-def mean_absolute_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-frame MAE over channels: ``[batch, channels, frames] -> [batch, frames]``."""
-    return (a - b).abs().mean(1)
-
-
-def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-frame MSE over channels: ``[batch, channels, frames] -> [batch, frames]``."""
-    return (a - b).square().mean(1)
-
-
-DISTANCES = {
-    "mae": mean_absolute_error,
-    "mse": mean_squared_error,
-    "relative_mae": None,
-    "utterance_mae": None,
-}
-"""Distances behind the switch target and distillation. With ``mae`` a quiet segment
-always looks close, so routing follows loudness. ``relative_mae`` divides the
-segment's MAE by the full tail's mean magnitude on that segment; on trained tails it
-leans the other way: loud segments look close and pauses far (TRAINING.md).
-``utterance_mae`` divides by the full tail's mean magnitude over the whole utterance
-(the training crop): a louder utterance leaves it unchanged, and within one a pause
-still looks closer than speech, as its errors weigh less in what a listener hears."""
-
-RELATIVE_FLOOR = 1e-3  # keeps the relative distance finite on all-zero features
 
 
 @dataclass
@@ -432,17 +233,9 @@ class DynamicSwitchLayer(nn.Module):
         >>> dsl.segment_distance(1.5 * full, full), dsl.segment_distance(15 * full, 10 * full)
         (tensor([[0.9074, 0.0907]]), tensor([[0.9089, 0.0909]]))
         """
-        segment = self.segment_length(full.shape[-1])
-        if self.distance_name == "relative_mae":
-            error = segment_mean(mean_absolute_error(light, full), segment, frame_mask)
-            scale = segment_mean(full.abs().mean(1), segment, frame_mask)
-            return error / (scale + RELATIVE_FLOOR)
-        if self.distance_name == "utterance_mae":
-            error = segment_mean(mean_absolute_error(light, full), segment, frame_mask)
-            scale = segment_mean(full.abs().mean(1), full.shape[-1], frame_mask)
-            return error / (scale + RELATIVE_FLOOR)
-        per_frame = DISTANCES[self.distance_name](light, full)
-        return segment_mean(per_frame, segment, frame_mask)
+        return segment_distance(
+            self.distance_name, light, full, self.segment_length(full.shape[-1]), frame_mask
+        )
 
     def segment_length(self, frames: int) -> int:
         """Frames per routing segment for an input of ``frames`` frames."""
@@ -764,71 +557,6 @@ def run_plan(
     target = torch.as_tensor(plan.target, device=x.device)
     flat_out.index_copy_(1, target, flat_y.index_select(1, source))
     return flat_out.view(dim, batch, frames).transpose(0, 1)
-
-
-class DSLLoss(nn.Module):
-    """The DSL loss, Eq. 5: ``alpha * L_compression + beta * (L_switch + L_light)``.
-
-    - ``L_compression`` (Eq. 2): mean absolute mask output over valid steps.
-    - ``L_switch`` (Eq. 3): ``switch_criterion(predicted, stopgrad(distance))``.
-    - ``L_light`` (Eq. 4): mean distance(light, stopgrad(full)) over valid segments.
-
-    Arguments
-    ---------
-    alpha : float
-        Compression weight.
-    beta : float
-        Weight of the switch and lightweight-tail terms (they share an origin).
-    switch_criterion : str
-        ``l1`` or ``mse`` between predicted and true distance.
-
-    Example
-    -------
-    >>> out = DSLOutput(features=None, masked=torch.ones(1, 2, 4),
-    ...                 predicted=torch.tensor([[0.5]]), distance=torch.tensor([[0.2]]),
-    ...                 route=None, segment_mask=torch.tensor([[True]]))
-    >>> terms = DSLLoss(alpha=0.1, beta=1.0)(out)
-    >>> [round(float(terms[k]), 3) for k in ("compression", "switch", "light", "loss")]
-    [1.0, 0.3, 0.2, 0.6]
-    """
-
-    def __init__(
-        self, alpha: float = 1e-4, beta: float = 1.0, switch_criterion: str = "l1"
-    ) -> None:
-        super().__init__()
-        criteria = {"l1": F.l1_loss, "mse": F.mse_loss}
-        if switch_criterion not in criteria:
-            raise ValueError(
-                f"DSLLoss: switch_criterion must be one of {sorted(criteria)}, got "
-                f"{switch_criterion!r}"
-            )
-        self.alpha, self.beta = alpha, beta
-        self.criterion = criteria[switch_criterion]
-
-    def forward(
-        self, out: DSLOutput, lengths: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
-        """Returns a dict with ``loss`` and its terms ``compression``, ``switch``, ``light``."""
-        masked = out.masked
-        steps = length_mask(lengths, masked.shape[-1], masked.device, masked.shape[0])
-        compression = masked.abs().mean(1)[steps].mean()
-        valid = out.segment_mask
-        distance = out.distance[valid]
-        switch = self.criterion(out.predicted[valid], distance.detach())
-        light = distance.mean()
-        loss = self.alpha * compression + self.beta * (switch + light)
-        return {"loss": loss, "compression": compression, "switch": switch, "light": light}
-
-
-def activation_sparsity(x: torch.Tensor, tolerance: float = 1e-3) -> float:
-    """Share of activations whose magnitude is at most ``tolerance``.
-
-    Example
-    -------
-    >>> activation_sparsity(torch.tensor([0.0, 0.5, -1e-4, 2.0]))
-    0.5
-    """
-    return float((x.abs() <= tolerance).float().mean())
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,176 @@
+"""The DSL's switch (Eq. 3): per-segment statistics of the masked features -> a distance.
+
+:class:`SegmentStatsHead` pools each routing segment (mean and log-std per channel,
+optionally the segment's relative level) and scores it with a small MLP;
+:class:`Switch` makes the score a non-negative predicted distance. The pooling
+reads the features once (:func:`segment_sums`); exported graphs use the masked form
+(:func:`masked_segment_sums`), which has no data-dependent control flow.
+"""
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SegmentStatsHead", "Switch", "masked_segment_sums", "segment_sums"]
+
+
+class SegmentStatsHead(nn.Module):
+    """Pools features per segment (mean and log-std per channel), then an MLP.
+
+    Cheap on purpose: it runs on every segment before the routing decision.
+
+    Arguments
+    ---------
+    in_channels : int
+    hidden : int
+    level_input : bool
+        Also reads each segment's level relative to its utterance
+        (:func:`~speechbrain_dsl.nnet.routing.relative_levels`), so a head
+        trained under random gain can tell a pause from quiet speech.
+
+    Example
+    -------
+    >>> head = SegmentStatsHead(4, hidden=8)
+    >>> head(torch.randn(2, 4, 100), segment_len=30).shape
+    torch.Size([2, 4])
+    >>> head = SegmentStatsHead(4, hidden=8, level_input=True)
+    >>> head(torch.randn(2, 4, 100), segment_len=30, levels=torch.zeros(2, 4)).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 32, level_input: bool = False) -> None:
+        super().__init__()
+        self.level_input = level_input
+        inputs = 2 * in_channels + int(level_input)
+        self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.ELU(), nn.Linear(hidden, 1))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        segment_len: int,
+        lengths: Optional[torch.Tensor] = None,
+        levels: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Returns one raw score per segment, ``[batch, ceil(time / segment_len)]``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features ``[batch, channels, time]``.
+        segment_len : int
+            Time steps per segment.
+        lengths : torch.Tensor, optional
+            Relative lengths in (0, 1]; padded steps are left out of the statistics.
+        levels : torch.Tensor, optional
+            ``[batch, segments]`` relative levels; required with ``level_input``.
+        """
+        if self.level_input and levels is None:
+            raise ValueError(
+                "SegmentStatsHead: this head reads relative levels (level_input=True); "
+                "pass levels [batch, segments]"
+            )
+        batch, channels, time = x.shape
+        n_seg = math.ceil(time / segment_len)
+        if lengths is None:
+            steps = torch.full((batch,), float(time), device=x.device)
+        else:
+            steps = torch.round(lengths.to(x.device, torch.float32) * time).clamp(min=1)
+        if torch.compiler.is_compiling():
+            total, square = masked_segment_sums(x, segment_len, steps)
+        else:
+            total, square = segment_sums(x, segment_len, steps)
+        # valid steps per segment, as SpeechBrain's length mask counts them
+        first = torch.arange(n_seg, device=x.device, dtype=steps.dtype) * segment_len
+        count = (steps[:, None] - first[None]).clamp(min=1, max=segment_len)
+        count = count.to(x.dtype)[:, None]
+        mean = total / count
+        mean_square = square / count
+        var = (mean_square - mean.square()).clamp(min=0)
+        stats = torch.cat([mean, 0.5 * torch.log(var + 1e-6)], dim=1)
+        if self.level_input:
+            stats = torch.cat([stats, levels[:, None].to(stats.dtype)], dim=1)
+        return self.mlp(stats.transpose(1, 2)).squeeze(-1)
+
+
+def masked_segment_sums(
+    x: torch.Tensor, segment_len: int, steps: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-segment sums of ``x`` and of its squares, ``[batch, channels, segments]``,
+    steps at or after ``steps`` (per item) left out, by masking the whole tensor.
+
+    The form an exported graph takes (no data-dependent control flow).
+    """
+    batch, channels, time = x.shape
+    keep = torch.arange(time, device=x.device, dtype=steps.dtype)[None] < steps[:, None]
+    x = F.pad(x * keep[:, None].to(x.dtype), (0, -time % segment_len))
+    x = x.reshape(batch, channels, -1, segment_len)
+    # sum and vector_norm are one fast pass each; torch.var_mean is ~20x slower.
+    return x.sum(-1), torch.linalg.vector_norm(x, dim=-1).square()
+
+
+def segment_sums(
+    x: torch.Tensor, segment_len: int, steps: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`masked_segment_sums` returns, in one read of ``x``.
+
+    Whole segments are summed as a view (no padded copy); only each item's
+    boundary segment is summed again over its valid steps, and segments past
+    it are zeroed. A padded batch of long utterances thus costs the switch no
+    extra pass over the base features.
+
+    Example
+    -------
+    >>> x, steps = torch.randn(3, 2, 50), torch.tensor([50.0, 23.0, 20.0])
+    >>> fast, masked = segment_sums(x, 8, steps), masked_segment_sums(x, 8, steps)
+    >>> all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast, masked))
+    True
+    """
+    batch, channels, time = x.shape
+    whole = time // segment_len
+    body = x[..., : whole * segment_len].reshape(batch, channels, whole, segment_len)
+    totals, squares = [body.sum(-1)], [torch.linalg.vector_norm(body, dim=-1).square()]
+    if time % segment_len:
+        rest = x[..., whole * segment_len :]
+        totals.append(rest.sum(-1, keepdim=True))
+        squares.append(torch.linalg.vector_norm(rest, dim=-1, keepdim=True).square())
+    total, square = torch.cat(totals, -1), torch.cat(squares, -1)
+    short = (steps < time).nonzero().flatten().tolist()
+    if short:
+        total, square = total.clone(), square.clone()  # outputs of autograd nodes
+    for b, end in zip(short, steps[short].long().tolist()):
+        k = end // segment_len
+        piece = x[b, :, k * segment_len : end]
+        total[b, :, k:] = 0
+        square[b, :, k:] = 0
+        if piece.shape[-1]:
+            total[b, :, k] = piece.sum(-1)
+            square[b, :, k] = piece.square().sum(-1)
+    return total, square
+
+
+class Switch(SegmentStatsHead):
+    """Predicts, per segment, the distance between the light and full tail outputs.
+
+    The prediction is non-negative (softplus). Trained by :class:`DSLLoss` against
+    the true distance with stop-gradient (Eq. 3).
+
+    Example
+    -------
+    >>> switch = Switch(4)
+    >>> d = switch(torch.randn(2, 4, 100), segment_len=50)
+    >>> d.shape, bool((d >= 0).all())
+    (torch.Size([2, 2]), True)
+    """
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        segment_len: int,
+        lengths: Optional[torch.Tensor] = None,
+        levels: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Predicted distance per segment, ``[batch, segments]``."""
+        return F.softplus(super().forward(x, segment_len, lengths, levels))
