@@ -63,3 +63,32 @@ def test_earlier_argument_names_what_is_wrong(tmp_path):
         parse_earlier(str(run))
     with pytest.raises(ValueError, match="holds no train_log.txt"):
         parse_earlier(f"{tmp_path / 'missing'}:5")
+
+
+def test_check_clips_take_non_speech_where_the_test_set_has_it_and_never_recordings(tmp_path):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+    import torch
+    from conftest import make_codec
+
+    from tools.training_record import write_check
+
+    data = tmp_path / "LibriTTS"
+    entries = {}
+    for subset, count in (("test-clean", 5), ("test-noise", 3), ("test-recorded", 4)):
+        (data / subset).mkdir(parents=True)
+        for i in range(count):
+            wav = data / subset / f"{subset}_{i}.wav"
+            sf.write(wav, np.random.default_rng(i).normal(0, 0.1, 1600).astype("float32"), 16000)
+            entries[f"{subset}_{i}"] = {"wav": "{data_root}/" + f"{subset}/{wav.name}"}
+    manifest = tmp_path / "run" / "manifests" / "test.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps(entries))
+    torch.manual_seed(0)
+    write_check(make_codec().eval(), manifest, tmp_path / "pkg", clips=4, data_folder=tmp_path)
+    names = json.loads((tmp_path / "pkg" / "check" / "check.json").read_text())["clips"]
+    assert len(names) == 4
+    assert sum("test-noise" in n for n in names) == 2  # the non-speech share of the check
+    assert not any("test-recorded" in n for n in names)  # not ours to copy

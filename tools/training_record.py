@@ -252,12 +252,16 @@ def _test_entries(manifest, data_folder=None):
     return entries
 
 
-def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_folder=None):
+def write_check(
+    codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_folder=None, noise_clips=2
+):
     """Stores ``clips`` held-out utterances (first ``seconds``) and the codec's numbers on them.
 
     ``data_folder`` (default: the run's ``data_folder`` setting) resolves the
     manifest's ``{data_root}``. Utterances of recorded subsets (``*-recorded``: real
-    recordings whose licence is not ours) are never copied into the folder.
+    recordings whose licence is not ours) are never copied into the folder. Where
+    the test set has non-speech subsets (``*-noise``), ``noise_clips`` of the clips
+    come from them, so the check's mixed pass has audio a DSL should route light.
     """
     from speechbrain_dsl.probing.embedding_cache import read_clip
 
@@ -266,8 +270,12 @@ def write_check(codec, manifest, folder, clips=6, seconds=3.0, seed=0, data_fold
         for utt, e in _test_entries(manifest, data_folder).items()
         if "-recorded/" not in e["wav"]
     }
+    noise = sorted(utt for utt, e in entries.items() if "-noise/" in e["wav"])
+    speech = sorted(set(entries) - set(noise))
     rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(sorted(entries), min(clips, len(entries)), replace=False).tolist())
+    take_noise = min(noise_clips, len(noise), clips)
+    chosen = rng.choice(speech, min(clips - take_noise, len(speech)), replace=False).tolist()
+    chosen = sorted(chosen + rng.choice(noise, take_noise, replace=False).tolist())
     audio = {
         utt: read_clip(entries[utt]["wav"], codec.sample_rate)[: int(seconds * codec.sample_rate)]
         for utt in chosen
