@@ -9,7 +9,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dsl.inference.tokenizer import DSLTokenizer
 from speechbrain_dsl.lobes.codec import CodecOutput, DSLCodec
-from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
+from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder, baseline_to_dsl_state
 from speechbrain_dsl.lobes.soundstream import SoundStreamDecoder, SoundStreamEncoder
 from speechbrain_dsl.lobes.vocos import VocosDecoder
 from speechbrain_dsl.nnet.dsl import DSLLoss, DynamicSwitchLayer, Mask, Switch
@@ -432,8 +432,29 @@ def test_inline_yaml_with_mismatched_light_tail_raises_value_error():
         load_hyperpyyaml(bad)
 
 
-def test_yaml_files_exist():
-    assert DSL_YAML.is_file() and BASELINE_YAML.is_file()
+def test_dsl_yaml_full_pass_computes_the_baseline_yamls_encoder_with_its_weights():
+    """The two YAMLs share one encoder: the baseline's weights, renamed, give the DSL
+    model's full pass exactly the baseline's output (what the retrofit recipe starts from)."""
+    torch.manual_seed(0)
+    base = load_hparams(BASELINE_YAML)["codec"].eval()
+    torch.manual_seed(1)
+    dsl = load_hparams(DSL_YAML)["codec"].eval()
+    state = baseline_to_dsl_state(base.state_dict(), split_after=dsl.encoder.split_after)
+    missing, unexpected = dsl.load_state_dict(state, strict=False)
+    assert not unexpected
+    dsl_only = ("encoder.dsl.mask.", "encoder.dsl.switch.", "encoder.dsl.light_tail.")
+    missing = set(missing) - {"encoder.dsl.calibrated_threshold"}
+    assert missing and all(k.startswith(dsl_only) for k in missing), missing
+    wav = torch.randn(2, 1, 8000) * 0.1
+    with torch.no_grad():
+        expected, _ = base.encode_features(wav)
+        full, _ = dsl.encode_features(wav, mode="full")
+        light, _ = dsl.encode_features(wav, mode="light")
+        decoded = (dsl.decoder(full), base.decoder(expected))
+    assert full.shape == expected.shape == (2, 64, 25)  # emb_dim 64, hop 320
+    torch.testing.assert_close(full, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(*decoded, rtol=1e-5, atol=1e-6)
+    assert (full - light).abs().mean() > 0.1 * full.abs().mean()  # the light tail is another net
 
 
 def test_input_scale_is_applied_to_the_encoder_input_and_undone_at_the_output():

@@ -244,15 +244,26 @@ def test_cli_baseline_yaml_gives_a_clear_error(cli_runs):
     assert out == ""
 
 
-def test_executed_macs_of_a_codec_follow_the_codecs_own_routing(default_model):
+def test_executed_macs_of_a_codec_follow_the_codecs_own_routing(default_model, monkeypatch):
     """Counting on the codec runs the encoder as encode() does (input scale included)."""
     hp, costs = default_model
     codec = hp["codec"].eval()
-    wav = torch.randn(4, 1, 16000) * 0.05
+    gen = torch.Generator().manual_seed(0)
+    wav = (
+        torch.randn(4, 1, 16000, generator=gen)
+        * torch.tensor([0.003, 0.01, 0.05, 0.3])[:, None, None]
+    )
+    # one segment a clip: a threshold between the middle two predictions routes both ways
+    predicted = codec.predict_distances(wav).detach().flatten().sort().values
+    assert predicted.numel() == 4 and predicted[1] < predicted[2]
+    monkeypatch.setattr(codec, "threshold", float(predicted[1] + predicted[2]) / 2)
     with torch.no_grad():
         share = codec.encode_with_routing(wav, mode="mixed").routing.light_share
+    assert share == 0.5
     m = costs["macs_per_second"]
     expected = 4 * (m["base"] + m["mask"] + m["switch"]) + 4 * (
         share * m["light_tail"] + (1 - share) * m["full_tail"]
     )
-    assert executed_macs(codec, wav, mode="mixed") == pytest.approx(expected, rel=0.01)
+    mixed = executed_macs(codec, wav, mode="mixed")
+    assert mixed == pytest.approx(expected, rel=0.01)
+    assert executed_macs(codec, wav, mode="light") < mixed < executed_macs(codec, wav, mode="full")

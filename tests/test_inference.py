@@ -87,7 +87,9 @@ def test_packaged_folder_loads_offline_and_matches_the_trained_codec(packaged, t
     expected, _ = codec.encode(wav)
     assert tokens.shape == (2, 50, 8) and torch.equal(tokens, expected)
     (routing,) = calls
-    assert 0.0 <= routing.light_share <= 1.0 and routing.route.shape == (2, 1)
+    assert routing.route.shape == (2, 1) and routing.segment_mask.all()
+    assert torch.equal(routing.route, routing.predicted < 0.4321)  # the package's threshold
+    assert routing.light_share == float(routing.route.float().mean())
     assert routing.mode == "mixed" and routing.threshold == pytest.approx(0.4321)
     assert model.decode_batch(tokens).shape == (2, 16000)
     assert model.encode_with_routing(wav, mode="full").routing.light_share == 0.0

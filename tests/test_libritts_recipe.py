@@ -98,7 +98,10 @@ def test_synthetic_libritts_is_deterministic_for_a_seed(tmp_path, corpus):
             distance = mel_distance(
                 torch.from_numpy(x[:n])[None], torch.from_numpy(y[:n])[None], sample_rate=24000
             )
-            assert float(distance) < 0.5, a.name
+            # measured: 12 of 16 wavs byte-identical, the other 4 (one speaker, espeak's
+            # jitter) at most 0.132 apart over two re-renders; a 10 ms shift or halving the
+            # level is ~0.58
+            assert float(distance) < 0.3, a.name
     assert sorted(w.name for w in other.rglob("*.wav")) != sorted(
         w.name for w in corpus.rglob("*.wav")
     )
@@ -207,7 +210,9 @@ def test_recipe_debug_run_trains_validates_calibrates_and_tests(tmp_path, corpus
         "threshold",
     ):
         assert key in metrics and metrics[key] == metrics[key], key
-    assert 1.0 <= metrics["visqol_full"] <= 5.0
+    # measured twice (one CPU): 1.2557 and 1.2528, the corpus's espeak jitter; a decode
+    # scored against the wrong reference (or nothing decoded) lands far off
+    assert metrics["visqol_full"] == pytest.approx(1.254, abs=0.02)
     log = (out / "train_log.txt").read_text()
     assert "train adversarial" in log and "valid light_share" in log
 

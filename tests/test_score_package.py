@@ -35,10 +35,13 @@ def test_opus_anchor_scores_the_corpus_and_more_bits_score_higher(tmp_path, caps
     assert rows[0.0]["mel"] < rows[1.0]["mel"]
 
 
-def test_score_package_takes_a_package_or_opus_not_both(tmp_path):
+def test_score_package_takes_a_package_or_opus_not_both(tmp_path, capsys):
     for argv in ([], [str(tmp_path), "--opus", "1.0"]):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exited:
             main(argv + ["--corpus", str(tmp_path)])
+        assert exited.value.code == 2  # argparse's usage error, not a failure further on
+        err = capsys.readouterr().err
+        assert "give a package folder or --opus LEVEL (one of the two)" in err, err
 
 
 def _corpus_of_check_clips(folder, count=2):
