@@ -34,21 +34,22 @@ model needs (:mod:`speechbrain_dsl.inference.loading`: strict weights, reading
 checkpoint folders, :func:`find_codec_checkpoint`, :func:`load_codec`) live in
 ``inference``, which never imports ``training``; they are imported here under
 their old names, so ``speechbrain_dsl.training.checkpoints.<name>`` keeps working.
+
+The random-number states (:mod:`speechbrain_dsl.training.rng_state`) and
+:func:`update_checkpoint` (:mod:`speechbrain_dsl.training.checkpoint_update`) have
+modules of their own, whose public names are importable from here too; so has the
+syncing of files and folders that both writers use
+(:mod:`speechbrain_dsl.training.durable_writes`).
 """
 
 import errno
 import logging
 import os
-import random
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import List, Optional
 
-import numpy as np
-import speechbrain.dataio.dataloader  # noqa: F401  (patches the DataLoader iterator first)
 import torch
-import yaml
 from speechbrain.utils.checkpoints import (
     DEFAULT_LOAD_HOOKS,
     DEFAULT_SAVE_HOOKS,
@@ -62,10 +63,8 @@ from speechbrain.utils.checkpoints import (
 from speechbrain.utils.distributed import (
     ddp_barrier,
     ddp_broadcast,
-    get_rank,
     if_main_process,
 )
-from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from speechbrain_dsl.inference.loading import (
     AVERAGE_FILE,
@@ -84,18 +83,21 @@ from speechbrain_dsl.inference.loading import (
 from speechbrain_dsl.inference.manifest import (
     MANIFEST,
     CheckpointError,
-    manifest_text,
     read_manifest,
     sha256_file,
     verify_manifest,
     write_manifest,
 )
+from speechbrain_dsl.training.checkpoint_update import update_checkpoint
+from speechbrain_dsl.training.durable_writes import sync_folder
+from speechbrain_dsl.training.rng_state import RandomState, capture_rng_state, restore_rng_state
 
 __all__ = [
     # defined here
     "LOW_SPACE_BYTES",
     "PARTIAL_PREFIX",
     "AtomicCheckpointer",
+    # from rng_state and checkpoint_update (their old home was here)
     "RandomState",
     "capture_rng_state",
     "restore_rng_state",
@@ -121,138 +123,11 @@ __all__ = [
 
 PARTIAL_PREFIX = ".partial-"
 LOW_SPACE_BYTES = 16 * 2**20  # a failed write with less than this free is a full disk
-PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
 
 
 def _warn_once(key, message):
     warn_once(key, message, logger)
-
-
-# --- random-number states ----------------------------------------------------------
-
-
-def capture_rng_state() -> dict:
-    """The states of python's ``random``, numpy's global and torch's (CPU, CUDA) RNGs."""
-    key, pos, has_gauss, gauss = np.random.get_state()[1:]
-    state = {
-        "python": random.getstate(),
-        "numpy": {
-            "key": torch.from_numpy(key.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict, source: PathLike = "the RNG state") -> None:
-    """Sets the RNGs to a :func:`capture_rng_state` result (``ValueError`` if malformed)."""
-    try:
-        version, internal, gauss = state["python"]
-        numpy = state["numpy"]
-        numpy_state = (
-            "MT19937",
-            numpy["key"].numpy().astype(np.uint32),
-            int(numpy["pos"]),
-            int(numpy["has_gauss"]),
-            float(numpy["gauss"]),
-        )
-        python_state = (int(version), tuple(int(x) for x in internal), gauss)
-        torch_state = state["torch"]
-        if not (torch.is_tensor(torch_state) and torch_state.dtype == torch.uint8):
-            raise TypeError("torch state is not a byte tensor")
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.set_rng_state(torch_state)
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
-        raise CheckpointError(f"{source} is not a valid RNG state ({err})") from None
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available():
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-        else:
-            logger.warning(
-                f"{source}: saved with {len(cuda)} CUDA devices, now "
-                f"{torch.cuda.device_count()}; CUDA RNG states not restored"
-            )
-
-
-class RandomState:
-    """The ``rng`` recoverable: python, numpy, torch and CUDA RNG states, per rank.
-
-    :class:`AtomicCheckpointer` adds it by itself (``save_rng_state=True``). Rank
-    0 writes ``rng.ckpt``, rank ``r`` ``rng.rank<r>.state`` next to it.
-    Loading sets the RNGs at once. For an intra-epoch checkpoint, a SpeechBrain
-    ``SaveableDataLoader`` that resumes mid-epoch draws a random seed when its
-    iterator is created (a draw the uninterrupted run made at the start of the
-    epoch), so the states are set again right after that, before the first
-    batch is read: a run resumed from any checkpoint then draws exactly the
-    numbers of the uninterrupted run (``num_workers=0``; a
-    ``ReproducibleRandomSampler``, SpeechBrain's default for ``shuffle=True``,
-    keeps the batch order, which depends on the epoch only).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "rng.ckpt"
-    >>> rng = RandomState()
-    >>> rng.save(path)
-    >>> first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
-    >>> rng.load(path, end_of_epoch=True)
-    >>> (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
-    True
-    """
-
-    def __init__(self):
-        self.last_loaded = None
-
-    @staticmethod
-    def _rank_path(path: Path) -> Path:
-        rank = get_rank() or 0
-        return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}.state")
-
-    def save(self, path: PathLike) -> None:
-        """Writes this process's RNG states (called on every rank)."""
-        torch.save(capture_rng_state(), self._rank_path(Path(path)))
-
-    def load(self, path: PathLike, end_of_epoch: bool = True) -> None:
-        """Sets the RNGs to the states saved in ``path`` (this rank's file)."""
-        path = Path(path)
-        own = self._rank_path(path)
-        if not own.is_file():
-            logger.warning(
-                f"{own} not found (the number of processes changed?): "
-                f"using the RNG states of rank 0"
-            )
-            own = path
-        state = load_weights(own)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{own} is not a valid RNG state (a {type(state).__name__})")
-        restore_rng_state(state, own)
-        self.last_loaded = (state, own)
-
-
-_ITERATOR_INIT = "_speechbrain_dsl_rng_wrapped"
-if not getattr(_BaseDataLoaderIter.__init__, _ITERATOR_INIT, False):
-    _inner_iterator_init = _BaseDataLoaderIter.__init__
-
-    def _iterator_init_then_restore_rng(self, loader, *args, **kwargs):
-        """Creates the iterator, then sets RNG states left pending by a resume."""
-        _inner_iterator_init(self, loader, *args, **kwargs)
-        pending = loader.__dict__.pop("_speechbrain_dsl_pending_rng", None)
-        if pending is not None:
-            restore_rng_state(*pending)
-
-    setattr(_iterator_init_then_restore_rng, _ITERATOR_INIT, True)
-    _BaseDataLoaderIter.__init__ = _iterator_init_then_restore_rng
-
-
-# --- the checkpointer --------------------------------------------------------------
 
 
 def _free_bytes(path: Path) -> Optional[int]:
@@ -379,11 +254,11 @@ class AtomicCheckpointer(Checkpointer):
                 return None
             current = partial / MANIFEST
             write_manifest(partial)
-            _sync_folder(partial)
+            sync_folder(partial)
             final = partial.with_name(partial.name[len(PARTIAL_PREFIX) :])
             current = final
             partial.rename(final)
-            _sync_folder(final.parent)
+            sync_folder(final.parent)
         except BaseException as err:
             if if_main_process() and partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
@@ -571,106 +446,3 @@ class AtomicCheckpointer(Checkpointer):
                     f"Don't know how to load {type(obj)} ({key}). Register a "
                     f"default hook or add a custom hook for this object."
                 )
-
-
-def update_checkpoint(folder: PathLike, meta: Optional[Dict] = None, tensors=None) -> Path:
-    """Changes a saved checkpoint in place: entries of its meta and of its state dicts.
-
-    For a result that belongs to the checkpoint but is made after it was saved
-    (a threshold calibrated on ViSQOL before testing). Every new file (the
-    changed ``<recoverable>.ckpt``, ``CKPT.yaml``, ``SHA256SUMS``) is written and
-    synced under a temporary name (with the mode of the file it replaces) first,
-    then all are renamed into place at once, the manifest last: a kill leaves the
-    old checkpoint or the new one, and one inside the window of the renames leaves
-    a checkpoint that fails its checksum check at load, naming the file.
-
-    Arguments
-    ---------
-    folder : path
-        A ``CKPT+...`` folder.
-    meta : dict, optional
-        Entries added to (or replacing those of) its ``CKPT.yaml``.
-    tensors : dict, optional
-        ``{recoverable: {state key: tensor}}``; each key must exist already.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> ckpt = AtomicCheckpointer(tempfile.mkdtemp(), {"layer": torch.nn.Linear(2, 2)})
-    >>> saved = ckpt.save_checkpoint(meta={"loss": 1.0})
-    >>> _ = update_checkpoint(saved.path, {"note": "x"}, {"layer": {"bias": torch.ones(2)}})
-    >>> torch.load(saved.path / "layer.ckpt")["bias"].tolist(), verify_manifest(saved.path)
-    ([1.0, 1.0], True)
-    >>> found = ckpt.find_checkpoint()
-    >>> found.meta["note"], found.meta["loss"], found.meta["unixtime"] == saved.meta["unixtime"]
-    ('x', 1.0, True)
-    """
-    folder = Path(folder)
-    if not verify_manifest(folder):
-        raise CheckpointError(f"{folder}: no {MANIFEST} to keep up to date; not a checkpoint?")
-    staged = {}  # final name -> temporary path
-    manifest = None
-    try:
-        for name, changes in (tensors or {}).items():
-            path = folder / f"{name}{PARAMFILE_EXT}"
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            unknown = sorted(set(changes) - set(state))
-            if unknown:
-                raise KeyError(f"{path} has no entries {', '.join(unknown)}")
-            state.update({key: torch.as_tensor(value) for key, value in changes.items()})
-            staged[path.name] = _stage(
-                folder, path.name, lambda tmp, state=state: torch.save(state, tmp)
-            )
-        if meta:
-            old = yaml.safe_load((folder / METAFNAME).read_text(encoding="utf-8"))
-            text = "# yamllint disable\n" + yaml.dump({**old, **meta})
-            staged[METAFNAME] = _stage(
-                folder, METAFNAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
-            )
-        sums = read_manifest(folder)
-        for name, tmp in staged.items():
-            sums[name] = sha256_file(tmp)
-        sums_text = manifest_text(sums)
-        manifest = _stage(folder, MANIFEST, lambda tmp: Path(tmp).write_text(sums_text))
-        for name, tmp in staged.items():
-            os.replace(tmp, folder / name)
-        os.replace(manifest, folder / MANIFEST)
-        _sync_folder(folder)
-    finally:
-        for tmp in [*staged.values(), manifest]:
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
-    return folder
-
-
-def _stage(folder: Path, name: str, write) -> str:
-    """A synced temporary file ``folder/.name.*`` that ``write(path)`` filled, with
-    the mode of ``folder/name`` (mkstemp makes 0600 files)."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-    os.close(fd)
-    try:
-        shutil.copymode(folder / name, tmp)
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-    except BaseException:
-        os.remove(tmp)
-        raise
-    return tmp
-
-
-def _sync_folder(folder: Path) -> None:
-    """fsyncs the files of ``folder`` and the folder itself (best effort on odd file systems)."""
-    paths = [p for p in folder.iterdir() if p.is_file()] + [folder]
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
-                raise
-        finally:
-            os.close(fd)
