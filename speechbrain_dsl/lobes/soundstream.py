@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechbrain_dsl.nnet.activations import elu
 from speechbrain_dsl.nnet.conv import (
     CausalConv1d,
     CausalConvTranspose1d,
@@ -59,7 +60,7 @@ class ResidualUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies the unit to ``x`` [batch, channels, time]."""
-        return x + self.pointwise(F.elu(self.dilated(F.elu(x))))
+        return x + self.pointwise(elu(self.dilated(elu(x))))
 
 
 class EncoderBlock(nn.Module):
@@ -104,7 +105,7 @@ class EncoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies the block to ``x`` [batch, in_channels, time]."""
-        return self.downsample(F.elu(self.units(x)))
+        return self.downsample(elu(self.units(x)))
 
 
 class DecoderBlock(nn.Module):
@@ -134,7 +135,7 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies the block to ``x`` [batch, in_channels, time]."""
-        return self.units(self.upsample(F.elu(x)))
+        return self.units(self.upsample(elu(x)))
 
 
 class ELUConv(nn.Module):
@@ -154,7 +155,7 @@ class ELUConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies ELU then the conv to ``x`` [batch, channels, time]."""
-        return self.conv(F.elu(x))
+        return self.conv(elu(x))
 
 
 class SoundStreamEncoder(nn.Module):

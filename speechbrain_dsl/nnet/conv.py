@@ -23,6 +23,7 @@ from torch import nn
 
 __all__ = [
     "export_layout",
+    "in_export_layout",
     "compose_receptive_field",
     "CausalConv1d",
     "CausalConvTranspose1d",
@@ -36,7 +37,8 @@ _export_layout = False
 
 @contextlib.contextmanager
 def export_layout() -> Iterator[None]:
-    """Runs every :class:`CausalConv1d` in its graph-friendly layout inside the block.
+    """Runs every :class:`CausalConv1d` (and :func:`~speechbrain_dsl.nnet.activations.elu`)
+    in its graph-friendly form inside the block.
 
     Eager PyTorch pads both sides and slices the extra outputs off (faster there);
     in an ONNX graph that slice copies every activation, while a zero ``Pad`` before
@@ -56,6 +58,11 @@ def export_layout() -> Iterator[None]:
         yield
     finally:
         _export_layout = previous
+
+
+def in_export_layout() -> bool:
+    """True inside :func:`export_layout` (layers that have a graph-friendly form use it)."""
+    return _export_layout
 
 
 def compose_receptive_field(layers: Iterable[nn.Module]) -> Tuple[int, int]:

@@ -1,0 +1,162 @@
+"""Where the exported encoder spends its time, per ONNX op type, and what the ELU form buys.
+
+Exports the encoder graph of a packaged model twice, with onnxruntime's ``Elu`` kernel
+and with the graph-friendly form ``max(x, exp(min(x, 0)) - 1)``
+(:func:`speechbrain_dsl.nnet.activations.elu`, what the package exports), runs both on
+the same rows of audio (one thread, all rows full or all light, medians of
+``--repeats`` round-robin runs), and reports each graph's time per op type from
+onnxruntime's profiler and the wall time per second of audio. Tokens of the two
+graphs are compared (they can differ only at codeword near-ties).
+
+    python benchmarks/encoder_ops.py [--model pretrained/dsl-codec-16k] [--rows 16]
+        [--repeats 7] [--json] [--out FILE]
+"""
+
+import argparse
+import collections
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from speechbrain_dsl.inference.graphs import ExportableEncoder, export_onnx, metadata
+from speechbrain_dsl.inference.interface import DSLCodecInterface
+from speechbrain_dsl.nnet.activations import kernel_elu
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(ROOT / "pretrained" / "dsl-codec-16k"))
+    parser.add_argument("--rows", type=int, default=16, help="routing segments per call")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", default=None, help="also write the result (JSON) here")
+    return parser.parse_args(argv)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def session(path, profile=False):
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.enable_profiling = profile
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def op_shares(path, feed):
+    """Share of kernel time per op type over a few profiled runs."""
+    profiled = session(path, profile=True)
+    for _ in range(3):
+        profiled.run(None, feed)
+    trace = Path(profiled.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    times = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            times[event["args"]["op_name"]] += event["dur"]
+    total = sum(times.values())
+    return {op: t / total for op, t in times.most_common()}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    codec = DSLCodecInterface.from_hparams(
+        source=args.model, savedir=tempfile.mkdtemp(), engine="torch"
+    ).codec.eval()
+    model = ExportableEncoder(codec).eval()
+    info = metadata(codec, "encoder")
+    folder = Path(tempfile.mkdtemp())
+    with torch.no_grad():
+        with kernel_elu():
+            kernel = export_onnx(model, folder / "elu_kernel.onnx", info)
+        friendly = export_onnx(model, folder / "elu_graph_friendly.onnx", info)
+    rng = np.random.default_rng(0)
+    seg, ctx = model.segment_samples, model.context_samples
+    audio = (rng.standard_normal((args.rows, 1, seg + ctx)) * 0.05).astype(np.float32)
+    feeds = {}
+    for routing, threshold in (("full", -np.inf), ("light", np.inf)):
+        feed = {
+            "segments": audio[..., ctx:],
+            "threshold": np.array(threshold, np.float32),
+            "context": np.ascontiguousarray(audio[..., :ctx]),
+            "lengths": np.ones(args.rows, np.float32),
+        }
+        if model.reads_levels:
+            feed["levels"] = np.zeros(args.rows, np.float32)
+        feeds[routing] = feed
+    graphs = {"Elu kernel": kernel, "max(x, exp(min(x, 0)) - 1)": friendly}
+    sessions = {name: session(path) for name, path in graphs.items()}
+    seconds = args.rows * seg / codec.sample_rate
+    rows = []
+    for routing, feed in feeds.items():
+        outputs = {name: s.run(None, feed) for name, s in sessions.items()}
+        times = {name: [] for name in sessions}
+        for _ in range(args.repeats):  # round robin: drifting load hits both alike
+            for name, s in sessions.items():
+                start = time.perf_counter()
+                s.run(None, feed)
+                times[name].append(time.perf_counter() - start)
+        tokens = [o[1] for o in outputs.values()]
+        for name in sessions:
+            shares = op_shares(graphs[name], feed)
+            rows.append(
+                {
+                    "routing": routing,
+                    "elu": name,
+                    "ms_per_audio_second": 1000 * statistics.median(times[name]) / seconds,
+                    "elu_share": shares.get("Elu", 0.0)
+                    + sum(shares.get(op, 0.0) for op in ("Exp", "Min", "Max")),
+                    "top_ops": dict(list(shares.items())[:6]),
+                    "token_agreement": float((tokens[0] == tokens[1]).mean()),
+                }
+            )
+    result = {
+        "meta": {
+            "model": str(Path(args.model).resolve().relative_to(ROOT))
+            if Path(args.model).resolve().is_relative_to(ROOT)
+            else args.model,
+            "rows": args.rows,
+            "segment_samples": seg,
+            "cpu": cpu_name(),
+            "threads": 1,
+            "onnxruntime": onnxruntime.__version__,
+            "command": "python benchmarks/encoder_ops.py " + " ".join(argv or sys.argv[1:]),
+        },
+        "rows": rows,
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return result
+    print(
+        f"{result['meta']['model']}: {args.rows} rows of {seg} samples; {result['meta']['cpu']}, 1 thread"
+    )
+    print("| routing | ELU form | ms per audio second | ELU ops' share | tokens equal |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['routing']} | {r['elu']} | {r['ms_per_audio_second']:.2f} | "
+            f"{100 * r['elu_share']:.1f}% | {100 * r['token_agreement']:.2f}% |"
+        )
+    return result
+
+
+if __name__ == "__main__":
+    main()
