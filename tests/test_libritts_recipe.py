@@ -217,9 +217,14 @@ def test_recipe_debug_run_trains_validates_calibrates_and_tests(tmp_path, corpus
     assert "train adversarial" in log and "valid light_share" in log
 
 
-def test_baseline_recipe_runs_the_same_pipeline_without_dsl(tmp_path, corpus):
+def test_baseline_recipe_runs_the_same_pipeline_without_dsl_with_speech_augmentation_on(
+    tmp_path, corpus
+):
     out = tmp_path / "base"
-    result = run_recipe("codec_baseline.yaml", corpus, out, *FAST, "--batch_size=2", "--debug")
+    result = run_recipe(
+        "codec_baseline.yaml", corpus, out, *FAST, "--batch_size=2", "--debug",
+        "--augment_speech=True",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert "mel_full" in metrics and "light_share" not in metrics

@@ -118,6 +118,7 @@ HPARAM_RULES = {
     "retrofit_distill_steps": integer(low=0),
     "init_from": optional(text()),
     "init_widen": boolean(),
+    "augment_speech": boolean(),
     "ckpt_interval_minutes": number(low=0),
     "keep_checkpoints": integer(low=0),
     "valid_every_epochs": integer(low=1),
@@ -254,6 +255,8 @@ class CodecBrain(sb.Brain):
         """One training step: DSL distillation (retrofit stage a) or codec + GAN."""
         wav, lens = batch.sig
         wav, lens = wav.to(self.device)[:, None], lens.to(self.device)
+        if getattr(self.hparams, "augment_speech", False):
+            wav, lens = self.hparams.rooms_and_noise(wav, lens)
         if self.hparams.gain is not None:
             wav = self.hparams.gain(wav, lens)
         distilling = self.optimizer_step < self.hparams.retrofit_distill_steps
