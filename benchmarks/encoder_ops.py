@@ -3,8 +3,8 @@
 Exports the encoder graph of a packaged model twice, with onnxruntime's ``Elu`` kernel
 and with the graph-friendly form ``max(x, exp(min(x, 0)) - 1)``
 (:func:`speechbrain_dsl.nnet.activations.elu`, what the package exports), runs both on
-the same rows of audio (one thread, all rows full or all light, medians of
-``--repeats`` round-robin runs), and reports each graph's time per op type from
+the same rows of audio (the package's check clips cut into routing segments; one thread; all rows
+full, half of them light at the median prediction, all light; medians of ``--repeats`` round-robin runs), and reports each graph's time per op type from
 onnxruntime's profiler and the wall time per second of audio. Tokens of the two
 graphs are compared (they can differ only at codeword near-ties).
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
+import soundfile as sf
 import torch
 
 from speechbrain_dsl.inference.graphs import ExportableEncoder, export_onnx, metadata
@@ -73,6 +74,17 @@ def op_shares(path, feed):
     return {op: t / total for op, t in times.most_common()}
 
 
+def speech_rows(model, sample_rate, rows, segment, context):
+    """``[rows, 1, context + segment]`` of the package's check clips, joined and cut
+    into routing segments with the audio before each as context (noise if none)."""
+    clips = [sf.read(p, dtype="float32")[0] for p in sorted((model / "check").glob("*.wav"))]
+    audio = np.concatenate([np.zeros(context, np.float32)] + clips) if clips else None
+    if audio is None or len(audio) < context + rows * segment:
+        audio = np.random.default_rng(0).standard_normal(context + rows * segment) * 0.05
+    starts = [context + i * segment for i in range(rows)]
+    return np.stack([audio[s - context : s + segment] for s in starts])[:, None].astype(np.float32)
+
+
 def main(argv=None):
     args = parse_args(argv)
     codec = DSLCodecInterface.from_hparams(
@@ -85,11 +97,20 @@ def main(argv=None):
         with kernel_elu():
             kernel = export_onnx(model, folder / "elu_kernel.onnx", info)
         friendly = export_onnx(model, folder / "elu_graph_friendly.onnx", info)
-    rng = np.random.default_rng(0)
     seg, ctx = model.segment_samples, model.context_samples
-    audio = (rng.standard_normal((args.rows, 1, seg + ctx)) * 0.05).astype(np.float32)
+    audio = speech_rows(Path(args.model), codec.sample_rate, args.rows, seg, ctx)
     feeds = {}
-    for routing, threshold in (("full", -np.inf), ("light", np.inf)):
+    probe = {
+        "segments": audio[..., ctx:],
+        "threshold": np.array(-np.inf, np.float32),
+        "context": np.ascontiguousarray(audio[..., :ctx]),
+        "lengths": np.ones(args.rows, np.float32),
+    }
+    if model.reads_levels:
+        probe["levels"] = np.zeros(args.rows, np.float32)
+    predicted = session(friendly).run(None, probe)[2]
+    middle = float(np.median(predicted))  # half the rows light: both tails run
+    for routing, threshold in (("full", -np.inf), ("mixed", middle), ("light", np.inf)):
         feed = {
             "segments": audio[..., ctx:],
             "threshold": np.array(threshold, np.float32),
