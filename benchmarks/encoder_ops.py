@@ -9,7 +9,7 @@ onnxruntime's profiler and the wall time per second of audio. Tokens of the two
 graphs are compared (they can differ only at codeword near-ties).
 
     python benchmarks/encoder_ops.py [--model pretrained/dsl-codec-16k] [--rows 16]
-        [--repeats 7] [--json] [--out FILE]
+        [--repeats 7] [--json] [--out FILE] [--table FILE]
 """
 
 import argparse
@@ -41,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", default=None, help="also write the result (JSON) here")
+    parser.add_argument(
+        "--table", default=None, help="print the table of a result file (JSON) and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -85,8 +88,27 @@ def speech_rows(model, sample_rate, rows, segment, context):
     return np.stack([audio[s - context : s + segment] for s in starts])[:, None].astype(np.float32)
 
 
+def print_table(result):
+    """The markdown table of a result (what the docs include)."""
+    meta = result["meta"]
+    print(
+        f"{meta['model']}: {meta['rows']} rows of {meta['segment_samples']} samples of its "
+        f"check clips; {meta['cpu']}, {meta['threads']} thread, onnxruntime {meta['onnxruntime']}"
+    )
+    print("| routing | ELU form | ms per audio second | ELU ops' share | tokens equal |")
+    print("|---|---|---|---|---|")
+    for r in result["rows"]:
+        print(
+            f"| {r['routing']} | {r['elu']} | {r['ms_per_audio_second']:.2f} | "
+            f"{100 * r['elu_share']:.1f}% | {100 * r['token_agreement']:.2f}% |"
+        )
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        print_table(json.loads(Path(args.table).read_text()))
+        return None
     codec = DSLCodecInterface.from_hparams(
         source=args.model, savedir=tempfile.mkdtemp(), engine="torch"
     ).codec.eval()
@@ -166,16 +188,7 @@ def main(argv=None):
     if args.json:
         print(json.dumps(result, indent=1))
         return result
-    print(
-        f"{result['meta']['model']}: {args.rows} rows of {seg} samples; {result['meta']['cpu']}, 1 thread"
-    )
-    print("| routing | ELU form | ms per audio second | ELU ops' share | tokens equal |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['routing']} | {r['elu']} | {r['ms_per_audio_second']:.2f} | "
-            f"{100 * r['elu_share']:.1f}% | {100 * r['token_agreement']:.2f}% |"
-        )
+    print_table(result)
     return result
 
 

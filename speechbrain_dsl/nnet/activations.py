@@ -30,9 +30,11 @@ def elu(x: torch.Tensor) -> torch.Tensor:
     Inside :func:`~speechbrain_dsl.nnet.conv.export_layout` it is written as
     ``max(x, exp(min(x, 0)) - 1)``: the same function (``exp(x) - 1 >= x`` for
     every ``x``, with equality at 0), which onnxruntime runs with its vectorised
-    ``Exp``, ``Min`` and ``Max`` about 2.5x faster than its ``Elu`` kernel. ELU took
-    ~40% of the exported encoder's time (``benchmarks/encoder_ops.py``). Eager
-    PyTorch keeps ``F.elu``, which is vectorised there.
+    ``Exp``, ``Min`` and ``Max``. Its ``Elu`` kernel took 26-37% of the exported
+    encoder's time in mixed and full routing; the rewrite makes those 7-11% faster
+    on an AVX-512 Intel Xeon (``benchmarks/encoder_ops.py``,
+    ``docs/results/encoder_ops_dsl-codec-16k.json``). Eager PyTorch keeps
+    ``F.elu``, which is vectorised there.
 
     Example
     -------
