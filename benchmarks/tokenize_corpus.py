@@ -18,6 +18,7 @@ light share, and the CPU seconds of the whole command (startup included).
         [--data data/corpus/LibriTTS/test-clean] [--max-files N]
         [--engines torch,onnxruntime] [--modes full,mixed] [--workers 1,2]
         [--batch-seconds 60] [--chunk-size 16] [--threads 1] [--json] [--out FILE]
+        [--table FILE]
 """
 
 import argparse
@@ -58,6 +59,9 @@ def parse_args(argv=None):
     )
     parser.add_argument("--threads", type=int, default=1, help="threads per process")
     parser.add_argument("--loader-workers", type=int, default=1)
+    parser.add_argument(
+        "--table", default=None, help="print the table of a result file (JSON) and exit"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--out", default=None, help="also write the JSON result here")
     return parser.parse_args(argv)
@@ -187,8 +191,8 @@ def run(args) -> dict:
                     )
                     shutil.rmtree(out)
     meta = dict(
-        model=str(args.model),
-        data=str(args.data),
+        model=shown(args.model),
+        data=shown(args.data),
         max_files=args.max_files,
         batch_seconds=args.batch_seconds,
         chunk_size=args.chunk_size,
@@ -222,8 +226,19 @@ def table(result) -> str:
     return "\n".join(lines)
 
 
+def shown(path) -> str:
+    """``path`` relative to the repository when it is inside it (results name no checkout)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
     result = run(args)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
