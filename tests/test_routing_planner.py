@@ -11,13 +11,16 @@ import pytest
 import torch
 
 from speechbrain_dsl.evaluation.efficiency import count_macs, executed_macs, part_costs
+from speechbrain_dsl.nnet import routing
 from speechbrain_dsl.nnet.routing import (
     Window,
     context_frames,
     decide,
     pack_windows,
     plan_routes,
+    relative_levels,
     route_runs,
+    threshold_for,
     valid_frame_counts,
 )
 from tests.conftest import load_hparams, make_dsl_encoder
@@ -85,6 +88,108 @@ def test_decide_routes_numpy_and_torch_alike():
     ):
         assert decide(np.array(scores), mode, 0.5).tolist() == expected
         assert decide(torch.tensor(scores), mode, 0.5).tolist() == expected
+
+
+def test_unknown_modes_are_refused_by_name():
+    with pytest.raises(ValueError, match="'fast'"):
+        threshold_for("fast", 0.5)
+
+
+def direct_levels(energy, counts):
+    """relative_levels written out per segment, in float64: the specification."""
+    out = np.zeros(energy.shape)
+    for index in np.ndindex(energy.shape[:-1]):
+        e, c = energy[index], np.maximum(counts[index], 1)
+        for s in range(e.shape[0]):
+            own = e[s] / c[s] + 1e-10
+            reference = e[: s + 1].sum() / c[: s + 1].sum() + 1e-10
+            out[index + (s,)] = np.clip(np.log10(own / reference), -6.0, 3.0)
+    return out
+
+
+def test_relative_levels_follow_the_formula_on_any_batch_shape_and_padding():
+    """Uneven counts (a 1-sample segment, padding of 0), digital silence, [2, 2, segments]."""
+    rng = np.random.default_rng(0)
+    counts = np.array([[[1, 4, 4, 2, 0], [3, 3, 3, 3, 3]], [[5, 5, 1, 0, 0], [2, 2, 2, 2, 2]]])
+    energy = rng.uniform(0.01, 2.0, counts.shape) * counts
+    energy[1, 1] = 0.0  # an utterance of digital silence: finite, level 0
+    expected = direct_levels(energy, counts)
+    assert np.isfinite(expected).all() and (expected[1, 1] == 0).all()
+    np.testing.assert_allclose(relative_levels(energy, counts), expected, rtol=1e-9, atol=1e-9)
+    # torch (the model): the same values, a tensor, and gradients flow through
+    energy_t = torch.tensor(energy, requires_grad=True)
+    levels = relative_levels(energy_t, torch.tensor(counts))
+    assert isinstance(levels, torch.Tensor) and levels.requires_grad
+    np.testing.assert_allclose(levels.detach().numpy(), expected, rtol=1e-9, atol=1e-9)
+    levels.sum().backward()
+    assert torch.isfinite(energy_t.grad).all()
+
+
+def test_valid_frames_use_torchs_float32_product_and_stay_within_the_batch():
+    # float64 would give 0.8 * 150 = 120.0000018 -> 121 and 0.14 * 50 = 7.0000000003 -> 8;
+    # SpeechBrain's float32 masks keep 120 and 7 frames
+    for length, frames in ((np.float32(0.8), 150), (0.14, 50)):
+        product = torch.tensor([length], dtype=torch.float32) * frames
+        torch_keeps = int((torch.arange(frames) < product).sum())
+        assert valid_frame_counts([length], 1, frames).tolist() == [torch_keeps]
+    assert valid_frame_counts([0.8], 1, 150).tolist() == [120]
+    assert valid_frame_counts([1.2, 1.0], 2, 10).tolist() == [10, 10]  # never past the batch
+
+
+def test_a_route_of_whole_utterances_runs_each_tail_on_its_items_in_place():
+    route = np.zeros((2, 3), dtype=bool)  # 2 items, 3 segments: all full
+    plans = plan_routes(route, segment_frames=2, frames=6, contexts={"light": 1, "full": 1})
+    full, light = plans["full"], plans["light"]
+    assert full.whole_batch is True and (full.rows, full.row_frames) == (2, 6)
+    assert np.array_equal(full.gather, np.arange(12)) and np.array_equal(full.target, full.gather)
+    assert (light.rows, light.row_frames, light.computed_frames, light.windows) == (0, 0, 0, ())
+    assert light.gather.size == light.source.size == light.target.size == 0
+    # a whole utterance of one item only: gathered and written for that item, nothing else
+    route = np.array([[True, True], [False, False]])
+    plans = plan_routes(route, segment_frames=2, frames=4, contexts={"light": 0, "full": 0})
+    assert not plans["light"].whole_batch and not plans["full"].whole_batch
+    assert np.array_equal(plans["light"].target, np.arange(4))
+    assert np.array_equal(plans["full"].target, 4 + np.arange(4))
+    assert set(plans["light"].gather.tolist()) <= {-1, 0, 1, 2, 3}
+
+
+def test_an_integer_route_plans_as_its_bool_twin():
+    route = np.array([[1, 0, 0, 1], [0, 1, 1, 1]])  # e.g. an exported engine's int64 route
+    contexts = {"light": 1, "full": 2}
+    got = plan_routes(route, 2, 8, contexts, valid=[8, 7])
+    want = plan_routes(route.astype(bool), 2, 8, contexts, valid=[8, 7])
+    for name in want:
+        assert got[name].windows == want[name].windows
+        assert np.array_equal(got[name].target, want[name].target)
+
+
+def test_windows_inside_utterances_spread_over_one_row_per_item():
+    windows = [Window(b, 4, 8, 2) for b in range(4)]  # 6 computed frames each
+    plan = pack_windows(windows, context=2, frames=8, batch=4)
+    assert (plan.rows, plan.row_frames) == (4, 6)
+    plan = pack_windows(windows, context=2, frames=8, batch=4, max_rows=2)
+    assert (plan.rows, plan.row_frames) == (2, 12)
+
+
+def test_a_single_window_costs_exactly_its_frames():
+    plan = pack_windows([Window(0, 4, 5, 1)], context=1, frames=8, batch=1)
+    assert (plan.rows, plan.row_frames) == (1, 2)
+    assert plan.gather.tolist() == [3, 4] and plan.source.tolist() == [1]
+
+
+def test_the_cheapest_layout_tried_is_kept():
+    """Rows of 4 overflow to 5 rows (20 frames); longer rows fit 3 rows but cost more."""
+    windows = [Window(0, 0, 8, 0), Window(2, 0, 2, 0), Window(3, 0, 2, 0)]
+    plan = pack_windows(windows, context=2, frames=8, batch=4)
+    assert (plan.rows, plan.row_frames) == (5, 4)
+
+
+def test_a_layout_that_fits_is_taken_at_once(monkeypatch):
+    fills = []
+    fill = routing._fill
+    monkeypatch.setattr(routing, "_fill", lambda *args: fills.append(1) or fill(*args))
+    plan = pack_windows([Window(0, 0, 4, 0), Window(1, 0, 4, 0)], context=1, frames=8, batch=2)
+    assert (plan.rows, plan.row_frames, len(fills)) == (2, 4, 1)
 
 
 @pytest.mark.parametrize("seed", range(6))
