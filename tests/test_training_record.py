@@ -87,8 +87,12 @@ def test_check_clips_take_non_speech_where_the_test_set_has_it_and_never_recordi
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps(entries))
     torch.manual_seed(0)
+    stale = tmp_path / "pkg" / "check" / "from_an_earlier_package.wav"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"RIFF")
     write_check(make_codec().eval(), manifest, tmp_path / "pkg", clips=4, data_folder=tmp_path)
     names = json.loads((tmp_path / "pkg" / "check" / "check.json").read_text())["clips"]
     assert len(names) == 4
+    assert sorted(p.name for p in stale.parent.glob("*.wav")) == sorted(names)
     assert sum("test-noise" in n for n in names) == 2  # the non-speech share of the check
     assert not any("test-recorded" in n for n in names)  # not ours to copy

@@ -178,7 +178,8 @@ def write_check_clips(
         ``{name: waveform [S]}`` at the codec's sample rate; each is written
         as ``<name>.wav`` (16-bit, clipped to [-1, 1]).
     folder : str or Path
-        The packaged folder; files are written atomically.
+        The packaged folder; files are written atomically, and clips an earlier
+        check left there are removed once the new ``check.json`` is written.
     levels_dbfs : sequence of float
         Also record the output-level errors at these input levels.
 
@@ -196,6 +197,8 @@ def write_check_clips(
     audio = _read_clips(check, names)  # measured as stored (16-bit), as a re-measure reads it
     numbers = measure_check(codec, audio, levels_dbfs)
     write_json(check / CHECK_FILE, {"clips": names, **numbers})
+    for stale in sorted(set(p.name for p in check.glob("*.wav")) - set(names)):
+        (check / stale).unlink()  # clips of an earlier package of the folder
     return numbers
 
 
