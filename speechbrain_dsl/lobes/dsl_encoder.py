@@ -93,7 +93,11 @@ class DSLEncoder(nn.Module):
         :meth:`~speechbrain_dsl.nnet.dsl.DynamicSwitchLayer.forward`.
         """
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
-        levels = self.levels(wav, lengths)
+        # the switch runs when training, routing or forced to a route (see the layer)
+        switching = (
+            self.training or route is not None or self.dsl.check_mode(mode) in ("mixed", "oracle")
+        )
+        levels = self.levels(wav, lengths) if switching else None
         return self.dsl(self.base(wav), lengths, route, mode, threshold, levels)
 
     def predict_distances(

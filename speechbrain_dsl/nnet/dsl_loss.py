@@ -18,7 +18,9 @@ class DSLLoss(nn.Module):
     """The DSL loss, Eq. 5: ``alpha * L_compression + beta * (L_switch + L_light)``.
 
     - ``L_compression`` (Eq. 2): mean absolute mask output over valid steps.
-    - ``L_switch`` (Eq. 3): ``switch_criterion(predicted, stopgrad(distance))``.
+    - ``L_switch`` (Eq. 3): ``switch_criterion(predicted, stopgrad(distance))``, or
+      against ``switch_target`` where one is given (the gap between the two tails'
+      decodes, :class:`~speechbrain_dsl.nnet.decode_gap.DecodeGap`).
     - ``L_light`` (Eq. 4): mean distance(light, stopgrad(full)) over valid segments.
 
     Arguments
@@ -39,6 +41,9 @@ class DSLLoss(nn.Module):
     >>> terms = DSLLoss(alpha=0.1, beta=1.0)(out)
     >>> [round(float(terms[k]), 3) for k in ("compression", "switch", "light", "loss")]
     [1.0, 0.3, 0.2, 0.6]
+    >>> terms = DSLLoss(alpha=0.1, beta=1.0)(out, switch_target=torch.tensor([[0.4]]))
+    >>> [round(float(terms[k]), 3) for k in ("switch", "light")]
+    [0.1, 0.2]
     """
 
     def __init__(
@@ -55,15 +60,34 @@ class DSLLoss(nn.Module):
         self.criterion = criteria[switch_criterion]
 
     def forward(
-        self, out: "DSLOutput", lengths: Optional[torch.Tensor] = None
+        self,
+        out: "DSLOutput",
+        lengths: Optional[torch.Tensor] = None,
+        switch_target: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
-        """Returns a dict with ``loss`` and its terms ``compression``, ``switch``, ``light``."""
+        """Returns a dict with ``loss`` and its terms ``compression``, ``switch``, ``light``.
+
+        Arguments
+        ---------
+        out : DSLOutput
+        lengths : torch.Tensor, optional
+            Relative lengths in (0, 1].
+        switch_target : torch.Tensor, optional
+            ``[batch, segments]``: what the switch regresses to instead of the
+            tails' feature distance (the light tail is still distilled on that).
+        """
+        if switch_target is not None and switch_target.shape != out.predicted.shape:
+            raise ValueError(
+                f"DSLLoss: switch_target must have the switch's shape "
+                f"{tuple(out.predicted.shape)}, got {tuple(switch_target.shape)}"
+            )
         masked = out.masked
         steps = length_mask(lengths, masked.shape[-1], masked.device, masked.shape[0])
         compression = masked.abs().mean(1)[steps].mean()
         valid = out.segment_mask
         distance = out.distance[valid]
-        switch = self.criterion(out.predicted[valid], distance.detach())
+        target = distance if switch_target is None else switch_target[valid]
+        switch = self.criterion(out.predicted[valid], target.detach())
         light = distance.mean()
         loss = self.alpha * compression + self.beta * (switch + light)
         return {"loss": loss, "compression": compression, "switch": switch, "light": light}

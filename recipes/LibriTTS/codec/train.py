@@ -140,6 +140,7 @@ HPARAM_RULES = {
     "threshold": number(),
     "step_log_file": optional(text()),
     "checkpoint_key": one_of(*CHECKPOINT_KEYS),
+    "switch_target": one_of("latent", "decoded"),
 }
 
 
@@ -339,23 +340,36 @@ class CodecBrain(sb.Brain):
                     wav_hat, wav
                 )
         if out.dsl is not None:
-            terms.update(self._dsl_terms(out.dsl, lens))
-            terms.update(self.light_pass_terms(out.dsl.light_features, wav))
+            light_terms, decoded = self.light_pass_terms(out.dsl.light_features, wav)
+            target = None
+            if self.switch_target == "decoded":
+                target = self.hparams.decode_gap(wav, wav_hat, decoded, lens)
+            terms.update(self._dsl_terms(out.dsl, lens, target))
+            terms.update(light_terms)
         terms["loss"] = self._weighted_sum(terms)
         return terms
 
-    def light_pass_terms(self, light, wav):
-        """``light_mel`` and ``light_stft``: the codec's losses on the light tail's decode.
+    @property
+    def switch_target(self):
+        """``latent`` (Eq. 3: the tails' feature distance) or ``decoded`` (the decode gap)."""
+        return getattr(self.hparams, "switch_target", "latent")
 
-        Only when ``loss_weights`` gives them a weight. Eq. 4 alone distils the
-        light tail's features towards the full tail's; these terms also teach the
+    def light_pass_terms(self, light, wav):
+        """``light_mel`` and ``light_stft``, the codec's losses on the light tail's decode,
+        and that decode (``None`` when nothing needs it).
+
+        The terms only when ``loss_weights`` gives them a weight. Eq. 4 alone distils
+        the light tail's features towards the full tail's; these terms also teach the
         decoder to decode the light tail's features, and pass the reconstruction's
         gradient to the light tail. The light features are quantized with the
-        codebooks frozen (no EMA update, no dead-code reset), straight through.
+        codebooks frozen (no EMA update, no dead-code reset), straight through. With
+        ``switch_target: decoded`` the decode is made (without a gradient if no
+        term is weighted) for the switch's target.
         """
         weights = self.hparams.loss_weights
-        if not (weights.get("light_mel", 0) or weights.get("light_stft", 0)):
-            return {}
+        weighted = weights.get("light_mel", 0) or weights.get("light_stft", 0)
+        if not weighted and self.switch_target != "decoded":
+            return {}, None
         codec = self.codec
         features = light.transpose(1, 2)
         quantizer_was_training = codec.quantizer.training
@@ -364,13 +378,15 @@ class CodecBrain(sb.Brain):
             quantized, _, _ = codec.quantizer(features)
         codec.quantizer.train(quantizer_was_training)
         quantized = features + (quantized - features).detach()
-        with self.training_ctx:
+        with self.training_ctx, torch.set_grad_enabled(bool(weighted)):
             decoded = codec.from_network(codec.decoder(quantized.transpose(1, 2)))
         decoded = decoded[..., : wav.shape[-1]].float()
+        if not weighted:
+            return {}, decoded
         return {
             "light_mel": self.modules.mel_loss(decoded, wav),
             "light_stft": self.modules.stft_loss(decoded, wav),
-        }
+        }, decoded
 
     def distillation_losses(self, wav, lens):
         """Retrofit stage a: the DSL's terms (Eqs. 2-4) from encoder forwards only."""
@@ -380,8 +396,8 @@ class CodecBrain(sb.Brain):
         terms["loss"] = self._weighted_sum(terms)
         return terms
 
-    def _dsl_terms(self, dsl, lens):
-        parts = self.hparams.dsl_loss(dsl, lens)
+    def _dsl_terms(self, dsl, lens, switch_target=None):
+        parts = self.hparams.dsl_loss(dsl, lens, switch_target)
         return {f"dsl_{k}": v for k, v in parts.items() if k != "loss"}
 
     def _weighted_sum(self, terms):

@@ -1,0 +1,127 @@
+"""The switch's decoded target: DecodeGap, and the codec recipe regressing to it."""
+
+import contextlib
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_codec
+
+from speechbrain_dsl.nnet.decode_gap import DecodeGap
+from speechbrain_dsl.nnet.dsl_loss import DSLLoss
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "LibriTTS" / "codec"
+
+
+def _voiced(seconds=1.0, rate=16000, pause=(0.5, 0.75)):
+    """A harmonic tone with a pause: speech-like enough for a spectrogram."""
+    t = torch.arange(int(seconds * rate)) / rate
+    wav = sum(torch.sin(2 * torch.pi * 150 * k * t) / k for k in range(1, 8))
+    wav[int(pause[0] * rate) : int(pause[1] * rate)] *= 1e-3
+    return 0.1 * wav[None, None]
+
+
+def test_gap_is_the_light_decodes_extra_error_per_segment_and_level_invariant():
+    torch.manual_seed(0)
+    gap = DecodeGap(16000, hop_length=320, segment_frames=10)  # 200-ms segments
+    wav = _voiced()
+    full = wav + 0.002 * torch.randn_like(wav)
+    light = wav.clone()
+    light[..., :3200] += 0.05 * torch.randn(3200)  # the light decode is bad in segment 0
+    target = gap(wav, full, light)[0]
+    assert target.shape == (5,)
+    assert target[0] > 10 * target[1:].max()
+    for gain in (0.01, 3.0):  # scaling input and decodes together changes nothing
+        assert torch.allclose(gap(gain * wav, gain * full, gain * light)[0], target, atol=1e-3)
+
+
+def test_errors_far_below_the_utterances_level_count_for_nothing():
+    torch.manual_seed(1)
+    gap = DecodeGap(16000, hop_length=320, segment_frames=10, floor_db=-40.0)
+    wav = _voiced()
+    light = wav.clone()
+    pause = slice(8000 + 640, 12000 - 640)  # inside segment 2 (400-600 ms) ... and 3
+    light[..., pause] += 1e-5 * torch.randn(pause.stop - pause.start)  # -80 dB: inaudible
+    assert gap(wav, wav, light)[0].max() < 1e-3
+    no_floor = DecodeGap(16000, hop_length=320, segment_frames=10, floor_db=-200.0)
+    assert no_floor(wav, wav, light)[0, 2:4].min() > 0.5  # in log-mel it would look far
+    light[..., pause] += 0.05 * torch.randn(pause.stop - pause.start)  # loud in the pause
+    assert gap(wav, wav, light)[0, 2:4].min() > 0.5
+
+
+def test_padded_frames_are_left_out_and_bad_shapes_are_refused():
+    torch.manual_seed(2)
+    gap = DecodeGap(16000, hop_length=320, segment_frames=10)
+    wav = _voiced().repeat(2, 1, 1)
+    light = wav.clone()
+    # garbage only in item 1's padding, beyond the last valid frame's window (640 samples)
+    light[1, :, 8640:] += 0.5 * torch.randn(16000 - 8640)
+    target = gap(wav, wav, light, lengths=torch.tensor([1.0, 0.5]))
+    assert target[1].abs().max() == 0 and target.shape == (2, 5)
+    assert gap(wav, wav, light)[1, 3:].min() > 0  # counted without the lengths
+    with pytest.raises(ValueError, match="wav, full and light must have one shape"):
+        gap(wav, wav, light[..., :-1])
+
+
+def test_dsl_loss_refuses_a_switch_target_of_another_shape():
+    from speechbrain_dsl.nnet.dsl import DSLOutput
+
+    out = DSLOutput(
+        features=None,
+        masked=torch.ones(1, 2, 4),
+        predicted=torch.zeros(1, 2),
+        distance=torch.ones(1, 2),
+        route=None,
+        segment_mask=torch.ones(1, 2, dtype=torch.bool),
+    )
+    with pytest.raises(ValueError, match=r"switch_target must have the switch's shape \(1, 2\)"):
+        DSLLoss()(out, switch_target=torch.zeros(1, 3))
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("codec_recipe_gap", RECIPE / "train.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+@pytest.mark.parametrize("switch_target", ["latent", "decoded"])
+def test_recipe_trains_the_switch_on_the_target_its_yaml_names(switch_target):
+    """With ``switch_target: decoded`` the switch term is L1(predicted, gap of the two
+    decodes) and the light tail is still distilled on the feature distance."""
+    torch.manual_seed(3)
+    recipe = _recipe()
+    codec = make_codec().train()
+    hop, segment_frames = codec.encoder.hop, codec.encoder.dsl.segment_frames
+    gap = DecodeGap(16000, hop_length=hop, segment_frames=segment_frames, n_mels=8)
+    weights = {"mel": 1.0, "dsl_switch": 1.0, "dsl_light": 1.0, "light_mel": 0.5}
+    l1 = lambda a, b: F.l1_loss(a, b)  # noqa: E731
+    brain = object.__new__(recipe.CodecBrain)
+    brain.hparams = SimpleNamespace(
+        loss_weights=weights, dsl_loss=DSLLoss(), decode_gap=gap, switch_target=switch_target
+    )
+    brain.modules = SimpleNamespace(codec=codec, mel_loss=l1, stft_loss=l1, level_loss=l1)
+    brain.training_ctx = contextlib.nullcontext()
+    wav, lens = 0.1 * torch.randn(2, 1, 30 * hop), torch.ones(2)
+    out = codec(wav, lens)
+    wav_hat = out.wav_hat[..., : wav.shape[-1]].float()
+    torch.manual_seed(4)  # the light decode draws nothing random, but be sure
+    terms = brain.generator_losses(out, wav, wav_hat, lens, adversarial=False)
+    _, light_decode = brain.light_pass_terms(out.dsl.light_features, wav)
+    target = gap(wav, wav_hat.detach(), light_decode.detach(), lens)
+    latent = out.dsl.distance
+    predicted = out.dsl.predicted
+    expected = target if switch_target == "decoded" else latent
+    other = latent if switch_target == "decoded" else target
+    assert float(terms["dsl_switch"].detach()) == pytest.approx(
+        float(l1(predicted, expected).detach()), rel=1e-5
+    )
+    assert float(terms["dsl_switch"].detach()) != pytest.approx(
+        float(l1(predicted, other).detach()), rel=1e-3
+    )
+    assert float(terms["dsl_light"].detach()) == pytest.approx(
+        float(latent.detach().mean()), rel=1e-5
+    )
