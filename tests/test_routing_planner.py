@@ -23,7 +23,7 @@ from speechbrain_dsl.nnet.routing import (
     threshold_for,
     valid_frame_counts,
 )
-from tests.conftest import load_hparams, make_dsl_encoder
+from tests.conftest import BASELINE_YAML, load_hparams, make_dsl_encoder
 
 
 def random_batch(rng, batch, segments, segment_frames, light_share):
@@ -44,11 +44,13 @@ def test_plan_computes_windows_plus_at_most_a_context_per_row(seed):
     )
     contexts = {"light": int(rng.integers(0, 4)), "full": int(rng.integers(0, 4))}
     valid = valid_frame_counts(lengths, batch, frames)
-    plans = plan_routes(route, segment_frames, frames, contexts, valid)
+    cap = int(rng.choice([0, 1, 5, 12, 40]))  # rows cut into blocks for the executor
+    plans = plan_routes(route, segment_frames, frames, contexts, valid, max_row_frames=cap)
     written = np.zeros((batch, frames), int)
     for name, plan in plans.items():
         needed = sum(w.frames for w in plan.windows)
         assert plan.computed_frames <= needed + plan.rows * (contexts[name] + 1)
+        assert not cap or plan.row_frames <= max(cap, contexts[name] + 1)
         np.add.at(written.reshape(-1), plan.target, 1)
         # every kept output comes from a frame gathered from the same item and frame
         gathered = plan.gather[plan.source]
@@ -197,12 +199,14 @@ def test_routed_forward_equals_stitched_whole_utterance_tails(seed):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     enc = make_dsl_encoder(segment_frames=3).eval()
+    enc.dsl.block_frames = int(rng.choice([0, 2, 5, 11]))  # any block size, the same output
     batch, segments = int(rng.choice([1, 3, 8])), int(rng.integers(2, 9))
     route, lengths, frames = random_batch(rng, batch, segments, 3, rng.uniform(0.2, 0.8))
     wav = torch.randn(batch, 1, frames * 16) * 0.3
     route, lengths = torch.from_numpy(route), torch.from_numpy(lengths)
     with torch.no_grad():
         mixed = enc(wav, lengths, route=route).features
+        enc.dsl.block_frames = 0  # the reference: each tail in one call on whole utterances
         full = enc(wav, mode="full").features
         light = enc(wav, mode="light").features
     stitched = enc.dsl.stitch(light, full, route)
@@ -294,3 +298,17 @@ def test_exported_rows_execute_one_tail_each(default_encoder):
     expected = (light * all_light + (12 - light) * all_full) / 12
     assert mixed == pytest.approx(expected, rel=0.02)
     assert all_light < mixed < all_full
+
+
+@pytest.mark.parametrize("block_frames", [0, 7, 40])
+def test_baseline_encoder_in_blocks_equals_one_call_on_long_and_batched_audio(block_frames):
+    """Eval-mode blocks (items and time cut after their receptive field) change nothing."""
+    torch.manual_seed(block_frames)
+    enc = load_hparams(BASELINE_YAML)["encoder"]
+    wav = torch.randn(3, 1, 100 * 320 + 77) * 0.1  # 101 frames, the last one padded
+    with torch.no_grad():
+        reference = enc.train()(wav)
+        enc.eval().block_frames = block_frames
+        blocked = enc(wav)
+    assert blocked.shape == reference.shape == (3, 64, 101)
+    assert torch.allclose(blocked, reference, atol=1e-5)

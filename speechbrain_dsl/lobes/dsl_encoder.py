@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
-from speechbrain_dsl.nnet.dsl import DSLOutput, DynamicSwitchLayer, Switch
+from speechbrain_dsl.nnet.dsl import DSLOutput, DynamicSwitchLayer, Switch, exporting
 from speechbrain_dsl.nnet.segments import segment_levels
 
 __all__ = ["DSLEncoder", "baseline_to_dsl_state"]
@@ -93,6 +93,22 @@ class DSLEncoder(nn.Module):
         :meth:`~speechbrain_dsl.nnet.dsl.DynamicSwitchLayer.forward`.
         """
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
+        batch, block = wav.shape[0], self.dsl.block_frames
+        per_call = max(1, block // (wav.shape[-1] // self.hop)) if block else batch
+        if not self.training and per_call < batch and not exporting():
+            # a few items at a time: base, mask and switch run in cache too (see run_plan)
+            return DSLOutput.cat(
+                [
+                    self.forward(
+                        wav[i : i + per_call],
+                        None if lengths is None else lengths[i : i + per_call],
+                        None if route is None else route[i : i + per_call],
+                        mode,
+                        threshold,
+                    )
+                    for i in range(0, batch, per_call)
+                ]
+            )
         # the switch runs when training, routing or forced to a route (see the layer)
         switching = (
             self.training or route is not None or self.dsl.check_mode(mode) in ("mixed", "oracle")

@@ -22,6 +22,8 @@ from speechbrain_dsl.nnet.conv import (
     CausalStack,
     compose_receptive_field,
 )
+from speechbrain_dsl.nnet.dsl import BLOCK_FRAMES, exporting, run_plan
+from speechbrain_dsl.nnet.routing import Window, context_frames, pack_windows
 
 __all__ = [
     "ResidualUnit",
@@ -197,6 +199,10 @@ class SoundStreamEncoder(nn.Module):
     torch.Size([3, 8, 100])
     >>> enc.hop
     8
+    >>> x = torch.randn(2, 1, 8000)  # in eval mode, blocks of 300 frames give the same output
+    >>> enc.block_frames = 300
+    >>> torch.allclose(enc.eval()(x), enc.train()(x), atol=1e-5)
+    True
     """
 
     def __init__(
@@ -237,15 +243,27 @@ class SoundStreamEncoder(nn.Module):
         self.num_blocks = len(strides)
         self.emb_dim = emb_dim
         self.hop, self.lookback = compose_receptive_field(self.stages)
+        self.block_frames = BLOCK_FRAMES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encodes ``x`` [batch, in_channels, samples] into [batch, emb_dim, frames].
 
         The input is zero-padded on the right to a multiple of the hop, so frames
-        are ``ceil(samples / hop)``.
+        are ``ceil(samples / hop)``. In eval mode the batch runs in blocks of at
+        most ``block_frames`` frames, each after its receptive field of context
+        (the same output, ~2-3x faster on CPU for long or batched audio:
+        ``benchmarks/encoder_blocks.py``).
         """
         x = F.pad(x, (0, -x.shape[-1] % self.hop))
-        return self.stages(x)
+        if self.training or not self.block_frames or exporting():
+            return self.stages(x)
+        batch, frames = x.shape[0], x.shape[-1] // self.hop
+        if batch * frames <= self.block_frames:
+            return self.stages(x)
+        context = context_frames(self.lookback, self.hop)
+        windows = [Window(item, 0, frames, 0) for item in range(batch)]
+        plan = pack_windows(windows, context, frames, batch, max_row_frames=self.block_frames)
+        return run_plan(self.stages, x, plan, block_frames=self.block_frames)
 
     def split(self, after_block: int) -> Tuple[CausalStack, CausalStack]:
         """Cuts the encoder after block ``after_block`` (1-based).

@@ -57,6 +57,10 @@ from speechbrain_dsl.nnet.routing import decide as decide_routes
 from speechbrain_dsl.nnet.segments import length_mask, segment_mean
 from speechbrain_dsl.nnet.switch import SegmentStatsHead, Switch
 
+#: Frames (of the tails' hop) per call of a tail at inference: a block's activations at
+#: the sample rate stay in a CPU's cache (``benchmarks/encoder_blocks.py``).
+BLOCK_FRAMES = 300
+
 # The parts live in modules of their own; their names stay importable from here,
 # as YAML files and packaged models name them (speechbrain_dsl.nnet.dsl.Switch).
 __all__ = [
@@ -70,6 +74,9 @@ __all__ = [
     "DSLOutput",
     "DynamicSwitchLayer",
     "run_plan",
+    "run_in_blocks",
+    "exporting",
+    "BLOCK_FRAMES",
     "DSLLoss",
     "activation_sparsity",
 ]
@@ -108,6 +115,24 @@ class DSLOutput:
     route: Optional[torch.Tensor]
     segment_mask: torch.Tensor
     light_features: Optional[torch.Tensor] = None
+
+    @classmethod
+    def cat(cls, parts: "list[DSLOutput]") -> "DSLOutput":
+        """The outputs of consecutive groups of one batch, joined along the batch.
+
+        Example
+        -------
+        >>> part = DSLOutput(torch.ones(1, 2, 3), torch.ones(1, 4, 6), None, None,
+        ...                  torch.zeros(1, 1, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool))
+        >>> joined = DSLOutput.cat([part, part])
+        >>> joined.features.shape, joined.predicted, joined.route.shape
+        (torch.Size([2, 2, 3]), None, torch.Size([2, 1]))
+        """
+        fields = {}
+        for name in cls.__dataclass_fields__:
+            values = [getattr(p, name) for p in parts]
+            fields[name] = None if values[0] is None else torch.cat(values)
+        return cls(**fields)
 
 
 class DynamicSwitchLayer(nn.Module):
@@ -158,6 +183,7 @@ class DynamicSwitchLayer(nn.Module):
         mode: str = "mixed",
         threshold: float = 0.5,
         distance: str = "mae",
+        block_frames: int = BLOCK_FRAMES,
     ) -> None:
         super().__init__()
         if full_tail.hop != light_tail.hop:
@@ -183,6 +209,11 @@ class DynamicSwitchLayer(nn.Module):
         self.register_buffer("calibrated_threshold", torch.tensor(float(threshold)))
         self.distance_name = distance
         self.hop = full_tail.hop
+        if block_frames < 0:
+            raise ValueError(
+                f"DynamicSwitchLayer: block_frames must be >= 0 (0: no blocks), got {block_frames}"
+            )
+        self.block_frames = block_frames
 
     @property
     def mode(self) -> str:
@@ -436,6 +467,7 @@ class DynamicSwitchLayer(nn.Module):
             frames,
             self.contexts,
             valid_frame_counts(rel, batch, frames),
+            max_row_frames=self.block_frames,
         )
 
     def routed_forward(
@@ -468,7 +500,7 @@ class DynamicSwitchLayer(nn.Module):
         plans = self.plan(route, frames, lengths)
         out = None
         for tail, name in ((self.light_tail, "light"), (self.full_tail, "full")):
-            out = run_plan(tail, x, plans[name], out)
+            out = run_plan(tail, x, plans[name], out, self.block_frames)
         return out
 
     def run_rows(self, x: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
@@ -503,9 +535,18 @@ class DynamicSwitchLayer(nn.Module):
 
 
 def run_plan(
-    tail: nn.Module, x: torch.Tensor, plan: TailPlan, out: Optional[torch.Tensor] = None
+    tail: nn.Module,
+    x: torch.Tensor,
+    plan: TailPlan,
+    out: Optional[torch.Tensor] = None,
+    block_frames: int = 0,
 ) -> Optional[torch.Tensor]:
     """Runs ``tail`` on the rows of ``plan`` gathered from ``x`` and scatters the outputs.
+
+    The rows run a block at a time, each block at most ``block_frames`` frames
+    (one row at least): a tail's first layers run at the sample rate, and on CPU
+    a call whose activations outgrow the cache costs ~3x as much per frame
+    (``benchmarks/encoder_blocks.py``).
 
     Arguments
     ---------
@@ -516,6 +557,8 @@ def run_plan(
     plan : TailPlan
     out : torch.Tensor, optional
         ``[batch, D, frames]`` to write into; zeros when None.
+    block_frames : int
+        Frames per call of ``tail`` (0: all rows in one call).
 
     Returns
     -------
@@ -534,12 +577,12 @@ def run_plan(
     """
     if plan.rows == 0:
         return out
-    if plan.whole_batch:
-        y = tail(x)
-        return y if out is None else out.copy_(y)
     batch, channels, time = x.shape
     hop = tail.hop
     frames = time // hop
+    if plan.whole_batch:
+        y = run_in_blocks(tail, x, max(1, block_frames // frames) if block_frames else 0)
+        return y if out is None else out.copy_(y)
     # One gather straight into [rows, channels, row_frames, hop]. Unused row ends (-1)
     # may hold any frame: the tail is causal, so they never reach a kept output.
     index = torch.as_tensor(plan.gather, device=x.device).clamp(min=0)
@@ -547,7 +590,8 @@ def run_plan(
     channel = torch.arange(channels, device=x.device).view(1, channels, 1)
     by_frame = x.view(batch, channels, frames, hop)
     rows = by_frame[index // frames, channel, index % frames]
-    y = tail(rows.view(plan.rows, channels, plan.row_frames * hop))
+    rows = rows.view(plan.rows, channels, plan.row_frames * hop)
+    y = run_in_blocks(tail, rows, max(1, block_frames // plan.row_frames) if block_frames else 0)
     dim = y.shape[1]
     if out is None:
         out = y.new_zeros(batch, dim, frames)
@@ -557,6 +601,26 @@ def run_plan(
     target = torch.as_tensor(plan.target, device=x.device)
     flat_out.index_copy_(1, target, flat_y.index_select(1, source))
     return flat_out.view(dim, batch, frames).transpose(0, 1)
+
+
+def exporting() -> bool:
+    """Tracing, exporting or compiling: a graph must not bake in one batch's blocks."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
+def run_in_blocks(tail: nn.Module, rows: torch.Tensor, rows_per_call: int) -> torch.Tensor:
+    """``tail(rows)``, ``rows_per_call`` rows at a time (at least one; 0: one call).
+
+    Example
+    -------
+    >>> from speechbrain_dsl.nnet.conv import CausalConv1d
+    >>> tail, rows = CausalConv1d(2, 3, 3, stride=2), torch.randn(5, 2, 16)
+    >>> torch.allclose(run_in_blocks(tail, rows, 2), tail(rows), atol=1e-6)
+    True
+    """
+    if not rows_per_call or rows_per_call >= rows.shape[0]:
+        return tail(rows)
+    return torch.cat([tail(block) for block in rows.split(rows_per_call)])
 
 
 def __getattr__(name: str) -> Any:

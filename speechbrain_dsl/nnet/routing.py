@@ -327,7 +327,12 @@ def _fill(
 
 
 def pack_windows(
-    windows: Sequence[Window], context: int, frames: int, batch: int, max_rows: int = 0
+    windows: Sequence[Window],
+    context: int,
+    frames: int,
+    batch: int,
+    max_rows: int = 0,
+    max_row_frames: int = 0,
 ) -> TailPlan:
     """Packs ``windows`` into rows of one length with little padding (see the module doc).
 
@@ -342,6 +347,10 @@ def pack_windows(
     max_rows : int
         Rows to spread the work over when no window starts an utterance (0: as
         many as the batch has items).
+    max_row_frames : int
+        Longest row (0: no limit). A longer window is cut, each piece computed
+        after its own context, so that an executor can run the rows a few at a
+        time with every call's activations in cache (:func:`~speechbrain_dsl.nnet.dsl.run_plan`).
 
     Example
     -------
@@ -352,13 +361,20 @@ def pack_windows(
     >>> plan.gather.reshape(2, 8)  # item * 8 + frame; -1: zeros
     array([[ 0,  1,  2,  3,  4,  5,  6,  7],
            [ 8,  9, 12, 13, 14, 15, -1, -1]])
+    >>> long = pack_windows([Window(0, 0, 8, 0)], context=1, frames=8, batch=1, max_row_frames=5)
+    >>> long.gather.reshape(long.rows, long.row_frames)  # frame 4 computed twice
+    array([[ 0,  1,  2,  3,  4],
+           [ 4,  5,  6,  7, -1]])
     """
     if not windows:
         empty = np.zeros(0, np.int64)
         return TailPlan(0, 0, empty, empty, empty, ())
-    if all(w.first == 0 and w.end == frames for w in windows) and sorted(
-        w.item for w in windows
-    ) == list(range(batch)):
+    cap = max(max_row_frames, context + 1) if max_row_frames else 0
+    if (
+        (not cap or frames <= cap)
+        and all(w.first == 0 and w.end == frames for w in windows)
+        and sorted(w.item for w in windows) == list(range(batch))
+    ):
         rows_of_items = np.arange(batch * frames, dtype=np.int64)
         return TailPlan(
             batch, frames, rows_of_items, rows_of_items, rows_of_items, tuple(windows), True
@@ -367,19 +383,25 @@ def pack_windows(
     others = [w for w in windows if w.start != 0]
     total = sum(w.frames for w in windows)
     rows = len(starts) or min(max_rows or batch, len(others))
+    if cap:
+        rows = max(rows, math.ceil(total / cap))
     # An even share of the work per row. A row may end in an unusable gap of at most
     # `context` frames and each split adds one context, so the rows may overflow:
-    # then try longer rows and keep the cheapest layout.
+    # then try longer rows (up to the cap) and keep the cheapest layout.
     row_frames = max(math.ceil(total / rows), context + 1)
+    if cap:
+        row_frames = min(row_frames, cap)
     placed, best_frames = None, row_frames
     for _ in range(16):
         candidate = _fill(starts, others, row_frames, context)
         if placed is None or len(candidate) * row_frames < len(placed) * best_frames:
             placed, best_frames = candidate, row_frames
-        if len(candidate) <= rows:
+        if len(candidate) <= rows or row_frames == cap:
             break
         overflow = sum(w.frames for row in candidate[rows:] for _, w in row)
         row_frames += math.ceil(overflow / rows)
+        if cap:
+            row_frames = min(row_frames, cap)
     row_frames = best_frames
     gather = np.full((len(placed), row_frames), -1, dtype=np.int64)
     source, target, kept = [], [], []
@@ -406,6 +428,7 @@ def plan_routes(
     frames: int,
     contexts: Dict[str, int],
     valid: Optional[Sequence[int]] = None,
+    max_row_frames: int = 0,
 ) -> Dict[str, TailPlan]:
     """The plan of each tail for ``route`` ``[batch, segments]`` (True = light).
 
@@ -421,6 +444,8 @@ def plan_routes(
         ``{"light": frames, "full": frames}``: each tail's left context.
     valid : sequence of int, optional
         Frames per item that hold audio (:func:`valid_frame_counts`); all by default.
+    max_row_frames : int
+        Longest row of either plan (see :func:`pack_windows`; 0: no limit).
 
     Returns
     -------
@@ -433,5 +458,11 @@ def plan_routes(
     plans = {}
     for name, selected in (("light", route), ("full", ~route)):
         runs = route_runs(selected, segment_frames, valid)
-        plans[name] = pack_windows(windows_of(runs, contexts[name]), contexts[name], frames, batch)
+        plans[name] = pack_windows(
+            windows_of(runs, contexts[name]),
+            contexts[name],
+            frames,
+            batch,
+            max_row_frames=max_row_frames,
+        )
     return plans
