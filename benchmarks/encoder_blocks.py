@@ -4,7 +4,7 @@ The tails' first layers run at the sample rate: a batch of 16 six-second clips
 holds ~50 MB per activation, far beyond a CPU's cache, and one call on it costs about
 three times as much per second of audio as sixteen calls of one clip. The routing
 planner therefore cuts rows at ``block_frames`` and the executor runs them a block at a
-time (:func:`speechbrain_dsl.nnet.dsl.run_plan`). This benchmark times the PyTorch
+time (:func:`speechbrain_dsl.nnet.plan_runner.run_plan`). This benchmark times the PyTorch
 encoder of a packaged DSL model (one thread; medians of ``--repeats`` round-robin
 runs over the block sizes) on batch 1 and batch 16 of 6-s clips and on one 60-s clip,
 in full mode and with a fixed random route sending ``--light`` of the segments light,

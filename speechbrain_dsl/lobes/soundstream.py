@@ -22,7 +22,7 @@ from speechbrain_dsl.nnet.conv import (
     CausalStack,
     compose_receptive_field,
 )
-from speechbrain_dsl.nnet.dsl import BLOCK_FRAMES, exporting, run_plan
+from speechbrain_dsl.nnet.plan_runner import BLOCK_FRAMES, exporting, run_plan
 from speechbrain_dsl.nnet.routing import Window, context_frames, pack_windows
 
 __all__ = [

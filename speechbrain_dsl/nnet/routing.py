@@ -350,7 +350,7 @@ def pack_windows(
     max_row_frames : int
         Longest row (0: no limit). A longer window is cut, each piece computed
         after its own context, so that an executor can run the rows a few at a
-        time with every call's activations in cache (:func:`~speechbrain_dsl.nnet.dsl.run_plan`).
+        time with every call's activations in cache (:func:`~speechbrain_dsl.nnet.plan_runner.run_plan`).
 
     Example
     -------
