@@ -91,7 +91,8 @@ def _recipe():
 @pytest.mark.parametrize("switch_target", ["latent", "decoded"])
 def test_recipe_trains_the_switch_on_the_target_its_yaml_names(switch_target):
     """With ``switch_target: decoded`` the switch term is L1(predicted, gap of the two
-    decodes) and the light tail is still distilled on the feature distance."""
+    decodes, both with every codebook: the training pass's own decode drops a random
+    number of them) and the light tail is still distilled on the feature distance."""
     torch.manual_seed(3)
     recipe = _recipe()
     codec = make_codec().train()
@@ -100,8 +101,14 @@ def test_recipe_trains_the_switch_on_the_target_its_yaml_names(switch_target):
     weights = {"mel": 1.0, "dsl_switch": 1.0, "dsl_light": 1.0, "light_mel": 0.5}
     l1 = lambda a, b: F.l1_loss(a, b)  # noqa: E731
     brain = object.__new__(recipe.CodecBrain)
+    seen = []
+
+    def dsl_loss(out, lens, switch_target=None):  # DSLLoss, recording the target it gets
+        seen.append(switch_target)
+        return DSLLoss()(out, lens, switch_target)
+
     brain.hparams = SimpleNamespace(
-        loss_weights=weights, dsl_loss=DSLLoss(), decode_gap=gap, switch_target=switch_target
+        loss_weights=weights, dsl_loss=dsl_loss, decode_gap=gap, switch_target=switch_target
     )
     brain.modules = SimpleNamespace(codec=codec, mel_loss=l1, stft_loss=l1, level_loss=l1)
     brain.training_ctx = contextlib.nullcontext()
@@ -111,7 +118,12 @@ def test_recipe_trains_the_switch_on_the_target_its_yaml_names(switch_target):
     torch.manual_seed(4)  # the light decode draws nothing random, but be sure
     terms = brain.generator_losses(out, wav, wav_hat, lens, adversarial=False)
     _, light_decode = brain.light_pass_terms(out.dsl.light_features, wav)
-    target = gap(wav, wav_hat.detach(), light_decode.detach(), lens)
+    with torch.no_grad():  # the full pass as a user decodes it: tokens of every codebook
+        tokens, _ = codec.encode(wav, mode="full")
+        full_decode = codec.decode(tokens)[..., : wav.shape[-1]]
+    codec.train()
+    target = gap(wav, full_decode, light_decode.detach(), lens)
+    dropped = gap(wav, wav_hat.detach(), light_decode.detach(), lens)
     latent = out.dsl.distance
     predicted = out.dsl.predicted
     expected = target if switch_target == "decoded" else latent
@@ -122,6 +134,11 @@ def test_recipe_trains_the_switch_on_the_target_its_yaml_names(switch_target):
     assert float(terms["dsl_switch"].detach()) != pytest.approx(
         float(l1(predicted, other).detach()), rel=1e-3
     )
+    if switch_target == "decoded":  # the training pass dropped codebooks (seeded): not that
+        assert torch.allclose(seen[0], target, atol=1e-6)
+        assert not torch.allclose(seen[0], dropped, atol=1e-4)
+    else:
+        assert seen == [None]
     assert float(terms["dsl_light"].detach()) == pytest.approx(
         float(latent.detach().mean()), rel=1e-5
     )

@@ -343,7 +343,10 @@ class CodecBrain(sb.Brain):
             light_terms, decoded = self.light_pass_terms(out.dsl.light_features, wav)
             target = None
             if self.switch_target == "decoded":
-                target = self.hparams.decode_gap(wav, wav_hat, decoded, lens)
+                # the full tail decoded as the light one is, with every codebook: the
+                # training pass's wav_hat drops a random number of them
+                full = self.decode_frozen(out.dsl.features.detach(), wav, grad=False)
+                target = self.hparams.decode_gap(wav, full, decoded, lens)
             terms.update(self._dsl_terms(out.dsl, lens, target))
             terms.update(light_terms)
         terms["loss"] = self._weighted_sum(terms)
@@ -370,23 +373,29 @@ class CodecBrain(sb.Brain):
         weighted = weights.get("light_mel", 0) or weights.get("light_stft", 0)
         if not weighted and self.switch_target != "decoded":
             return {}, None
-        codec = self.codec
-        features = light.transpose(1, 2)
-        quantizer_was_training = codec.quantizer.training
-        codec.quantizer.eval()
-        with torch.no_grad():
-            quantized, _, _ = codec.quantizer(features)
-        codec.quantizer.train(quantizer_was_training)
-        quantized = features + (quantized - features).detach()
-        with self.training_ctx, torch.set_grad_enabled(bool(weighted)):
-            decoded = codec.from_network(codec.decoder(quantized.transpose(1, 2)))
-        decoded = decoded[..., : wav.shape[-1]].float()
+        decoded = self.decode_frozen(light, wav, grad=bool(weighted))
         if not weighted:
             return {}, decoded
         return {
             "light_mel": self.modules.mel_loss(decoded, wav),
             "light_stft": self.modules.stft_loss(decoded, wav),
         }, decoded
+
+    def decode_frozen(self, features, wav, grad):
+        """Decodes encoder ``features`` ``[B, D, T]`` quantized with every codebook, frozen
+        (no EMA update, no dead-code reset, no quantizer dropout), straight through;
+        cut to ``wav``'s length. ``grad``: keep the graph (else no gradient at all)."""
+        codec = self.codec
+        features = features.transpose(1, 2)
+        quantizer_was_training = codec.quantizer.training
+        codec.quantizer.eval()
+        with torch.no_grad():
+            quantized, _, _ = codec.quantizer(features)
+        codec.quantizer.train(quantizer_was_training)
+        quantized = features + (quantized - features).detach()
+        with self.training_ctx, torch.set_grad_enabled(grad):
+            decoded = codec.from_network(codec.decoder(quantized.transpose(1, 2)))
+        return decoded[..., : wav.shape[-1]].float()
 
     def distillation_losses(self, wav, lens):
         """Retrofit stage a: the DSL's terms (Eqs. 2-4) from encoder forwards only."""
