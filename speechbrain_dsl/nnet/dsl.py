@@ -209,6 +209,9 @@ class DynamicSwitchLayer(nn.Module):
                 f"DynamicSwitchLayer: block_frames must be >= 0 (0: no blocks), got {block_frames}"
             )
         self.block_frames = block_frames
+        for tail in (full_tail, light_tail):
+            if hasattr(tail, "block_frames"):
+                tail.block_frames = 0  # the layer runs its tails' rows in blocks itself
 
     @property
     def mode(self) -> str:
