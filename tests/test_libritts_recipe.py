@@ -210,9 +210,10 @@ def test_recipe_debug_run_trains_validates_calibrates_and_tests(tmp_path, corpus
         "threshold",
     ):
         assert key in metrics and metrics[key] == metrics[key], key
-    # measured twice (one CPU): 1.2557 and 1.2528, the corpus's espeak jitter; a decode
-    # scored against the wrong reference (or nothing decoded) lands far off
-    assert metrics["visqol_full"] == pytest.approx(1.254, abs=0.02)
+    # measured 1.2557 and 1.2528 alone (Intel Xeon), 1.254 alone and 1.3375 / 1.3574 beside
+    # another test worker (AMD EPYC): the corpus's espeak jitter; a decode scored against
+    # the wrong reference (or nothing decoded) lands far off
+    assert metrics["visqol_full"] == pytest.approx(1.305, abs=0.08)
     log = (out / "train_log.txt").read_text()
     assert "train adversarial" in log and "valid light_share" in log
 

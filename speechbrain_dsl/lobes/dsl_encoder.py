@@ -95,7 +95,7 @@ class DSLEncoder(nn.Module):
         """
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop))
         batch, block = wav.shape[0], self.dsl.block_frames
-        per_call = max(1, block // (wav.shape[-1] // self.hop)) if block else batch
+        per_call = max(1, block // max(1, wav.shape[-1] // self.hop)) if block else batch
         if not self.training and per_call < batch and not exporting():
             # a few items at a time: base, mask and switch run in cache too (see run_plan)
             return DSLOutput.cat(
