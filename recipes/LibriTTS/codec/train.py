@@ -355,7 +355,13 @@ class CodecBrain(sb.Brain):
     @property
     def switch_target(self):
         """``latent`` (Eq. 3: the tails' feature distance) or ``decoded`` (the decode gap)."""
-        return getattr(self.hparams, "switch_target", "latent")
+        target = getattr(self.hparams, "switch_target", "latent")
+        if target == "decoded" and getattr(self.hparams, "decode_gap", None) is None:
+            raise ValueError(
+                "switch_target: decoded needs a `decode_gap` in the YAML "
+                "(DecodeGap, as in hparams/codec_dsl_retrofit.yaml)"
+            )
+        return target
 
     def light_pass_terms(self, light, wav):
         """``light_mel`` and ``light_stft``, the codec's losses on the light tail's decode,
