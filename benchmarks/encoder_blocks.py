@@ -17,7 +17,6 @@ and checks that every block size gives the same features.
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from encoder_ops import cpu_name  # this folder is on sys.path when a benchmark runs
 
 from speechbrain_dsl.inference.interface import DSLCodecInterface
 
@@ -44,13 +44,6 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None, help="also write the result (JSON) here")
     parser.add_argument("--table", default=None, help="print a result file's table and exit")
     return parser.parse_args(argv)
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def speech(model: Path, rate: int, seconds: float, batch: int) -> torch.Tensor:
