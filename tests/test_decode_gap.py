@@ -142,3 +142,38 @@ def test_recipe_trains_the_switch_on_the_target_its_yaml_names(switch_target):
     assert float(terms["dsl_light"].detach()) == pytest.approx(
         float(latent.detach().mean()), rel=1e-5
     )
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_switch_learns_at_its_own_rate_and_the_rest_at_the_codecs(scale):
+    """``lr_switch_scale`` puts the switch (and only it) in a group at ``scale`` times
+    the generator's rate; at 1 the optimizer has the single group older checkpoints hold,
+    and a step moves the switch ``scale`` times as far as Adam's first step moves anything."""
+    torch.manual_seed(5)
+    recipe = _recipe()
+    codec = make_codec()
+    brain = object.__new__(recipe.CodecBrain)
+    brain.hparams = SimpleNamespace(lr_generator=1e-3, lr_switch_scale=scale)
+    brain.modules = SimpleNamespace(codec=codec)
+    optimizer = torch.optim.Adam(brain._generator_param_groups(), lr=1e-3)
+    switch = {id(p) for p in codec.encoder.dsl.switch.parameters()}
+    assert len(optimizer.param_groups) == (1 if scale == 1.0 else 2)
+    grouped = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in codec.parameters())  # each once
+    before = {n: p.detach().clone() for n, p in codec.named_parameters()}
+    for p in codec.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()  # Adam's first step moves every weight by its group's lr
+    for name, p in codec.named_parameters():
+        moved = float((before[name] - p.detach()).abs().max())
+        lr = 1e-3 * (scale if id(p) in switch else 1.0)
+        assert moved == pytest.approx(lr, rel=1e-3), name
+
+
+def test_a_switch_rate_for_a_codec_without_a_switch_is_refused():
+    recipe = _recipe()
+    brain = object.__new__(recipe.CodecBrain)
+    brain.hparams = SimpleNamespace(lr_generator=1e-3, lr_switch_scale=10.0)
+    brain.modules = SimpleNamespace(codec=torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"lr_switch_scale=10.0: the codec has no switch"):
+        brain._generator_param_groups()

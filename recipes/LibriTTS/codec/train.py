@@ -110,6 +110,7 @@ HPARAM_RULES = {
     "number_of_epochs": integer(low=1),
     "lr_generator": number(above=0),
     "lr_discriminator": number(above=0),
+    "lr_switch_scale": number(above=0),
     "adam_betas": list_of(number(low=0, below=1)),
     "lr_decay_per_step": number(above=0, high=1),
     "max_grad_norm": number(above=0),
@@ -216,7 +217,7 @@ class CodecBrain(sb.Brain):
         """One optimizer and LR scheduler each for the generator and discriminator."""
         if self.grad_accumulation_factor != 1:
             raise ValueError("this recipe does not support grad_accumulation_factor != 1")
-        self.optimizer_g = self.hparams.opt_class_generator(self.modules.codec.parameters())
+        self.optimizer_g = self.hparams.opt_class_generator(self._generator_param_groups())
         self.optimizer_d = self.hparams.opt_class_discriminator(
             self.modules.discriminator.parameters()
         )
@@ -228,6 +229,25 @@ class CodecBrain(sb.Brain):
             self.checkpointer.add_recoverable("optimizer_d", self.optimizer_d)
             self.checkpointer.add_recoverable("scheduler_g", self.scheduler_g)
             self.checkpointer.add_recoverable("scheduler_d", self.scheduler_d)
+
+    def _generator_param_groups(self):
+        """The codec's parameters; the switch's in a group of its own if it learns faster.
+
+        ``lr_switch_scale`` multiplies the switch's learning rate: a switch given a
+        new target (``switch_target: decoded`` on a trained model) regresses it
+        at the rate of an already converged codec otherwise. At 1 (the default)
+        there is one group, as in checkpoints written before the option existed.
+        """
+        scale = getattr(self.hparams, "lr_switch_scale", 1.0)
+        named = list(self.modules.codec.named_parameters())
+        if scale == 1.0:
+            return [p for _, p in named]
+        switch = [p for n, p in named if ".switch." in f".{n}"]
+        if not switch:
+            raise ValueError(f"lr_switch_scale={scale}: the codec has no switch to scale")
+        rest = [p for n, p in named if ".switch." not in f".{n}"]
+        lr = self.hparams.lr_generator * scale
+        return [{"params": rest}, {"params": switch, "lr": lr}]
 
     def _fit_valid(self, valid_set, epoch, enable):
         """Validates every ``valid_every_epochs`` epochs and after the last one.
