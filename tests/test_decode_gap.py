@@ -177,3 +177,54 @@ def test_a_switch_rate_for_a_codec_without_a_switch_is_refused():
     brain.modules = SimpleNamespace(codec=torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match=r"lr_switch_scale=10.0: the codec has no switch"):
         brain._generator_param_groups()
+
+
+def test_validation_reports_each_subsets_light_share_and_the_switch_against_the_decode_gap():
+    """With several subsets, validation logs ``light_share@<subset>`` (the mixed pass's
+    share among that subset's own segments) and ``switch_spearman_decoded``, the rank
+    correlation of the switch's predictions with the gap between the full and light
+    decodes: what the switch is trained to predict under ``switch_target: decoded``."""
+    from scipy.stats import spearmanr
+
+    torch.manual_seed(6)
+    recipe = _recipe()
+    codec = make_codec().eval()
+    hop, segment_frames = codec.encoder.hop, codec.encoder.dsl.segment_frames
+    gap = DecodeGap(16000, hop_length=hop, segment_frames=segment_frames, n_mels=8)
+    wav = 0.1 * torch.randn(4, 40 * hop)
+    wav[1, : 20 * hop] *= 0.01  # quiet and loud segments: both routes
+    lens = torch.tensor([1.0, 1.0, 0.75, 0.5])
+    with torch.no_grad():
+        predicted = codec.predict_distances(wav[:, None], lens)
+    codec.threshold = float(predicted.median())
+    brain = object.__new__(recipe.CodecBrain)
+    brain.hparams = SimpleNamespace(
+        valid_visqol=False, eval_modes=["full", "light", "mixed"], decode_gap=gap
+    )
+    brain.modules = SimpleNamespace(codec=codec, mel_loss=F.l1_loss)
+    brain.device, brain.position, brain.visqol_every = "cpu", 0, 1
+    brain.several_subsets, brain.stats = True, {"mel_loss": []}
+    subsets = ["dev-clean", "dev-recorded", "dev-clean", "dev-recorded"]
+    paths = [f"/c/{s}/1/2/u{i}.wav" for i, s in enumerate(subsets)]
+    brain.evaluate_batch(SimpleNamespace(sig=(wav, lens), wav=paths), stage=None)
+    summary = brain.summarize()
+    with torch.no_grad():
+        routing = codec.encode_with_routing(wav, lens, mode="mixed").routing
+        decoded = {
+            m: codec.decode(codec.encode_with_routing(wav, lens, mode=m).tokens, lens)
+            for m in ("full", "light")
+        }
+        _, out = codec.encode_features(wav[:, None], lens, mode="oracle")
+    for subset in ("dev-clean", "dev-recorded"):
+        items = [i for i, s in enumerate(subsets) if s == subset]
+        routes = torch.cat([routing.route[i][routing.segment_mask[i]] for i in items]).float()
+        assert summary[f"light_share@{subset}"] == pytest.approx(float(routes.mean()))
+    shares = [summary[f"light_share@{s}"] for s in ("dev-clean", "dev-recorded")]
+    assert shares[0] != pytest.approx(shares[1])  # else a pooled share would pass
+    target = gap(
+        wav, *(decoded[m][..., : wav.shape[-1]].squeeze(1) for m in ("full", "light")), lens
+    )
+    mask = out.segment_mask
+    expected = spearmanr(out.predicted[mask], target[mask]).statistic
+    assert summary["switch_spearman_decoded"] == pytest.approx(float(expected), abs=1e-6)
+    assert summary["switch_spearman_decoded"] != pytest.approx(summary["switch_spearman"])

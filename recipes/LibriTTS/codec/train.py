@@ -581,10 +581,12 @@ class CodecBrain(sb.Brain):
         self.position += wav.shape[0]
         picked = (positions % self.visqol_every == 0).nonzero().flatten()
         use_visqol = self.hparams.valid_visqol and picked.numel() > 0
+        decodes = {}
         for mode in self.hparams.eval_modes:
             encoded = codec.encode_with_routing(wav, lens, mode=mode)
             tokens = encoded.tokens
             wav_hat = codec.decode(tokens, lens)[..., : wav.shape[-1]].squeeze(1)
+            decodes[mode] = wav_hat
             mel = mel_distance(wav_hat, wav, lens)
             self._add(f"mel_{mode}", mel)
             self._add(f"sisnr_{mode}", si_snr(wav_hat, wav, lens))
@@ -608,6 +610,10 @@ class CodecBrain(sb.Brain):
             if mode == "mixed":
                 routing = encoded.routing
                 self._add("light_share", routing.route[routing.segment_mask].float())
+                if self.several_subsets:  # one threshold, each class's share
+                    for i, subset in enumerate(subsets):
+                        route = routing.route[i][routing.segment_mask[i]].float()
+                        self._add(f"light_share@{subset}", route)
         if codec.has_dsl:
             _, out = codec.encode_features(wav[:, None], lens, mode="oracle")
             steps = length_mask(lens, out.masked.shape[-1], wav.device, wav.shape[0])
@@ -616,6 +622,14 @@ class CodecBrain(sb.Brain):
             )
             self._add("predicted", out.predicted[out.segment_mask])
             self._add("true_distance", out.distance[out.segment_mask])
+            gap = getattr(self.hparams, "decode_gap", None)
+            if gap is not None and {"full", "light"} <= decodes.keys():
+                # what the switch regresses under switch_target: decoded
+                target = gap(wav, decodes["full"], decodes["light"], lens)
+                segments = min(target.shape[1], out.segment_mask.shape[1])
+                valid = out.segment_mask[:, :segments]
+                self._add("pair_switch_predicted", out.predicted[:, :segments][valid])
+                self._add("pair_switch_decode_gap", target[:, :segments][valid])
         return torch.tensor(self.stats["mel_loss"][-1])
 
     def level_errors(self, wav, lens):
@@ -642,6 +656,13 @@ class CodecBrain(sb.Brain):
         if len(self.stats.get("predicted", [])) > 2:
             summary["switch_spearman"] = float(
                 spearmanr(self.stats["predicted"], self.stats["true_distance"]).statistic
+            )
+        if len(self.stats.get("pair_switch_decode_gap", [])) > 2:
+            # the switch against the decode gap (its target under switch_target: decoded)
+            summary["switch_spearman_decoded"] = float(
+                spearmanr(
+                    self.stats["pair_switch_predicted"], self.stats["pair_switch_decode_gap"]
+                ).statistic
             )
         if self.codec.has_dsl:
             summary["threshold"] = self.codec.threshold
