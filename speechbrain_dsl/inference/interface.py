@@ -17,9 +17,10 @@ Nothing is downloaded; weights are read with ``torch.load``'s default
 
 Both hold the model and an engine (:mod:`speechbrain_dsl.inference.engines`).
 
-Engines. A DSL codec loaded from a local folder runs with onnxruntime by
-default on CPU (``engine="onnxruntime"``; :mod:`speechbrain_dsl.inference.runtime`),
-else with PyTorch (``engine="torch"``). The graphs are the folder's own
+Engines (chosen by :mod:`speechbrain_dsl.inference.engine_choice`). A DSL codec
+loaded from a local folder runs with onnxruntime by default on CPU
+(``engine="onnxruntime"``; :mod:`speechbrain_dsl.inference.runtime`), else with
+PyTorch (``engine="torch"``). The graphs are the folder's own
 (``encoder.onnx``, ``decoder.onnx``, written by the package command or
 ``python -m speechbrain_dsl.inference.export <folder> --folder <folder>``) when
 its ``SHA256SUMS`` lists them; a folder without an encoder graph (the shipped
@@ -50,10 +51,8 @@ Example
 >>> tokens = codec.encode_file("speech.wav")                           # doctest: +SKIP
 """
 
-import logging
 import math
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -66,10 +65,9 @@ from tqdm.auto import tqdm
 from speechbrain_dsl.inference import runtime as rt
 from speechbrain_dsl.inference.audio_blocks import read_blocks
 from speechbrain_dsl.inference.dac import DACStyleTokenizer
+from speechbrain_dsl.inference.engine_choice import choose_engine, exportable
 from speechbrain_dsl.inference.engines import Engine, encode_with_runtime, make_engine
-from speechbrain_dsl.inference.export import GRAPH_CACHE, cached_encoder
 from speechbrain_dsl.inference.loading import load_packaged
-from speechbrain_dsl.inference.manifest import MANIFEST, read_manifest, sha256_file
 from speechbrain_dsl.inference.settings import ModelSettings
 from speechbrain_dsl.inference.streaming import ENGINES, StreamingEncoder
 from speechbrain_dsl.inference.tokenizer import DSLTokenizer
@@ -85,7 +83,6 @@ __all__ = [
 ]
 
 REQUIRED_FILES = ("hyperparams.yaml", "codec.ckpt")
-logger = logging.getLogger(__name__)
 
 
 class DSLCodecInterface(ModelSettings, Pretrained):
@@ -160,123 +157,15 @@ class DSLCodecInterface(ModelSettings, Pretrained):
         except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot load {folder / 'codec.ckpt'}: {err}") from None
         interface.num_codebooks = num_codebooks
-        interface._attach_runtime(
-            folder if folder.is_dir() else None, engine, onnx_precision, kwargs.get("savedir")
+        interface._engine, interface.runtime = choose_engine(
+            interface.codec,
+            interface.device,
+            folder if folder.is_dir() else None,
+            engine,
+            onnx_precision,
+            kwargs.get("savedir"),
         )
         return interface
-
-    def _attach_runtime(
-        self,
-        folder: Optional[Path],
-        engine: Optional[str],
-        precision: str,
-        savedir: Optional[str] = None,
-    ) -> None:
-        """Loads the graphs of ``folder`` (or of the graph cache) when the engine is
-        (or defaults to) onnxruntime; see :meth:`from_hparams`."""
-        if engine is not None and engine not in ENGINES:
-            raise ValueError(f"engine: expected one of {ENGINES} or None, got {engine!r}")
-        if precision not in rt.PRECISIONS:
-            raise ValueError(
-                f"onnx_precision: expected one of {sorted(rt.PRECISIONS)}, got {precision!r}"
-            )
-        if precision == "int8":
-            if engine == "torch":
-                raise ValueError(
-                    "onnx_precision: int8 runs in onnxruntime, not with engine='torch'"
-                )
-            engine = "onnxruntime"
-        requested = engine
-        if engine is None:
-            on_cpu = str(self.device).startswith("cpu")
-            engine = (
-                "onnxruntime" if folder is not None and on_cpu and self._exportable() else "torch"
-            )
-        if engine == "onnxruntime":
-            if folder is None:
-                raise ValueError(
-                    "engine: onnxruntime needs a local packaged folder (holding "
-                    f"{rt.PRECISIONS[precision]}, or a codec to export it from)"
-                )
-            self.runtime = self._folder_runtime(folder, precision)
-            if self.runtime is None:
-                try:
-                    self.runtime = self._cached_runtime(folder, savedir)
-                except Exception as err:  # the default must load a working package anyway
-                    if requested is not None:
-                        raise ValueError(
-                            f"engine: onnxruntime: {folder} has no {rt.ENCODER_FILE} and none "
-                            f"could be exported ({type(err).__name__}: {err})"
-                        ) from err
-                    logger.warning(
-                        f"{folder}: running in PyTorch, not onnxruntime: no encoder graph "
-                        f"could be exported ({type(err).__name__}: {err})"
-                    )
-                    engine = "torch"
-        self._engine = engine
-
-    def _exportable(self) -> bool:
-        """True when the codec exports to an encoder graph (a DSL routing fixed-size segments)."""
-        codec = self.codec
-        return bool(codec.has_dsl and codec.encoder.dsl.segment_frames)
-
-    def _folder_runtime(self, folder: Path, precision: str) -> Optional[rt.OnnxCodec]:
-        """The folder's own graphs (``encoder.onnx`` listed in its ``SHA256SUMS``, or int8).
-
-        None when an fp32 encoder graph is missing or not listed (a present but
-        unlisted graph is named in a warning and not used). ``decoder.onnx`` is
-        used when listed too. A graph of other weights than ``codec.ckpt`` is a
-        ValueError naming it (the package contradicts itself).
-        """
-        name = rt.PRECISIONS[precision]
-        listed = read_manifest(folder)  # checked against the files by load_packaged
-
-        def vouched(graph: str) -> bool:
-            return (folder / graph).is_file() and (listed is None or graph in listed)
-
-        for graph in (name, rt.DECODER_FILE):
-            if (folder / graph).is_file() and not vouched(graph):
-                logger.warning(
-                    f"{folder / graph} is not listed in {folder / MANIFEST}: not used (python -m "
-                    f"speechbrain_dsl.inference.export {folder} --folder {folder} lists the "
-                    f"graphs it writes)"
-                )
-        if precision == "fp32" and not vouched(name):
-            return None  # the graph cache's
-        runtime = rt.OnnxCodec.from_folder(
-            folder, precision, threads=torch.get_num_threads(), decoder=vouched(rt.DECODER_FILE)
-        )
-        if runtime.info.get("weights_sha256") != _sha256(folder / "codec.ckpt"):
-            raise ValueError(
-                f"{folder / name} was exported from other weights than "
-                f"{folder / 'codec.ckpt'} (package the folder again)"
-            )
-        return runtime
-
-    def _cached_runtime(self, folder: Path, savedir: Optional[str]) -> rt.OnnxCodec:
-        """An encoder graph from ``<savedir>/onnx-cache/`` (exported there on first load).
-
-        An unwritable cache folder exports to a temporary folder instead, with a
-        warning. Decoding runs in PyTorch (no decoder graph is exported).
-        """
-        if not self._exportable():
-            raise ValueError(
-                "only a codec with a DSL encoder routing fixed-size segments exports a graph"
-            )
-        weights = _sha256(folder / "codec.ckpt")
-        if weights is None:
-            raise ValueError(f"{folder} has no codec.ckpt to check an exported graph against")
-        cache = Path(folder if savedir is None else savedir) / GRAPH_CACHE
-        try:
-            path = cached_encoder(self.codec, cache, weights)
-        except OSError as err:
-            fallback = Path(tempfile.mkdtemp(prefix="dsl-onnx-"))
-            logger.warning(
-                f"cannot write the graph cache {cache} ({err}): exporting the encoder graph "
-                f"to {fallback} for this process instead"
-            )
-            path = cached_encoder(self.codec, fallback, weights)
-        return rt.OnnxCodec(path, threads=torch.get_num_threads())
 
     @property
     def engine(self) -> str:
@@ -376,7 +265,7 @@ class DSLCodecInterface(ModelSettings, Pretrained):
 
     def _can_cut(self, mode: str) -> bool:
         """True when inputs can be encoded a segment at a time (DSL, fixed segments, no oracle)."""
-        return self._exportable() and mode in rt.MODES
+        return exportable(self.codec) and mode in rt.MODES
 
     def _pieces_apply(self, samples: int, mode: str) -> bool:
         """True when a torch-engine input is longer than one piece and can be cut."""
@@ -469,10 +358,6 @@ class DSLCodecInterface(ModelSettings, Pretrained):
             )
         )
         return tokens.to(self.device)
-
-
-def _sha256(path: Union[str, Path]) -> Optional[str]:
-    return sha256_file(path) if Path(path).is_file() else None
 
 
 def load_tokenizer(

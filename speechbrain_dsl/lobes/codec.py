@@ -12,7 +12,8 @@ What training, the evaluations and the engines call, at the level of tensors:
   ``[B, 1, S]``), ``embeddings`` (codebook vectors of tokens).
 
 Routing is an argument of each call (``mode``, ``threshold``) or a scope
-(:meth:`DSLCodec.routing`), and comes back with the call. ``num_codebooks``
+(:meth:`DSLCodec.routing`), and comes back with the call
+(:mod:`~speechbrain_dsl.lobes.codec_routing`). ``num_codebooks``
 (the first K codebooks of the RVQ, settable) sets the bitrate of every call.
 Inputs are ``[B, S]`` or ``[B, 1, S]`` floats in [-1, 1] at ``sample_rate`` (a
 tensor or a numpy array), checked by :mod:`speechbrain_dsl.checks`; ``length``
@@ -35,14 +36,15 @@ from torch import nn
 from speechbrain_dsl import checks
 from speechbrain_dsl.checks import MAX_PEAK
 from speechbrain_dsl.lobes.codec_outputs import CodecOutput, Encoding, Routing
+from speechbrain_dsl.lobes.codec_routing import CodecRouting
 from speechbrain_dsl.lobes.dsl_encoder import DSLEncoder
-from speechbrain_dsl.nnet.dsl import DSLOutput
+from speechbrain_dsl.nnet.dsl_output import DSLOutput
 from speechbrain_dsl.nnet.segments import length_mask
 
 __all__ = ["MAX_PEAK", "CodecOutput", "DSLCodec", "Encoding", "Routing"]
 
 
-class DSLCodec(nn.Module):
+class DSLCodec(CodecRouting, nn.Module):
     """A neural audio codec whose encoder may hold a Dynamic Switch Layer.
 
     Arguments
@@ -95,7 +97,7 @@ class DSLCodec(nn.Module):
         self.hop_length = encoder.hop
         self.num_codebooks = None  # all of them
         self.vocab_size = quantizer.codebook_size
-        self._scopes: List[Dict[str, Any]] = []  # open routing() scopes, innermost last
+        self._scopes: List[Dict[str, Any]] = []  # CodecRouting's open scopes, innermost last
 
     # geometry and settings -----------------------------------------------------
     def to_network(self, wav: torch.Tensor) -> torch.Tensor:
@@ -160,116 +162,6 @@ class DSLCodec(nn.Module):
     def frames_for(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` input samples."""
         return math.ceil(num_samples / self.hop_length)
-
-    # routing -------------------------------------------------------------------
-    @property
-    def mode(self) -> str:
-        """Default routing mode of the DSL (``full``, ``light``, ``mixed``, ``oracle``).
-
-        The mode of calls that name none, outside :meth:`routing` scopes.
-        """
-        return self.encoder.dsl.mode if self.has_dsl else "full"
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        if not self.has_dsl:
-            if value != "full":
-                raise ValueError(f"mode={value!r} needs a DSL encoder; this codec has none")
-            return
-        self.encoder.dsl.mode = value
-
-    @property
-    def threshold(self) -> Optional[float]:
-        """Switch threshold on the predicted distance (the calibrated one, saved with the weights)."""
-        return self.encoder.dsl.threshold if self.has_dsl else None
-
-    @threshold.setter
-    def threshold(self, value: float) -> None:
-        if not self.has_dsl:
-            raise ValueError("threshold needs a DSL encoder; this codec has none")
-        self.encoder.dsl.threshold = float(value)
-
-    def resolve_routing(
-        self, mode: Optional[str] = None, threshold: Optional[float] = None
-    ) -> Tuple[str, Optional[float]]:
-        """The ``(mode, threshold)`` a call runs with: its own, else the innermost
-        :meth:`routing` scope's, else the codec's defaults.
-
-        Raises
-        ------
-        ValueError
-            For an unknown mode, or a mode other than ``full`` or any threshold
-            on a codec without a DSL.
-        """
-        for scope in reversed(self._scopes):
-            mode = scope["mode"] if mode is None else mode
-            threshold = scope["threshold"] if threshold is None else threshold
-        if not self.has_dsl:
-            if mode not in (None, "full") or threshold is not None:
-                raise ValueError(
-                    f"mode={mode!r}, threshold={threshold!r}: routing needs a DSL "
-                    f"encoder; this codec has none"
-                )
-            return "full", None
-        mode = self.encoder.dsl.check_mode(mode)
-        return mode, self.threshold if threshold is None else float(threshold)
-
-    @contextlib.contextmanager
-    def routing(
-        self, mode: Optional[str] = None, threshold: Optional[float] = None
-    ) -> Iterator[List[Routing]]:
-        """Routes every encode call inside the block with ``mode`` and ``threshold``.
-
-        For callers that cannot pass them per call (a recipe calling
-        ``sig_to_tokens``, a probe computing embeddings). Yields a list that
-        receives the :class:`Routing` of each call made inside the block. The
-        codec's defaults are untouched; scopes nest (the inner one wins). The
-        tokenizer and the interface holding this codec open their scopes here,
-        so one scope reaches every face of the model.
-
-        Example
-        -------
-        >>> from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder, SoundStreamDecoder
-        >>> from speechbrain_dsl.nnet.quantizer import ResidualVectorQuantizer
-        >>> codec = DSLCodec(
-        ...     SoundStreamEncoder(channels=2, multipliers=(2,), strides=(8,), emb_dim=8),
-        ...     ResidualVectorQuantizer(dim=8, num_quantizers=2, codebook_size=16),
-        ...     SoundStreamDecoder(emb_dim=8, channels=2, multipliers=(2,), strides=(8,)),
-        ... )
-        >>> with codec.routing(mode="full") as calls:
-        ...     _ = codec.encode(torch.zeros(2, 800))
-        >>> [(r.mode, r.route.shape) for r in calls]
-        [('full', torch.Size([2, 1]))]
-        """
-        self.resolve_routing(mode, threshold)  # refuse bad values before the block runs
-        scope = {"mode": mode, "threshold": threshold, "calls": []}
-        self._scopes.append(scope)
-        try:
-            yield scope["calls"]
-        finally:
-            self._scopes.remove(scope)
-
-    def record_routing(self, routing: Routing) -> Routing:
-        """Hands ``routing`` to the innermost open :meth:`routing` scope; returns it."""
-        if self._scopes:
-            self._scopes[-1]["calls"].append(routing)
-        return routing
-
-    def routing_of(
-        self,
-        dsl: Optional[DSLOutput],
-        mode: str,
-        threshold: Optional[float],
-        batch: int,
-        frames: int,
-        lengths: Optional[torch.Tensor] = None,
-    ) -> Routing:
-        """The :class:`Routing` of an encoder pass from its DSL output (None: no DSL)."""
-        if dsl is None:
-            valid = length_mask(lengths, frames, "cpu", batch).any(1, keepdim=True)
-            return Routing("full", None, torch.zeros_like(valid), None, valid, frames)
-        segment_frames = self.encoder.dsl.segment_length(frames)
-        return Routing(mode, threshold, dsl.route, dsl.predicted, dsl.segment_mask, segment_frames)
 
     # input checks (speechbrain_dsl.checks with this codec's rate, hop and codebooks) --
     def check_input(

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import torch
 
-from speechbrain_dsl.nnet.dsl import DSLOutput
+from speechbrain_dsl.nnet.dsl_output import DSLOutput
 
 __all__ = ["CodecOutput", "Encoding", "Routing"]
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_dsl.lobes.soundstream import SoundStreamEncoder
-from speechbrain_dsl.nnet.dsl import DSLOutput, DynamicSwitchLayer, Switch
+from speechbrain_dsl.nnet.dsl import DynamicSwitchLayer, Switch
+from speechbrain_dsl.nnet.dsl_output import DSLOutput
 from speechbrain_dsl.nnet.plan_runner import exporting
 from speechbrain_dsl.nnet.segments import segment_levels
 

@@ -25,6 +25,7 @@ tail's output.
 
 This module holds the layer; its parts have modules of their own:
 :mod:`~speechbrain_dsl.nnet.plan_runner` (how a route runs),
+:mod:`~speechbrain_dsl.nnet.dsl_output` (what a forward returns),
 :mod:`~speechbrain_dsl.nnet.mask`,
 :mod:`~speechbrain_dsl.nnet.switch`, :mod:`~speechbrain_dsl.nnet.distances` and
 :mod:`~speechbrain_dsl.nnet.dsl_loss`.
@@ -32,7 +33,6 @@ This module holds the layer; its parts have modules of their own:
 Layout: features ``[batch, channels, time]``; per-segment tensors ``[batch, segments]``.
 """
 
-from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
 import torch
@@ -46,6 +46,7 @@ from speechbrain_dsl.nnet.distances import (
     segment_distance,
 )
 from speechbrain_dsl.nnet.dsl_loss import DSLLoss
+from speechbrain_dsl.nnet.dsl_output import DSLOutput
 from speechbrain_dsl.nnet.mask import Mask, activation_sparsity
 from speechbrain_dsl.nnet.plan_runner import BLOCK_FRAMES, run_plan
 from speechbrain_dsl.nnet.routing import (
@@ -75,59 +76,6 @@ __all__ = [
     "DSLLoss",
     "activation_sparsity",
 ]
-
-
-@dataclass
-class DSLOutput:
-    """What a :class:`DynamicSwitchLayer` forward returns.
-
-    Attributes
-    ----------
-    features : torch.Tensor
-        ``[batch, emb_dim, frames]`` (channels first, as every ``nnet`` tensor): the
-        layer's output (the full tail's in training). The codec's ``emb`` is the
-        same tensor transposed to ``[batch, frames, emb_dim]``.
-    masked : torch.Tensor
-        Mask output ``[batch, channels, time]`` (input of both tails).
-    predicted : torch.Tensor or None
-        Switch prediction per segment ``[batch, segments]`` (training, ``mixed``
-        and ``oracle``).
-    distance : torch.Tensor or None
-        True distance(light, full) per segment; differentiable w.r.t. the light
-        tail only (the full tail is the teacher). Set in training and ``oracle``.
-    route : torch.Tensor or None
-        Bool ``[batch, segments]``, True where the light tail ran (inference only).
-    segment_mask : torch.Tensor
-        Bool ``[batch, segments]``, False for segments that are all padding.
-    light_features : torch.Tensor or None
-        Light tail output on every frame (training and ``oracle``).
-    """
-
-    features: torch.Tensor
-    masked: torch.Tensor
-    predicted: Optional[torch.Tensor]
-    distance: Optional[torch.Tensor]
-    route: Optional[torch.Tensor]
-    segment_mask: torch.Tensor
-    light_features: Optional[torch.Tensor] = None
-
-    @classmethod
-    def cat(cls, parts: "list[DSLOutput]") -> "DSLOutput":
-        """The outputs of consecutive groups of one batch, joined along the batch.
-
-        Example
-        -------
-        >>> part = DSLOutput(torch.ones(1, 2, 3), torch.ones(1, 4, 6), None, None,
-        ...                  torch.zeros(1, 1, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool))
-        >>> joined = DSLOutput.cat([part, part])
-        >>> joined.features.shape, joined.predicted, joined.route.shape
-        (torch.Size([2, 2, 3]), None, torch.Size([2, 1]))
-        """
-        fields = {}
-        for name in cls.__dataclass_fields__:
-            values = [getattr(p, name) for p in parts]
-            fields[name] = None if values[0] is None else torch.cat(values)
-        return cls(**fields)
 
 
 class DynamicSwitchLayer(nn.Module):

@@ -1,15 +1,13 @@
 """The DSL loss (Eq. 5): compression, switch regression and light-tail distillation."""
 
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechbrain_dsl.nnet.dsl_output import DSLOutput
 from speechbrain_dsl.nnet.segments import length_mask
-
-if TYPE_CHECKING:  # the layer's output type, for annotations only
-    from speechbrain_dsl.nnet.dsl import DSLOutput
 
 __all__ = ["DSLLoss"]
 
@@ -61,7 +59,7 @@ class DSLLoss(nn.Module):
 
     def forward(
         self,
-        out: "DSLOutput",
+        out: DSLOutput,
         lengths: Optional[torch.Tensor] = None,
         switch_target: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
