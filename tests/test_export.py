@@ -14,24 +14,35 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import soundfile as sf
 import torch
 from conftest import DSL_YAML, ROOT
 from deploy_helpers import first_token_ties, onnx_package, route_ties, speechy, widest_gap
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_dsl.evaluation.check_clips import read_check_clips
+from speechbrain_dsl.evaluation.metrics import mel_distance
 from speechbrain_dsl.inference.export import (
     ExportableDecoder,
     ExportableEncoder,
     MatmulISTFT,
     export_decoder_onnx,
+    export_onnx,
     export_torch,
     metadata,
+    quantize_encoder,
     read_metadata,
 )
 from speechbrain_dsl.inference.package import package
 from speechbrain_dsl.inference.runtime import OnnxCodec, agreement
 from speechbrain_dsl.lobes.vocos import ISTFTHead
 from speechbrain_dsl.training.checkpoints import AtomicCheckpointer, load_codec
+
+SHIPPED = ROOT / "pretrained" / "dsl-codec-16k"
+# int8 against fp32 decodes of the shipped check clips: the measured spread is
+# 0.000-0.012 in log-mel distance (four calibration sets, mixed and light passes);
+# with every tail conv quantized, clips 4 and 5 were 0.5-1.9 worse
+INT8_MEL_TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +169,42 @@ def test_int8_encoder_is_quantized_keeps_index_routing_and_fp32_routes(exported)
     assert 0 < measure["token_changes"] < measure["tokens"]  # int8 tails do change some tokens
     routes = np.concatenate([out.route.ravel() for out in fp32_out])
     assert 0 < routes.sum() < routes.size
+
+
+def test_int8_encoder_decodes_the_shipped_check_clips_as_well_as_fp32(tmp_path):
+    """Digital silence (clips 4 and 5 have some) must not decode as noise in int8.
+
+    Calibrated on 15 s only (five held-out clips of the other packages, not the
+    shipped model's own, joined: 12 rows), so the test stays fast. With every tail conv quantized
+    (``float_convs=()``) clips 4 and 5 fail here as after 300 s of dev speech.
+    """
+    codec = load_codec(None, SHIPPED / "codec.ckpt")
+    fp32 = export_onnx(
+        ExportableEncoder(codec), tmp_path / "encoder.onnx", metadata(codec, "encoder")
+    )
+    own = {p.name for p in (SHIPPED / "check").glob("*.wav")}
+    others = {p.name: p for p in sorted((ROOT / "pretrained").glob("*/check/*.wav"))}
+    others = [others[name] for name in sorted(others) if name not in own][:5]
+    calibration = [sf.read(p, dtype="float32")[0] for p in others]
+    assert len(calibration) == 5, "the other packages hold too few held-out clips"
+    int8 = quantize_encoder(
+        fp32, tmp_path / "encoder.int8.onnx", [np.concatenate(calibration)], batch_rows=4
+    )
+    engines = {"fp32": OnnxCodec(fp32, threads=1), "int8": OnnxCodec(int8, threads=1)}
+    clips, _ = read_check_clips(SHIPPED)
+    worse = []
+    for mode in ("mixed", "light"):  # mixed at the calibrated threshold: all full here
+        for i, clip in enumerate(clips):
+            out = {k: e.encode(clip.numpy(), mode=mode) for k, e in engines.items()}
+            assert out["int8"].route.tolist() == out["fp32"].route.tolist()
+            mel = {}
+            for k, encoded in out.items():
+                with torch.no_grad():
+                    wav = codec.decode(torch.from_numpy(encoded.tokens).long())
+                mel[k] = float(mel_distance(wav[:, 0, : clip.numel()], clip[None])[0])
+            if mel["int8"] - mel["fp32"] > INT8_MEL_TOLERANCE:
+                worse.append(f"{mode} clip {i}: int8 {mel['int8']:.3f}, fp32 {mel['fp32']:.3f}")
+    assert not worse, worse
 
 
 def test_torch_export_program_matches_pytorch(exported, tmp_path):

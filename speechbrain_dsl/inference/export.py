@@ -7,8 +7,8 @@ Three files make a deployment that runs with onnxruntime and numpy only
   residual nearest-codeword tokens (:class:`~speechbrain_dsl.inference.graphs.ExportableEncoder`);
 - ``decoder.onnx``: tokens to waveform, either decoder type, the Vocos head's
   inverse FFT written as matmuls (:class:`~speechbrain_dsl.inference.graphs.ExportableDecoder`);
-- ``encoder.int8.onnx``: the encoder with its tail convolutions quantized to int8 by
-  onnxruntime's static quantization, calibrated on held-out audio
+- ``encoder.int8.onnx``: the encoder with the full tail's last blocks quantized to int8
+  by onnxruntime's static quantization, calibrated on held-out audio
   (:func:`~speechbrain_dsl.inference.quantize.quantize_encoder`).
 
 The graphs are built in :mod:`speechbrain_dsl.inference.graphs` (where the
