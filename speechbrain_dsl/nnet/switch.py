@@ -30,6 +30,13 @@ class SegmentStatsHead(nn.Module):
         Also reads each segment's level relative to its utterance
         (:func:`~speechbrain_dsl.nnet.routing.relative_levels`), so a head
         trained under random gain can tell a pause from quiet speech.
+    sub_blocks : int
+        With more than 1, also reads, per channel, how much the log energy of
+        ``sub_blocks`` equal parts of the segment varies (their standard
+        deviation): speech is modulated within 160 ms, stationary noise is not,
+        and the segment's mean and spread alone barely tell them apart. The
+        pooling still reads the features once; the segment's length must be a
+        multiple of ``sub_blocks``. These inputs come after the level's.
 
     Example
     -------
@@ -39,12 +46,20 @@ class SegmentStatsHead(nn.Module):
     >>> head = SegmentStatsHead(4, hidden=8, level_input=True)
     >>> head(torch.randn(2, 4, 100), segment_len=30, levels=torch.zeros(2, 4)).shape
     torch.Size([2, 4])
+    >>> head = SegmentStatsHead(4, hidden=8, sub_blocks=3)
+    >>> head(torch.randn(2, 4, 100), segment_len=30).shape, head.mlp[0].in_features
+    (torch.Size([2, 4]), 12)
     """
 
-    def __init__(self, in_channels: int, hidden: int = 32, level_input: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, hidden: int = 32, level_input: bool = False, sub_blocks: int = 1
+    ) -> None:
         super().__init__()
+        if sub_blocks < 1:
+            raise ValueError(f"SegmentStatsHead: sub_blocks={sub_blocks}, expected 1 or more")
         self.level_input = level_input
-        inputs = 2 * in_channels + int(level_input)
+        self.sub_blocks = sub_blocks
+        inputs = 2 * in_channels + int(level_input) + in_channels * (sub_blocks > 1)
         self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.ELU(), nn.Linear(hidden, 1))
 
     def forward(
@@ -78,10 +93,20 @@ class SegmentStatsHead(nn.Module):
             steps = torch.full((batch,), float(time), device=x.device)
         else:
             steps = torch.round(lengths.to(x.device, torch.float32) * time).clamp(min=1)
-        if torch.compiler.is_compiling():
-            total, square = masked_segment_sums(x, segment_len, steps)
-        else:
-            total, square = segment_sums(x, segment_len, steps)
+        parts = self.sub_blocks
+        if segment_len % parts:
+            raise ValueError(
+                f"SegmentStatsHead: segments of {segment_len} steps do not split into "
+                f"sub_blocks={parts} equal parts"
+            )
+        sums = masked_segment_sums if torch.compiler.is_compiling() else segment_sums
+        total, square = sums(x, segment_len // parts, steps)
+        if parts > 1:  # [batch, channels, parts] per segment; the segment's sums add them
+            sub_total, sub_square = (
+                F.pad(t, (0, n_seg * parts - t.shape[-1])).reshape(batch, channels, n_seg, parts)
+                for t in (total, square)
+            )
+            total, square = sub_total.sum(-1), sub_square.sum(-1)
         # valid steps per segment, as SpeechBrain's length mask counts them
         first = torch.arange(n_seg, device=x.device, dtype=steps.dtype) * segment_len
         count = (steps[:, None] - first[None]).clamp(min=1, max=segment_len)
@@ -92,7 +117,29 @@ class SegmentStatsHead(nn.Module):
         stats = torch.cat([mean, 0.5 * torch.log(var + 1e-6)], dim=1)
         if self.level_input:
             stats = torch.cat([stats, levels[:, None].to(stats.dtype)], dim=1)
+        if parts > 1:
+            stats = torch.cat([stats, self._modulation(sub_square, steps, segment_len)], dim=1)
         return self.mlp(stats.transpose(1, 2)).squeeze(-1)
+
+    def _modulation(self, sub_square, steps, segment_len):
+        """Per channel and segment: std of the sub-blocks' log energy (padding left out).
+
+        Each part's energy is floored 40 dB below the segment's mean, so the
+        spread is a difference of logs that does not move with the input's level.
+        """
+        batch, _, n_seg, parts = sub_square.shape
+        sub_len = segment_len // parts
+        first = torch.arange(n_seg * parts, device=steps.device, dtype=steps.dtype) * sub_len
+        count = (steps[:, None] - first[None]).clamp(min=0, max=sub_len)
+        count = count.to(sub_square.dtype).reshape(batch, 1, n_seg, parts)
+        valid = (count > 0).to(sub_square.dtype)
+        power = sub_square / count.clamp(min=1)
+        floor = 1e-4 * sub_square.sum(-1, keepdim=True) / count.sum(-1, keepdim=True).clamp(min=1)
+        energy = 0.5 * torch.log(power + floor + 1e-12)
+        blocks = valid.sum(-1).clamp(min=1)
+        centre = (energy * valid).sum(-1) / blocks
+        spread = ((energy - centre[..., None]).square() * valid).sum(-1) / blocks
+        return torch.sqrt(spread + 1e-6)
 
 
 def masked_segment_sums(

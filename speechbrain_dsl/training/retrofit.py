@@ -89,24 +89,27 @@ def widen_encoder_state(state, target, noise=0.01, seed=0, prefix="encoder.stage
 SWITCH_INPUT_WEIGHT = "encoder.dsl.switch.mlp.0.weight"
 
 
-def add_switch_level_input(state, target):
-    """A switch that did not read relative levels, extended to one that does.
+def add_switch_inputs(state, target):
+    """A switch extended to read more inputs (a level, the sub-blocks' modulation).
 
-    The level's input column starts at zero, so the extended switch predicts
-    exactly what it did; training then teaches it to use the level. Other
-    states pass unchanged.
+    The new inputs come after the old ones and their columns start at zero, so
+    the extended switch predicts exactly what it did; training then teaches it
+    to use them. Other states pass unchanged.
 
     Example
     -------
     >>> state = {SWITCH_INPUT_WEIGHT: torch.ones(2, 4)}
-    >>> add_switch_level_input(state, {SWITCH_INPUT_WEIGHT: torch.empty(2, 5)})[
+    >>> add_switch_inputs(state, {SWITCH_INPUT_WEIGHT: torch.empty(2, 6)})[
     ...     SWITCH_INPUT_WEIGHT].tolist()
-    [[1.0, 1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.0]]
+    [[1.0, 1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]]
     """
     old, new = state.get(SWITCH_INPUT_WEIGHT), target.get(SWITCH_INPUT_WEIGHT)
-    if old is None or new is None or tuple(new.shape) != (old.shape[0], old.shape[1] + 1):
+    if old is None or new is None or new.shape[0] != old.shape[0]:
         return state
-    return {**state, SWITCH_INPUT_WEIGHT: torch.cat([old, old.new_zeros(old.shape[0], 1)], 1)}
+    extra = new.shape[1] - old.shape[1]
+    if extra <= 0:
+        return state
+    return {**state, SWITCH_INPUT_WEIGHT: torch.cat([old, old.new_zeros(old.shape[0], extra)], 1)}
 
 
 def init_codec_from(codec, source, widen=False):
@@ -145,7 +148,7 @@ def init_codec_from(codec, source, widen=False):
     if retrofit:
         state = baseline_to_dsl_state(state, codec.encoder.split_after)
     expected = codec.state_dict()
-    state = add_switch_level_input(state, expected)
+    state = add_switch_inputs(state, expected)
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     allowed_missing = [k for k in missing if retrofit and k.startswith(DSL_ONLY_PREFIXES)]

@@ -142,6 +142,7 @@ HPARAM_RULES = {
     "step_log_file": optional(text()),
     "checkpoint_key": one_of(*CHECKPOINT_KEYS),
     "switch_target": one_of("latent", "decoded"),
+    "switch_sub_blocks": integer(low=1),
 }
 
 
