@@ -123,3 +123,14 @@ def test_rows_and_onnxruntime_read_the_same_modulation_as_the_model(tmp_path):
             out.predicted[valid], reference.predicted.numpy()[valid], atol=1e-4, rtol=1e-3
         )
         assert np.array_equal(out.route[valid], reference.route.numpy()[valid])
+
+
+def test_init_from_refuses_a_modulation_switch_whose_inputs_a_level_would_shift(tmp_path):
+    """Old inputs must be a prefix of the new ones: a level column comes before the
+    modulation's, so zero-padding at the end would feed old weights the wrong inputs."""
+    torch.manual_seed(0)
+    old = load_hparams(segment_frames=8, switch_sub_blocks=4)["codec"].eval()
+    torch.save(old.state_dict(), tmp_path / "codec.ckpt")
+    new = load_hparams(segment_frames=8, switch_level_input=True, switch_sub_blocks=4)
+    with pytest.raises(ValueError, match=r"switch\.mlp\.0\.weight: shape \(32, 24\)"):
+        init_codec_from(new["codec"], tmp_path)

@@ -62,6 +62,25 @@ class SegmentStatsHead(nn.Module):
         inputs = 2 * in_channels + int(level_input) + in_channels * (sub_blocks > 1)
         self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.ELU(), nn.Linear(hidden, 1))
 
+    @property
+    def input_widths(self) -> Tuple[int, ...]:
+        """Where an older head's inputs may end: after the statistics, the level, the
+        modulation (those this head reads), in the order the inputs come.
+
+        Example
+        -------
+        >>> SegmentStatsHead(4, level_input=True, sub_blocks=2).input_widths
+        (8, 9, 13)
+        """
+        channels = self.mlp[0].in_features - int(self.level_input)
+        channels = channels // (3 if self.sub_blocks > 1 else 2)
+        widths = [2 * channels]
+        if self.level_input:
+            widths.append(widths[-1] + 1)
+        if self.sub_blocks > 1:
+            widths.append(widths[-1] + channels)
+        return tuple(widths)
+
     def forward(
         self,
         x: torch.Tensor,

@@ -89,25 +89,31 @@ def widen_encoder_state(state, target, noise=0.01, seed=0, prefix="encoder.stage
 SWITCH_INPUT_WEIGHT = "encoder.dsl.switch.mlp.0.weight"
 
 
-def add_switch_inputs(state, target):
+def add_switch_inputs(state, target, widths):
     """A switch extended to read more inputs (a level, the sub-blocks' modulation).
 
     The new inputs come after the old ones and their columns start at zero, so
     the extended switch predicts exactly what it did; training then teaches it
-    to use them. Other states pass unchanged.
+    to use them. Only an old input count in ``widths`` (the new switch's
+    :attr:`~speechbrain_dsl.nnet.switch.SegmentStatsHead.input_widths`) is a
+    prefix of the new inputs: any other (a modulation-reading switch given a
+    level, whose column comes first) passes unchanged, to be refused as a shape
+    mismatch. Other states pass unchanged.
 
     Example
     -------
     >>> state = {SWITCH_INPUT_WEIGHT: torch.ones(2, 4)}
-    >>> add_switch_inputs(state, {SWITCH_INPUT_WEIGHT: torch.empty(2, 6)})[
+    >>> add_switch_inputs(state, {SWITCH_INPUT_WEIGHT: torch.empty(2, 6)}, (4, 6))[
     ...     SWITCH_INPUT_WEIGHT].tolist()
     [[1.0, 1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]]
+    >>> add_switch_inputs(state, {SWITCH_INPUT_WEIGHT: torch.empty(2, 6)}, (3, 6)) is state
+    True
     """
     old, new = state.get(SWITCH_INPUT_WEIGHT), target.get(SWITCH_INPUT_WEIGHT)
     if old is None or new is None or new.shape[0] != old.shape[0]:
         return state
     extra = new.shape[1] - old.shape[1]
-    if extra <= 0:
+    if extra <= 0 or old.shape[1] not in widths:
         return state
     return {**state, SWITCH_INPUT_WEIGHT: torch.cat([old, old.new_zeros(old.shape[0], extra)], 1)}
 
@@ -148,7 +154,8 @@ def init_codec_from(codec, source, widen=False):
     if retrofit:
         state = baseline_to_dsl_state(state, codec.encoder.split_after)
     expected = codec.state_dict()
-    state = add_switch_inputs(state, expected)
+    if codec.has_dsl:
+        state = add_switch_inputs(state, expected, codec.encoder.dsl.switch.input_widths)
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     allowed_missing = [k for k in missing if retrofit and k.startswith(DSL_ONLY_PREFIXES)]
